@@ -463,6 +463,25 @@ def load_contiguity(insee: Iterable[str] | None = None) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=1)
+def _arrondissements() -> pd.Series:
+    """Municipal arrondissements: Series insee -> city code (75056, 69123, 13055)."""
+    table = pq.read_table(_path("communes.parquet"), columns=["insee", "parent"])
+    df = table.to_pandas().dropna()
+    return pd.Series(df["parent"].to_numpy(), index=df["insee"].to_numpy(), name="parent")
+
+
+@lru_cache(maxsize=1)
+def _unit_names() -> dict[str, dict[str, str]]:
+    """Names of départements and régions, by code."""
+    deps = pq.read_table(_path("departements.parquet"), columns=["departement", "nom"]).to_pandas()
+    regs = pq.read_table(_path("regions.parquet"), columns=["region", "nom"]).to_pandas()
+    return {
+        "departement": dict(zip(deps["departement"], deps["nom"], strict=True)),
+        "region": dict(zip(regs["region"], regs["nom"], strict=True)),
+    }
+
+
+@lru_cache(maxsize=1)
 def _former() -> pd.DataFrame:
     return pd.read_parquet(_path("former_communes.parquet"), columns=["insee", "nom", "kind",
                                                                       "current"])

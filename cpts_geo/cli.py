@@ -1,0 +1,249 @@
+"""The ``cpts-geo`` command line.
+
+Every subcommand prints a table (default), CSV or JSON on standard output, or writes it
+atomically to ``--output``. Bad input ends with exit status 2 and a single line
+``error: ...`` naming the file, row and value; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from . import _io
+from .errors import CptsGeoError, CptsGeoWarning
+
+__all__ = ["main"]
+
+FORMATS = ("table", "csv", "json")
+
+
+def _add_output(p: argparse.ArgumentParser, geo: bool = False) -> None:
+    formats = (*FORMATS, "geojson") if geo else FORMATS
+    p.add_argument("--format", choices=formats, default="table",
+                   help="output format (default: table)")
+    p.add_argument("--output", "-o", type=Path,
+                   help="write to this file (atomically) instead of standard output")
+
+
+def _add_area(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--departement", "-d", action="append", metavar="CODE",
+                   help="département code (repeat for several); default: the départements of "
+                   "the territories")
+    p.add_argument("--year", type=int, help="population year (default: newest bundled)")
+
+
+def _add_territories(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE",
+                   help="CPTS territories: CSV, XLSX, GeoJSON or GeoPackage")
+    p.add_argument("--as-of", metavar="DATE", help="count only CPTS with a status date on or "
+                   "before DATE (YYYY-MM-DD)")
+    p.add_argument("--status", action="append", metavar="STATUS",
+                   help="count only CPTS with this status (repeatable), e.g. 'ACI signé'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="cpts-geo",
+        description="How well is a French territory covered by CPTS? Offline by default.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("communes", help="communes with population (reference data)")
+    p.add_argument("--departement", "-d", action="append", metavar="CODE")
+    p.add_argument("--region", "-r", action="append", metavar="CODE")
+    p.add_argument("--year", type=int)
+    p.add_argument("--arrondissements", action="store_true",
+                   help="Paris, Lyon, Marseille by arrondissement")
+    p.add_argument("--source", choices=("bundled", "geo-api", "ign"), default="bundled")
+    _add_output(p, geo=True)
+
+    p = sub.add_parser("coverage", help="population covered by CPTS")
+    _add_territories(p)
+    _add_area(p)
+    p.add_argument("--by", choices=("departement", "region", "nation", "cpts"),
+                   default="departement")
+    _add_output(p)
+
+    p = sub.add_parser("gaps", help="uncovered communes grouped into contiguous zones")
+    _add_territories(p)
+    _add_area(p)
+    _add_output(p, geo=True)
+
+    p = sub.add_parser("overlaps", help="communes claimed by several CPTS")
+    _add_territories(p)
+    _add_area(p)
+    _add_output(p, geo=True)
+
+    p = sub.add_parser("outlines", help="one outline per CPTS, with parts and size class")
+    _add_territories(p)
+    _add_area(p)
+    _add_output(p, geo=True)
+
+    p = sub.add_parser("publish", help="build the static coverage site (atomic)")
+    p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument("--year", type=int)
+    p.add_argument("--departement", "-d", action="append", metavar="CODE",
+                   help="publish only these départements (default: all with a CPTS)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sub.add_parser("info", help="vintages, sources and licences of the reference data")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
+    if fmt == "geojson":
+        import geopandas as gpd
+
+        gdf = df if isinstance(df, gpd.GeoDataFrame) else gpd.GeoDataFrame(df)
+        text = gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True)
+    elif fmt == "json":
+        buf = io.StringIO()
+        _io.dump_json(_io.records(df), buf)
+        text = buf.getvalue()
+    else:
+        plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
+        if fmt == "csv":
+            text = plain.to_csv(index=False, lineterminator="\n")
+        else:
+            with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                                   "display.width", 250, "display.max_colwidth", 60):
+                text = plain.to_string(index=False) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        _io.write_text_atomic(output, text)
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """Read the territories and load the communes they and the user's départements need."""
+    from .reference import load_communes, normalize_departement
+    from .territories import read_territories
+
+    territories = read_territories(args.territories)
+    wanted = None
+    if args.departement:
+        wanted = sorted({normalize_departement(d) for d in args.departement})
+    deps = set(wanted or []) | {_dep_of(c) for c in territories["insee"]}
+    communes = load_communes(sorted(deps), year=args.year)
+    return territories, communes, wanted
+
+
+def _dep_of(insee: str) -> str:
+    return insee[:3] if insee.startswith("97") else insee[:2]
+
+
+def _restrict(df: pd.DataFrame, wanted: list[str] | None, column: str = "departement"):  # type: ignore[no-untyped-def]
+    if wanted is None or column not in df.columns:
+        return df
+    if column == "departements":
+        keep = df[column].fillna("").str.split(",").map(lambda ds: bool(set(wanted) & set(ds)))
+        return df[keep.astype(bool)]
+    return df[df[column].isin(wanted)]
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "info":
+        from .reference import bundle_info
+
+        info = bundle_info()
+        report = dict(info["report"])
+        report.pop("holes", None)
+        _io.dump_json({k: v for k, v in info.items() if k != "report"} | {"report": report},
+                      sys.stdout)
+        return 0
+    if args.command == "communes":
+        from .reference import load_communes
+
+        gdf = load_communes(args.departement, args.region, year=args.year, source=args.source,
+                            arrondissements=args.arrondissements)
+        if args.format != "geojson":
+            gdf = gdf.drop(columns="geometry")
+        _emit(gdf, args.format, args.output)
+        return 0
+    if args.command == "publish":
+        from .publish import publish
+
+        publish(args.territories, args.out, year=args.year, departements=args.departement,
+                progress=False if args.no_progress else None)
+        return 0
+
+    from . import coverage as cov
+
+    territories, communes, wanted = _load(args)
+    filters = {"as_of": args.as_of, "statuses": args.status}
+    if args.command == "coverage":
+        if args.by == "cpts":
+            table = cov.coverage(communes, territories, by="cpts", **filters)
+            table = _restrict(table, wanted, "departements")
+        else:
+            scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
+            if args.by == "departement" and wanted is None:
+                scope = communes[communes["departement"].isin(
+                    {_dep_of(c) for c in territories["insee"]})]
+            table = cov.coverage(scope, territories, by=args.by, **filters)
+        _emit(table, args.format, args.output)
+    elif args.command == "gaps":
+        scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
+        _emit(cov.find_gaps(scope, territories, **filters), args.format, args.output)
+    elif args.command == "overlaps":
+        table = cov.find_overlaps(communes, territories, **filters)
+        _emit(_restrict(table, wanted), args.format, args.output)
+    elif args.command == "outlines":
+        table = cov.territory_geometries(communes, territories, **filters)
+        _emit(_restrict(table, wanted, "departements"), args.format, args.output)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 2 bad input, 1 other failure).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        Arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", CptsGeoWarning)
+        warnings.formatwarning = _format_warning  # type: ignore[assignment]
+        try:
+            return _run(args)
+        except CptsGeoError as exc:
+            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except BrokenPipeError:  # `cpts-geo ... | head`
+            return 0
+        except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr)
+            return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    return f"warning: {_one_line(message)}\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
