@@ -1,6 +1,35 @@
-"""cpts_geo: how well is a French territory covered by CPTS?"""
+"""cpts_geo: how well is a French territory covered by CPTS?
 
-from .errors import CptsGeoError, CptsGeoWarning
+Reference data (communes, populations, boundaries) come from a bundle shipped in the package,
+so everything works offline; CPTS territories are read from the files planners keep.
+
+>>> import cpts_geo
+>>> communes = cpts_geo.load_communes("38")
+>>> len(communes)
+512
+"""
+
+from .codes import normalize_insee, resolve_codes, resolve_communes
+from .coverage import (
+    SIZE_CLASSES,
+    commune_coverage,
+    coverage,
+    filter_territories,
+    find_gaps,
+    find_overlaps,
+    size_class,
+    territory_geometries,
+)
+from .errors import (
+    AmbiguousCommuneError,
+    CptsGeoError,
+    CptsGeoWarning,
+    DataSourceError,
+    InputError,
+    InvalidInseeCodeError,
+    TerritoryError,
+    UnknownCommuneError,
+)
 from .reference import (
     bundle_info,
     load_communes,
@@ -15,14 +44,31 @@ from .reference import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "SIZE_CLASSES",
+    "AmbiguousCommuneError",
     "CptsGeoError",
     "CptsGeoWarning",
+    "DataSourceError",
+    "InputError",
+    "InvalidInseeCodeError",
+    "TerritoryError",
+    "UnknownCommuneError",
     "bundle_info",
+    "commune_coverage",
+    "coverage",
+    "filter_territories",
+    "find_gaps",
+    "find_overlaps",
     "load_communes",
     "load_contiguity",
     "load_departements",
     "load_epci",
     "load_former_communes",
     "load_regions",
+    "normalize_insee",
     "population_years",
+    "resolve_codes",
+    "resolve_communes",
+    "size_class",
+    "territory_geometries",
 ]

@@ -1,0 +1,849 @@
+"""Tests of cpts_geo.online against a real HTTP server on 127.0.0.1 (pytest-httpserver).
+
+No test reaches the internet: every call passes ``base_url`` pointing at the local server. The
+responses follow the documented formats: geo.api.gouv.fr (``datagouv/api-geo``: properties
+``code``, ``nom``, ``codeDepartement``, ``codeRegion``, ``codeEpci``, ``population``; Polygon
+contours) and the Géoplateforme WFS (GeoServer GeoJSON with ``numberMatched``/``numberReturned``,
+ADMIN EXPRESS COG properties ``code_insee``, ``nom_officiel``...; MultiPolygon ``geometrie``).
+Geometries are small squares; codes, names, EPCI and populations are real.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import requests
+from pytest_httpserver import HTTPServer
+from shapely.geometry import MultiPolygon
+from werkzeug import Request, Response
+
+from cpts_geo import online
+from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
+
+COLUMNS = ["insee", "nom", "departement", "region", "epci", "population", "geometry"]
+
+# (insee, nom, epci or None, population or None): real values (COG 2026, INSEE populations)
+LOIRE = [
+    ("42218", "Saint-Étienne", "244200770", 173136),
+    ("42207", "Saint-Chamond", "244200770", 35646),
+    ("42110", "L'Horme", "244200770", 4806),
+    ("42095", "Firminy", "244200770", 17060),
+    ("42187", "Roanne", "200035731", 35409),
+    ("42147", "Montbrison", "200065886", 16123),
+]
+FINISTERE = [
+    ("29019", "Brest", "242900314", 142346),
+    ("29155", "Ouessant", None, 860),
+    ("29083", "Île-de-Sein", None, 263),
+    ("29232", "Quimper", "200068120", None),
+]
+RHONE = [
+    ("69123", "Lyon", "200046977", 519127),
+    ("69266", "Villeurbanne", "200046977", 163684),
+    ("69029", "Bron", "200046977", 42982),
+]
+LYON_ARRONDISSEMENTS = [
+    (f"6938{i}", f"Lyon {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 28000 + i)
+    for i in range(1, 10)
+]
+PARIS = [("75056", "Paris", "200054781/200054781", 2103778)]
+PARIS_ARRONDISSEMENTS = [
+    (f"751{i:02d}", f"Paris {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 15000 + i)
+    for i in range(1, 21)
+]
+REGION_OF = {"42": "84", "29": "53", "69": "84", "75": "11", "2A": "94", "2B": "94"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def _server() -> Iterator[HTTPServer]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def httpserver(_server: HTTPServer) -> Iterator[HTTPServer]:
+    """pytest-httpserver on 127.0.0.1, threaded (a sleeping handler must not block retries)."""
+    yield _server
+    try:
+        _server.check_assertions()
+        _server.check_handler_errors()
+    finally:
+        _server.clear()
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[float]:
+    """Never touch the user's cache; never really sleep between attempts."""
+    monkeypatch.setenv("CPTS_GEO_CACHE_DIR", str(tmp_path / "cache"))
+    sleeps: list[float] = []
+    monkeypatch.setattr(online, "_sleep", sleeps.append)
+    monkeypatch.setattr(online, "_BACKOFF_BASE", 0.001)
+    return sleeps
+
+
+@pytest.fixture
+def sleeps(_isolated: list[float]) -> list[float]:
+    return _isolated
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def cache_files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+# ------------------------------------------------------------------------------------------------
+# Documented formats
+# ------------------------------------------------------------------------------------------------
+def square(i: int, x0: float = 4.0, y0: float = 45.0, size: float = 0.01) -> list[Any]:
+    x, y = x0 + (i % 50) * size * 1.5, y0 + (i // 50) * size * 1.5
+    return [[[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]]
+
+
+def geo_api_feature(
+    row: tuple[str, str, str | None, int | None], i: int, dep: str | None = None
+) -> dict[str, Any]:
+    insee, nom, epci, population = row
+    dep = dep or (insee[:3] if insee.startswith("97") else insee[:2])
+    props: dict[str, Any] = {
+        "nom": nom,
+        "code": insee,
+        "codeDepartement": dep,
+        "codeRegion": REGION_OF.get(dep, "84"),
+    }
+    if epci is not None:  # the API omits codeEpci for communes outside any EPCI
+        props["codeEpci"] = epci
+    if population is not None:
+        props["population"] = population
+    return {"type": "Feature", "properties": props,
+            "geometry": {"type": "Polygon", "coordinates": square(i)}}
+
+
+def geo_api_fc(rows: list[tuple[str, str, str | None, int | None]]) -> dict[str, Any]:
+    return {"type": "FeatureCollection",
+            "features": [geo_api_feature(r, i) for i, r in enumerate(rows)]}
+
+
+def ign_commune(row: tuple[str, str, str | None, int | None], i: int) -> dict[str, Any]:
+    insee, nom, epci, population = row
+    dep = insee[:3] if insee.startswith("97") else insee[:2]
+    return {
+        "type": "Feature",
+        "id": f"commune.{1000 + i}",
+        "geometry": {"type": "MultiPolygon", "coordinates": [square(i)]},
+        "geometry_name": "geometrie",
+        "properties": {
+            "cleabs": f"COMMUNE_0000000009{i:06d}",
+            "nom_officiel": nom,
+            "nom_officiel_en_majuscules": nom.upper(),
+            "statut": "Commune simple",
+            "code_insee": insee,
+            "population": population,
+            "date_du_recensement": "2021-01-01",
+            "organisme_recenseur": "INSEE",
+            "code_insee_du_canton": f"{dep}01",
+            "code_insee_de_l_arrondissement": f"{dep}1",
+            "code_insee_du_departement": dep,
+            "code_insee_de_la_region": REGION_OF.get(dep, "84"),
+            "code_siren": f"21{insee.replace('A', '0').replace('B', '0')}00",
+            "codes_siren_des_epci": epci if epci is not None else "NR",
+            "code_postal": insee,
+            "superficie_cadastrale": 1000 + i,
+        },
+    }
+
+
+def ign_arrondissement(
+    row: tuple[str, str, str | None, int | None], i: int, parent: str
+) -> dict[str, Any]:
+    insee, nom, _, population = row
+    return {
+        "type": "Feature",
+        "id": f"arrondissement_municipal.{i + 1}",
+        "geometry": {"type": "MultiPolygon", "coordinates": [square(i, y0=46.0)]},
+        "geometry_name": "geometrie",
+        "properties": {
+            "cleabs": f"ARR_MUNI0000000009{i:06d}",
+            "nom_officiel": nom,
+            "nom_officiel_en_majuscules": nom.upper(),
+            "numero_de_l_arrondissement_municipal": insee[-2:],
+            "code_insee": insee,
+            "code_insee_de_la_commune_de_rattach": parent,
+            "code_postal": insee,
+            "population": population,
+        },
+    }
+
+
+def _cql_values(cql: str) -> set[str] | None:
+    match = re.fullmatch(r"(\w+) IN \((.*)\)", cql.strip())
+    return None if match is None else set(re.findall(r"'([^']*)'", match.group(2)))
+
+
+def wfs_handler(
+    layers: dict[str, list[dict[str, Any]]], *, number_matched: int | None = None
+):
+    """A GeoServer-like GetFeature: TYPENAMES, CQL_FILTER ``field IN (...)``, COUNT/STARTINDEX."""
+
+    def handler(request: Request) -> Response:
+        args = request.args
+        assert args["SERVICE"] == "WFS" and args["REQUEST"] == "GetFeature"
+        assert args["OUTPUTFORMAT"] == "application/json" and args["SRSNAME"] == "EPSG:4326"
+        features = layers[args["TYPENAMES"]]
+        if "CQL_FILTER" in args:
+            field = args["CQL_FILTER"].split()[0]
+            values = _cql_values(args["CQL_FILTER"])
+            features = [f for f in features if f["properties"][field] in values]
+        start, count = int(args["STARTINDEX"]), int(args["COUNT"])
+        page = features[start:start + count]
+        body = {
+            "type": "FeatureCollection",
+            "features": page,
+            "totalFeatures": len(features),
+            "numberMatched": len(features) if number_matched is None else number_matched,
+            "numberReturned": len(page),
+            "timeStamp": "2026-03-02T10:54:41.070Z",
+            "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::4326"}},
+        }
+        return Response(json.dumps(body), content_type="application/json;charset=UTF-8")
+
+    return handler
+
+
+def serve_loire(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc(LOIRE))
+
+
+def fetch(httpserver: HTTPServer, *args: Any, **kwargs: Any) -> gpd.GeoDataFrame:
+    kwargs.setdefault("base_url", httpserver.url_for("/"))
+    kwargs.setdefault("timeout", 2.0)
+    kwargs.setdefault("retries", 2)
+    return online.fetch_communes(*args, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------
+# geo.api.gouv.fr
+# ------------------------------------------------------------------------------------------------
+def test_geo_api_one_departement(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    gdf = fetch(httpserver, "42")
+
+    assert list(gdf.columns) == COLUMNS
+    assert gdf.crs.to_epsg() == 4326
+    assert list(gdf["insee"]) == sorted(r[0] for r in LOIRE)
+    assert gdf.set_index("insee").loc["42110", "nom"] == "L'Horme"
+    assert set(gdf["departement"]) == {"42"} and set(gdf["region"]) == {"84"}
+    assert gdf.set_index("insee").loc["42218", "epci"] == "244200770"
+    assert str(gdf["population"].dtype) == "Int64"
+    assert gdf.set_index("insee").loc["42218", "population"] == 173136
+    assert all(isinstance(g, MultiPolygon) and g.is_valid for g in gdf.geometry)
+    assert {"source", "population_year", "retrieved"} <= set(gdf.attrs)
+    assert "geo.api.gouv.fr" in gdf.attrs["source"] and httpserver.url_for("/") in (
+        gdf.attrs["source"] + "/"
+    )
+    assert gdf.attrs["population_year"] is None
+    datetime.fromisoformat(gdf.attrs["retrieved"])
+
+    (request, _), = httpserver.log
+    assert request.path == "/departements/42/communes"
+    assert request.args["format"] == "geojson" and request.args["geometry"] == "contour"
+    assert set(request.args["fields"].split(",")) >= {
+        "nom", "code", "codeDepartement", "codeRegion", "codeEpci", "population"
+    }
+    assert len(cache_files(cache)) == 1 and cache_files(cache)[0].endswith(".parquet")
+
+
+def test_geo_api_missing_epci_and_population_stay_missing(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/29/communes").respond_with_json(geo_api_fc(FINISTERE))
+    gdf = fetch(httpserver, 29).set_index("insee")
+    assert pd.isna(gdf.loc["29155", "epci"]) and pd.isna(gdf.loc["29083", "epci"])
+    assert gdf.loc["29155", "population"] == 860
+    assert gdf.loc["29232", "population"] is pd.NA
+    assert gdf.loc["29155", "nom"] == "Ouessant"
+
+
+def test_geo_api_arrondissements(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/69/communes").respond_with_json(geo_api_fc(RHONE))
+    httpserver.expect_request(
+        "/communes", query_string={"codeDepartement": "69", "type": "arrondissement-municipal",
+                                   "fields": online._GEO_API_FIELD_PARAM, "format": "geojson",
+                                   "geometry": "contour"}
+    ).respond_with_json(geo_api_fc(LYON_ARRONDISSEMENTS))
+
+    gdf = fetch(httpserver, "69", arrondissements=True).set_index("insee")
+
+    assert "69123" not in gdf.index
+    assert [c for c in gdf.index if c.startswith("6938")] == [f"6938{i}" for i in range(1, 10)]
+    assert gdf.loc["69381", "nom"] == "Lyon 1er Arrondissement"
+    assert gdf.loc["69381", "epci"] == "200046977"  # inherited from Lyon
+    assert gdf.loc["69381", "departement"] == "69" and gdf.loc["69381", "region"] == "84"
+    assert len(gdf) == 2 + 9
+
+
+def test_geo_api_incomplete_arrondissements(httpserver: HTTPServer, cache: Path) -> None:
+    httpserver.expect_request("/departements/69/communes").respond_with_json(geo_api_fc(RHONE))
+    httpserver.expect_request("/communes").respond_with_json(geo_api_fc(LYON_ARRONDISSEMENTS[:8]))
+    with pytest.raises(DataSourceError, match=r"arrondissements for 69123.*missing 69389"):
+        fetch(httpserver, "69", arrondissements=True)
+    assert cache_files(cache) == []
+
+
+def test_geo_api_region_is_a_union_of_departements(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/2A/communes").respond_with_json(
+        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
+    httpserver.expect_request("/departements/2B/communes").respond_with_json(
+        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    serve_loire(httpserver)
+    gdf = fetch(httpserver, ["42"], regions="94")
+    assert set(gdf["departement"]) == {"2A", "2B", "42"}
+    assert sorted(r.path for r, _ in httpserver.log) == [
+        "/departements/2A/communes", "/departements/2B/communes", "/departements/42/communes"
+    ]
+
+
+def test_geo_api_national_asks_every_departement(httpserver: HTTPServer) -> None:
+    def handler(request: Request) -> Response:
+        dep = request.path.split("/")[2]
+        insee = dep + ("01" if len(dep) == 3 else "001")
+        return Response(json.dumps(geo_api_fc([(insee, f"Commune {insee}", None, 100)])),
+                        content_type="application/json")
+
+    httpserver.expect_request(re.compile(r"^/departements/\w+/communes$")).respond_with_handler(
+        handler)
+    gdf = fetch(httpserver, progress=True)
+    assert len(httpserver.log) == 101 == len(gdf)
+    assert {"01", "2A", "2B", "95", "971", "976"} <= set(gdf["departement"])
+    assert "975" not in set(gdf["departement"])
+
+
+def test_geo_api_wrong_departement_in_answer(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/43/communes").respond_with_json(geo_api_fc(LOIRE))
+    with pytest.raises(DataSourceError, match=r"asked for département 43 but got commune 42"):
+        fetch(httpserver, "43")
+
+
+def test_geo_api_empty_departement(httpserver: HTTPServer, cache: Path) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc([]))
+    with pytest.raises(DataSourceError, match=r"no commune at all for département 42"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# IGN Géoplateforme WFS
+# ------------------------------------------------------------------------------------------------
+def national_ign_communes() -> list[dict[str, Any]]:
+    rows = []
+    for dep in online._ALL_DEPARTEMENTS:
+        insee = dep + ("01" if len(dep) == 3 else "001")
+        rows.append((insee, f"Commune {insee}", "200000001", 1000))
+    feats = [ign_commune(r, i) for i, r in enumerate(rows)]
+    paris = ign_commune(("75056", "Paris", "200054781/200057867", 2103778), 200)
+    feats = [f for f in feats if f["properties"]["code_insee"] != "75001"] + [paris]
+    spm = ign_commune(("97502", "Saint-Pierre", None, 5600), 300)
+    spm["properties"]["code_insee_du_departement"] = "NR"  # COM: outside ADMIN EXPRESS COG
+    spm["properties"]["code_insee_de_la_region"] = "NR"
+    return [*feats, spm]
+
+
+def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 40)
+    communes = national_ign_communes()
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({online._IGN_COMMUNE_TYPENAME: communes}))
+
+    gdf = fetch(httpserver, source="ign", base_url=httpserver.url_for("/wfs/ows"))
+
+    starts = [int(r.args["STARTINDEX"]) for r, _ in httpserver.log]
+    assert starts == [0, 40, 80]  # 102 features in pages of 40
+    assert all("CQL_FILTER" not in r.args for r, _ in httpserver.log)
+    assert len(gdf) == 101  # Saint-Pierre (COM) left out
+    assert gdf.set_index("insee").loc["75056", "epci"] == "200054781"  # MGP, not the EPT
+    assert gdf.attrs["census_year"] == 2021 and gdf.attrs["population_year"] == 2024
+    assert "data.geopf.fr" not in gdf.attrs["source"]  # names the server actually used
+    assert "ADMINEXPRESS-COG.LATEST:commune" in gdf.attrs["source"]
+
+
+def test_ign_paging_without_number_matched(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 4)
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+
+    def handler(request: Request) -> Response:
+        start = int(request.args["STARTINDEX"])
+        page = feats[start:start + int(request.args["COUNT"])]
+        return Response(json.dumps({"type": "FeatureCollection", "features": page}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
+    gdf = fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert len(gdf) == len(LOIRE)
+    assert [int(r.args["STARTINDEX"]) for r, _ in httpserver.log] == [0, 4]  # short page: done
+
+
+def test_ign_server_ignoring_paging(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 3)
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+
+    def handler(request: Request) -> Response:
+        return Response(json.dumps({"type": "FeatureCollection", "features": feats[:3]}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
+    with pytest.raises(DataSourceError, match=r"STARTINDEX=3 repeats features"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+
+
+def test_ign_departement_filter(httpserver: HTTPServer) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE)]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}))
+    gdf = fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    (request, _), = httpserver.log
+    assert request.args["CQL_FILTER"] == "code_insee_du_departement IN ('42')"
+    assert request.args["TYPENAMES"] == "ADMINEXPRESS-COG.LATEST:commune"
+    assert list(gdf["insee"]) == sorted(r[0] for r in LOIRE)
+    assert gdf.set_index("insee").loc["42110", "nom"] == "L'Horme"
+    assert str(gdf["population"].dtype) == "Int64"
+
+
+def test_ign_arrondissements(httpserver: HTTPServer) -> None:
+    layers = {
+        online._IGN_COMMUNE_TYPENAME: [ign_commune(r, i) for i, r in enumerate(PARIS)],
+        online._IGN_ARRONDISSEMENT_TYPENAME: [
+            ign_arrondissement(r, i, "75056") for i, r in enumerate(PARIS_ARRONDISSEMENTS)
+        ],
+    }
+    httpserver.expect_request("/wfs/ows").respond_with_handler(wfs_handler(layers))
+    gdf = fetch(httpserver, "75", source="ign", arrondissements=True,
+                base_url=httpserver.url_for("/wfs/ows"))
+    assert list(gdf["insee"]) == [f"751{i:02d}" for i in range(1, 21)]
+    assert set(gdf["epci"]) == {"200054781"} and set(gdf["region"]) == {"11"}
+    assert gdf.set_index("insee").loc["75101", "nom"] == "Paris 1er Arrondissement"
+    arr_request = httpserver.log[1][0]
+    assert arr_request.args["CQL_FILTER"] == "code_insee_de_la_commune_de_rattach IN ('75056')"
+
+
+def test_ign_count_differs_from_number_matched(httpserver: HTTPServer, cache: Path) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}, number_matched=10))
+    with pytest.raises(DataSourceError, match=r"received 6 features but numberMatched .*10"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert cache_files(cache) == []
+
+
+def test_ign_server_ignoring_the_filter(httpserver: HTTPServer) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE)]
+
+    def handler(request: Request) -> Response:
+        body = {"type": "FeatureCollection", "features": feats, "numberMatched": len(feats),
+                "numberReturned": len(feats)}
+        return Response(json.dumps(body), content_type="application/json")
+
+    httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
+    with pytest.raises(DataSourceError, match=r"29019 .* was not asked for"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+
+
+def test_ign_xml_exception_report(httpserver: HTTPServer) -> None:
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><ows:ExceptionReport version="2.0.0" '
+        'xmlns:ows="http://www.opengis.net/ows/1.1"><ows:Exception exceptionCode="InvalidParameter'
+        'Value"><ows:ExceptionText>Feature type ADMINEXPRESS-COG.LATEST:commune unknown'
+        "</ows:ExceptionText></ows:Exception></ows:ExceptionReport>"
+    )
+    httpserver.expect_request("/wfs/ows").respond_with_data(xml, content_type="text/xml")
+    with pytest.raises(DataSourceError, match=r"OGC exception report.*Feature type .* unknown"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+
+
+def test_ign_missing_required_property(httpserver: HTTPServer) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+    del feats[2]["properties"]["population"]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}))
+    with pytest.raises(DataSourceError, match=r"42110 lacks the required property population"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Retries, timeouts, HTTP errors
+# ------------------------------------------------------------------------------------------------
+def test_retry_after_500(httpserver: HTTPServer, sleeps: list[float]) -> None:
+    httpserver.expect_oneshot_request("/departements/42/communes").respond_with_data(
+        "upstream error", status=500)
+    serve_loire(httpserver)
+    gdf = fetch(httpserver, "42")
+    assert len(gdf) == len(LOIRE)
+    assert len(httpserver.log) == 2 and [r[1].status_code for r in httpserver.log] == [500, 200]
+    assert len(sleeps) == 1 and sleeps[0] < 0.01  # tiny exponential backoff
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [
+        ("7", 7.0, 7.0),
+        ("86400", online._BACKOFF_MAX, online._BACKOFF_MAX),  # capped
+        ("HTTP-DATE", 25.0, 31.0),
+    ],
+)
+def test_429_honours_retry_after(
+    httpserver: HTTPServer, sleeps: list[float], header: str, low: float, high: float
+) -> None:
+    if header == "HTTP-DATE":
+        when = datetime.now(UTC) + timedelta(seconds=30)
+        header = email.utils.format_datetime(when, usegmt=True)
+    httpserver.expect_oneshot_request("/departements/42/communes").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": header})
+    serve_loire(httpserver)
+    assert len(fetch(httpserver, "42")) == len(LOIRE)
+    assert len(sleeps) == 1 and low <= sleeps[0] <= high
+
+
+def test_persistent_503(httpserver: HTTPServer, sleeps: list[float], cache: Path) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        "maintenance", status=503)
+    with pytest.raises(DataSourceError) as info:
+        fetch(httpserver, "42", retries=2)
+    message = str(info.value)
+    assert httpserver.url_for("/departements/42/communes") in message
+    assert "HTTP 503" in message and "3 attempts" in message
+    assert len(httpserver.log) == 3 and len(sleeps) == 2
+    assert sleeps[1] > sleeps[0]  # exponential
+    assert cache_files(cache) == []
+
+
+def test_no_retry_on_404(httpserver: HTTPServer, sleeps: list[float], cache: Path) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        "Not Found", status=404)
+    with pytest.raises(DataSourceError, match=r"/departements/42/communes.*HTTP 404"):
+        fetch(httpserver, "42")
+    assert len(httpserver.log) == 1 and sleeps == []
+    assert cache_files(cache) == []
+
+
+def test_read_timeout(httpserver: HTTPServer, cache: Path) -> None:
+    release = threading.Event()
+
+    def slow(request: Request) -> Response:
+        release.wait(5.0)  # longer than the client's timeout
+        return Response(json.dumps(geo_api_fc(LOIRE)), content_type="application/json")
+
+    httpserver.expect_request("/departements/42/communes").respond_with_handler(slow)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataSourceError, match=r"no answer within 0.2 s \(timeout\).*2 attempt"):
+            fetch(httpserver, "42", timeout=0.2, retries=1)
+        assert time.monotonic() - started < 2.0
+        assert cache_files(cache) == []
+    finally:
+        release.set()  # let the server threads finish before the next test
+        deadline = time.monotonic() + 5.0
+        while len(httpserver.log) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def test_connection_refused(cache: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(DataSourceError, match=r"connection failed \(.*refused.*2 attempts"):
+        online.fetch_communes("42", base_url=f"http://127.0.0.1:{port}", timeout=1, retries=1)
+    assert cache_files(cache) == []
+
+
+def test_truncated_body_content_length(httpserver: HTTPServer, cache: Path) -> None:
+    body = json.dumps(geo_api_fc(LOIRE)).encode()
+
+    def cut(request: Request) -> Response:
+        response = Response(body[: len(body) // 2], content_type="application/json")
+        response.headers["Content-Length"] = str(len(body))
+        response.headers["Connection"] = "close"
+        return response
+
+    httpserver.expect_request("/departements/42/communes").respond_with_handler(cut)
+    with pytest.raises(DataSourceError, match=rf"truncated body: received {len(body) // 2} of the "
+                       rf"{len(body)} bytes.*2 attempts"):
+        fetch(httpserver, "42", retries=1)
+    assert len(httpserver.log) == 2  # a cut body is a network failure: retried
+    assert cache_files(cache) == []
+
+
+def test_gzip_body_with_content_length(httpserver: HTTPServer) -> None:
+    raw = gzip.compress(json.dumps(geo_api_fc(LOIRE)).encode())
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        raw, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    gdf = fetch(httpserver, "42")  # Content-Length counts compressed bytes: not "truncated"
+    assert len(gdf) == len(LOIRE)
+    assert httpserver.log[0][1].headers["Content-Length"] == str(len(raw))
+
+
+def test_truncated_json(httpserver: HTTPServer, sleeps: list[float], cache: Path) -> None:
+    body = json.dumps(geo_api_fc(LOIRE))
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body[:-40], content_type="application/json")
+    with pytest.raises(DataSourceError, match=r"invalid JSON"):
+        fetch(httpserver, "42")
+    assert len(httpserver.log) == 1 and sleeps == []
+    assert cache_files(cache) == []
+
+
+def test_invalid_json(httpserver: HTTPServer, cache: Path) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        "<html><body>Bad gateway page</body></html>", content_type="text/html")
+    with pytest.raises(DataSourceError, match=r"/departements/42/communes.*HTML or XML page.*"
+                       r"Bad gateway page"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Completeness checks
+# ------------------------------------------------------------------------------------------------
+def _fc_with(change: Any) -> dict[str, Any]:
+    fc = geo_api_fc(LOIRE)
+    change(fc)
+    return fc
+
+
+@pytest.mark.parametrize(
+    ("change", "pattern"),
+    [
+        (lambda fc: fc["features"][1]["properties"].pop("codeRegion"),
+         r"42207 lacks the required property codeRegion"),
+        (lambda fc: fc["features"][0]["properties"].update(nom=None),
+         r"42218 lacks the required property nom"),
+        (lambda fc: fc["features"].append(fc["features"][2]),
+         r"some communes twice: 42110"),
+        (lambda fc: fc["features"][0]["properties"].update(code="4221"),
+         r"'4221' is not a 5-character INSEE"),
+        (lambda fc: fc["features"][0]["properties"].update(code=42218),
+         r"42218 is not a 5-character INSEE"),
+        (lambda fc: fc["features"][0].update(geometry={"type": "Point",
+                                                       "coordinates": [4.39, 45.43]}),
+         r"42218 has no polygon geometry"),
+        (lambda fc: fc["features"][0].update(geometry=None), r"42218 has no polygon geometry"),
+        (lambda fc: fc["features"][0].update(geometry={"type": "Polygon", "coordinates": []}),
+         r"42218 has an empty geometry"),
+        (lambda fc: fc["features"][0]["properties"].update(population=-3),
+         r"42218 has the population -3"),
+        (lambda fc: fc["features"][0]["properties"].update(codeEpci="24420077"),
+         r"42218 has the malformed EPCI"),
+        (lambda fc: fc.update(type="Feature"), r"did not send a GeoJSON FeatureCollection"),
+        (lambda fc: fc.pop("features"), r"without a 'features' list"),
+        (lambda fc: fc["features"][0].update(geometry={
+            "type": "Polygon", "coordinates": [[[800000, 6500000], [800100, 6500000],
+                                                [800100, 6500100], [800000, 6500000]]]}),
+         r"geometry of commune 42218 is not in longitude/latitude"),
+    ],
+)
+def test_incomplete_or_inconsistent_answers(
+    httpserver: HTTPServer, cache: Path, change: Any, pattern: str
+) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_json(_fc_with(change))
+    with pytest.raises(DataSourceError, match=pattern):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_invalid_geometry_is_repaired_with_a_warning(httpserver: HTTPServer) -> None:
+    fc = geo_api_fc(LOIRE)
+    bowtie = [[[4.0, 45.0], [4.01, 45.01], [4.01, 45.0], [4.0, 45.01], [4.0, 45.0]]]
+    fc["features"][2]["geometry"] = {"type": "Polygon", "coordinates": bowtie}
+    httpserver.expect_request("/departements/42/communes").respond_with_json(fc)
+    with pytest.warns(CptsGeoWarning, match=r"repaired 1 invalid commune geometry.*42110"):
+        gdf = fetch(httpserver, "42")
+    geom = gdf.set_index("insee").loc["42110", "geometry"]
+    assert isinstance(geom, MultiPolygon) and geom.is_valid and geom.area > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Cache
+# ------------------------------------------------------------------------------------------------
+def test_cache_is_used_on_second_call(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    first = fetch(httpserver, "42")
+    second = fetch(httpserver, ["42"])
+    assert len(httpserver.log) == 1
+    pd.testing.assert_frame_equal(pd.DataFrame(first), pd.DataFrame(second))
+    assert second.attrs == first.attrs and "cpts_geo_cache" not in second.attrs
+    assert second.crs.to_epsg() == 4326 and str(second["population"].dtype) == "Int64"
+    assert len(cache_files(cache)) == 1
+
+
+def test_refresh_downloads_again(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    fetch(httpserver, "42", refresh=True)
+    assert len(httpserver.log) == 2
+    assert len(cache_files(cache)) == 1
+
+
+def test_failed_refresh_keeps_the_good_cache(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    before = (cache / name).read_bytes()
+    httpserver.clear()
+    httpserver.expect_request("/departements/42/communes").respond_with_data("oops", status=502)
+    with pytest.raises(DataSourceError):
+        fetch(httpserver, "42", refresh=True, retries=1)
+    assert cache_files(cache) == [name] and (cache / name).read_bytes() == before
+    assert len(fetch(httpserver, "42")) == len(LOIRE)  # still served from the cache
+
+
+@pytest.mark.parametrize("garbage", [b"", b"PAR1 not really parquet", b"\x00" * 100])
+def test_corrupt_cache_is_ignored(httpserver: HTTPServer, cache: Path, garbage: bytes) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    (cache / name).write_bytes(garbage)
+    with pytest.warns(CptsGeoWarning, match=r"corrupt cache file .*downloading again"):
+        gdf = fetch(httpserver, "42")
+    assert len(gdf) == len(LOIRE) and len(httpserver.log) == 2
+    assert cache_files(cache) == [name]
+    assert len(gpd.read_parquet(cache / name)) == len(LOIRE)
+
+
+def test_cache_from_another_layout_is_ignored(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    other = gpd.read_parquet(cache / name).drop(columns="epci")
+    other.to_parquet(cache / name)
+    with pytest.warns(CptsGeoWarning, match=r"corrupt cache file"):
+        fetch(httpserver, "42")
+    assert len(httpserver.log) == 2
+
+
+def test_env_cache_dir_and_argument(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    serve_loire(httpserver)
+    env_dir = tmp_path / "from-env"
+    monkeypatch.setenv("CPTS_GEO_CACHE_DIR", str(env_dir))
+    fetch(httpserver, "42")
+    assert len(cache_files(env_dir)) == 1
+    arg_dir = tmp_path / "from-arg"
+    fetch(httpserver, "42", cache_dir=arg_dir)
+    assert len(cache_files(arg_dir)) == 1 and len(httpserver.log) == 2
+
+
+def test_cache_key_depends_on_the_request_set(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    httpserver.expect_request("/departements/2A/communes").respond_with_json(
+        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
+    httpserver.expect_request("/departements/2B/communes").respond_with_json(
+        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    fetch(httpserver, "42")
+    fetch(httpserver, ["2a", "2B"])
+    fetch(httpserver, regions="94")  # same départements as above: served from the cache
+    assert len(httpserver.log) == 3
+    assert len(cache_files(cache)) == 2
+
+
+def test_unwritable_cache_warns_and_leaves_no_temp_file(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    serve_loire(httpserver)
+
+    def broken_to_parquet(self: gpd.GeoDataFrame, path: str, **kwargs: Any) -> None:
+        Path(path).write_bytes(b"PAR1 half written")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_parquet", broken_to_parquet)
+    with pytest.warns(CptsGeoWarning, match=r"could not write the cache file"):
+        gdf = fetch(httpserver, "42")
+    assert len(gdf) == len(LOIRE)
+    assert cache_files(cache) == []
+
+
+def test_stale_temp_files_are_cleaned(
+    httpserver: HTTPServer, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache.mkdir(parents=True)
+    stale = cache / ".communes-geo-api-42-0123456789abcdef.xyz.tmp"
+    stale.write_bytes(b"left by a killed process")
+    monkeypatch.setattr(online, "_STALE_TEMP_AGE", -1.0)
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    assert not stale.exists() and len(cache_files(cache)) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Input validation (no request is made)
+# ------------------------------------------------------------------------------------------------
+def test_scope_normalisation() -> None:
+    assert online._resolve_scope("1", None) == ("01",)
+    assert online._resolve_scope([1, "2a", " 42 ", "974", "7.0"], None) == (
+        "01", "07", "2A", "42", "974"
+    )
+    assert online._resolve_scope(None, "53") == ("22", "29", "35", "56")
+    assert online._resolve_scope("29", [53]) == ("22", "29", "35", "56")
+    assert online._resolve_scope(None, None) is None
+    assert len(online._ALL_DEPARTEMENTS) == 101
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"departements": "20"}, r"'2A' \(Corse-du-Sud\)"),
+        ({"departements": "99"}, r"'42' for the Loire"),
+        ({"departements": "42,43"}, r"pass a list"),
+        ({"departements": "975"}, r"Overseas collectivities"),
+        ({"departements": []}, r"empty list"),
+        ({"departements": True}, r"must be a string"),
+        ({"regions": "82"}, r"not a région code"),
+        ({"source": "osm"}, r"'geo-api'"),
+        ({"departements": "42", "timeout": 0}, r"timeout"),
+        ({"departements": "42", "retries": -1}, r"retries"),
+        ({"departements": "42", "base_url": "geo.api.gouv.fr"}, r"http\(s\) URL"),
+    ],
+)
+def test_input_errors(kwargs: dict[str, Any], pattern: str) -> None:
+    with pytest.raises(InputError, match=pattern):
+        online.fetch_communes(**kwargs)
+
+
+def test_urls_in_errors_hide_secrets() -> None:
+    shown = online._redact_url("https://user:pw@example.org/wfs?apikey=SECRET&typeName=a:b")
+    assert "SECRET" not in shown and "pw" not in shown and "user" not in shown
+    assert "typeName=a:b" in shown and shown.startswith("https://example.org/wfs?")
+
+
+def test_given_session_is_used_and_not_closed(httpserver: HTTPServer) -> None:
+    serve_loire(httpserver)
+    session = requests.Session()
+    session.headers["User-Agent"] = "planner-tool/1.0"
+    fetch(httpserver, "42", session=session)
+    assert httpserver.log[0][0].headers["User-Agent"] == "planner-tool/1.0"
+    session.get(httpserver.url_for("/departements/42/communes"), timeout=2).raise_for_status()
+    session.close()
