@@ -53,9 +53,10 @@ __all__ = [
 
 By = Literal["departement", "region", "nation", "cpts"]
 
-#: ACI size classes ("taille") of a CPTS by population: (class, lower bound inclusive, upper
-#: bound exclusive). Taille 1 < 40,000 inhabitants; 2: 40,000-80,000; 3: 80,000-175,000;
-#: 4: > 175,000.
+#: ACI size classes ("taille") of a CPTS by population: (class, lower bound, upper bound).
+#: Taille 1 < 40,000 inhabitants; 2: 40,000 to 80,000; 3: more than 80,000 up to 175,000;
+#: 4: > 175,000. The texts give both ends "between"; a population exactly at a bound goes to
+#: the smaller class (lower bound inclusive for class 2 only, upper bounds inclusive).
 SIZE_CLASSES: tuple[tuple[int, int, float], ...] = (
     (1, 0, 40_000),
     (2, 40_000, 80_000),
@@ -77,7 +78,7 @@ def size_class(population: float | int | None) -> int | None:
     Returns
     -------
     int or None
-        1 (< 40,000), 2 (40,000 to < 80,000), 3 (80,000 to 175,000), 4 (> 175,000);
+        1 (< 40,000), 2 (40,000 to 80,000), 3 (over 80,000 up to 175,000), 4 (> 175,000);
         None when the population is missing.
 
     Examples
@@ -87,10 +88,15 @@ def size_class(population: float | int | None) -> int | None:
     """
     if population is None or pd.isna(population):
         return None
-    for cls, low, high in SIZE_CLASSES:
-        if low <= population < high:
-            return cls
-    return None  # pragma: no cover - negative population
+    if population < 0:
+        return None
+    if population < 40_000:
+        return 1
+    if population <= 80_000:
+        return 2
+    if population <= 175_000:
+        return 3
+    return 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,6 +527,27 @@ def _graph_parts(codes: np.ndarray, links: pd.DataFrame) -> np.ndarray:
     return labels
 
 
+def _parts_per_group(rows: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
+    """Number of connected groups of communes in each CPTS, all CPTS at once.
+
+    Nodes are the (cpts_id, insee) rows; two rows are joined when they are in the same CPTS and
+    their communes share a border of positive length.
+    """
+    nodes = rows.reset_index(drop=True)
+    nodes["node"] = np.arange(len(nodes))
+    edges = links[(links["length_km"] > 0) & (links["b"] != "")][["a", "b"]]
+    pairs = nodes.merge(edges, left_on="insee", right_on="a").merge(
+        nodes, left_on=["cpts_id", "b"], right_on=["cpts_id", "insee"], suffixes=("", "_b")
+    )
+    graph = coo_array(
+        (np.ones(len(pairs)), (pairs["node"].to_numpy(), pairs["node_b"].to_numpy())),
+        shape=(len(nodes), len(nodes)),
+    )
+    _, labels = connected_components(graph, directed=False)
+    nodes["label"] = labels
+    return nodes.groupby("cpts_id", sort=False)["label"].nunique()
+
+
 def _links(contiguity: pd.DataFrame | None, codes: Iterable[str]) -> pd.DataFrame:
     if contiguity is None:
         from .reference import load_contiguity
@@ -571,10 +598,7 @@ def _cpts_table(
     rows = m[m["insee"].isin(known)].merge(c, on="insee", how="left")
     rows["pop_share"] = rows["pop"] * rows["share"]
     links = _links(contiguity, rows["insee"].unique())
-    parts = {}
-    for cid, grp in rows.groupby("cpts_id", sort=False):
-        codes = grp["insee"].to_numpy()
-        parts[cid] = int(_graph_parts(codes, links).max() + 1) if len(codes) else 0
+    parts = _parts_per_group(rows[["cpts_id", "insee"]], links)
     g = rows.groupby("cpts_id", sort=False)
     first = m.groupby("cpts_id", sort=False).agg(
         cpts=("cpts", "first"), status=("status", "max"), status_date=("status_date", "max")

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 import cpts_geo
 
-ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = Path(os.environ.get("CPTS_GEO_RAW_DIR", ROOT / "build-cache" / "raw"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from helpers import VALLEE_DU_GIER
 
 import cpts_geo
 from cpts_geo.codes import match_name, name_key, normalize_insee, resolve_codes, resolve_communes
@@ -14,16 +15,6 @@ from cpts_geo.errors import (
     InvalidInseeCodeError,
     UnknownCommuneError,
 )
-
-# Seed 002 (communiqué CPAM de la Loire / ARS ARA): the communes of the CPTS Vallée du Gier,
-# in the order and spelling of the press release (typographic apostrophe in L’Horme).
-VALLEE_DU_GIER = (
-    "Le Bessat, Cellieu, Chagnon, Châteauneuf, Dargoire, Doizieux, Farnay, La Grand-Croix, "
-    "L’Horme, Lorette, Pavezin, Rive-de-Gier, Saint-Chamond, Sainte-Croix-en-Jarez, Genilac, "
-    "Saint-Joseph, Saint-Martin-la-Plaine, Saint-Paul-en-Jarez, Saint-Romain-en-Jarez, Tartaras, "
-    "La Terrasse-sur-Dorlay, Valfleury, La Valla-en-Gier, Longes, Trèves, Marcenod, "
-    "Saint-Christo-en-Jarez"
-).split(", ")
 
 
 @pytest.mark.parametrize(
