@@ -177,29 +177,29 @@ def _run(args: argparse.Namespace) -> int:
                 progress=False if args.no_progress else None)
         return 0
 
-    from . import coverage as cov
+    from .coverage import coverage, find_gaps, find_overlaps, territory_geometries
 
     territories, communes, wanted = _load(args)
     filters = {"as_of": args.as_of, "statuses": args.status}
     if args.command == "coverage":
         if args.by == "cpts":
-            table = cov.coverage(communes, territories, by="cpts", **filters)
+            table = coverage(communes, territories, by="cpts", **filters)
             table = _restrict(table, wanted, "departements")
         else:
             scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
             if args.by == "departement" and wanted is None:
                 scope = communes[communes["departement"].isin(
                     {_dep_of(c) for c in territories["insee"]})]
-            table = cov.coverage(scope, territories, by=args.by, **filters)
+            table = coverage(scope, territories, by=args.by, **filters)
         _emit(table, args.format, args.output)
     elif args.command == "gaps":
         scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
-        _emit(cov.find_gaps(scope, territories, **filters), args.format, args.output)
+        _emit(find_gaps(scope, territories, **filters), args.format, args.output)
     elif args.command == "overlaps":
-        table = cov.find_overlaps(communes, territories, **filters)
+        table = find_overlaps(communes, territories, **filters)
         _emit(_restrict(table, wanted), args.format, args.output)
     elif args.command == "outlines":
-        table = cov.territory_geometries(communes, territories, **filters)
+        table = territory_geometries(communes, territories, **filters)
         _emit(_restrict(table, wanted, "departements"), args.format, args.output)
     return 0
 

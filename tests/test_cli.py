@@ -1,0 +1,118 @@
+"""The cpts-geo command line: outputs, formats, and one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from helpers import SEEDS
+
+from cpts_geo.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_communes_csv_prints_the_table(capsys):
+    code, out, err = run(capsys, "communes", "--departement", "42", "--format", "csv")
+    assert code == 0
+    table = pd.read_csv(io.StringIO(out), dtype={"insee": str, "departement": str})
+    assert len(table) == 320
+    assert {"insee", "nom", "departement", "region", "epci", "population"} <= set(table.columns)
+    assert table.set_index("insee").loc["42110", "nom"] == "L'Horme"
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("cpts-geo")
+    if exe is None:
+        pytest.skip("cpts-geo is not on PATH (package not installed)")
+    res = subprocess.run([exe, "communes", "--departement", "42", "--format", "csv"],
+                         capture_output=True, text=True, check=True)
+    assert len(res.stdout.strip().splitlines()) == 321
+
+
+def test_coverage_json_is_a_list_of_records(capsys):
+    code, out, _ = run(capsys, "coverage", "--territories", str(SEEDS), "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert isinstance(rows, list)
+    by_dep = {r["departement"]: r for r in rows}
+    assert set(by_dep) == {"38", "42", "69"}
+    for r in rows:
+        assert r["n_covered_communes"] + r["n_gap_communes"] == r["n_communes"]
+        assert 0 <= r["coverage_rate"] <= 1
+    assert by_dep["42"]["n_covered_communes"] == 25
+
+
+def test_coverage_by_cpts_and_departement_filter(capsys):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "cpts",
+                       "--departement", "69", "--format", "json")
+    assert code == 0
+    names = {r["cpts"]: r for r in json.loads(out)}
+    assert set(names) == {"Vallée du Gier", "Vénissieux"}  # both have communes in the Rhône
+    assert names["Vallée du Gier"]["departements"] == "42,69"
+    assert names["Vallée du Gier"]["n_communes"] == 27
+
+
+def test_coverage_table_and_output_file(capsys, tmp_path):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "nation")
+    assert code == 0 and "France" in out and "coverage_rate" in out
+    target = tmp_path / "out" / "cov.csv"
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--format", "csv", "-o",
+                       str(target))
+    assert code == 0 and out == ""
+    assert len(pd.read_csv(target)) == 3
+    assert [p.name for p in target.parent.iterdir()] == ["cov.csv"]  # no temporary left
+
+
+def test_gaps_and_overlaps(capsys, tmp_path):
+    code, out, _ = run(capsys, "gaps", "-t", str(SEEDS), "-d", "38", "--format", "json")
+    assert code == 0
+    zones = json.loads(out)
+    assert sum(z["n_communes"] for z in zones) == 512 - 5
+    territories = tmp_path / "t.csv"
+    territories.write_text("cpts,commune\nA,38421\nB,38421\nB,38158\n", encoding="utf-8")
+    code, out, _ = run(capsys, "overlaps", "-t", str(territories), "--format", "json")
+    assert code == 0
+    assert [(r["insee"], r["cpts"]) for r in json.loads(out)] == [("38421", "A; B")]
+    code, out, _ = run(capsys, "outlines", "-t", str(territories), "--format", "geojson")
+    assert code == 0
+    features = json.loads(out)["features"]
+    assert {f["properties"]["cpts"] for f in features} == {"A", "B"}
+
+
+def test_bad_input_exits_2_with_one_line_naming_file_row_value(capsys, tmp_path):
+    bad = tmp_path / "cpts.csv"
+    bad.write_text("cpts,commune\nA,42218\nA,42999\n", encoding="utf-8")
+    code, out, err = run(capsys, "coverage", "-t", str(bad))
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "cpts.csv" in lines[0] and "row 3" in lines[0] and "42999" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_file_and_bad_departement(capsys, tmp_path):
+    code, _, err = run(capsys, "coverage", "-t", str(tmp_path / "nope.csv"))
+    assert code == 2 and err.startswith("error: ") and "nope.csv" in err
+    code, _, err = run(capsys, "communes", "--departement", "420")
+    assert code == 2 and "'420' is not a département code" in err
+
+
+def test_subprocess_error_has_no_traceback(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cpts,commune\nA,12\n", encoding="utf-8")
+    res = subprocess.run([sys.executable, "-m", "cpts_geo.cli", "coverage", "-t", str(bad)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "bad.csv" in res.stderr and "row 2" in res.stderr and "'12'" in res.stderr
