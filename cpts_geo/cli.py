@@ -171,8 +171,12 @@ def _run(args: argparse.Namespace) -> int:
         _emit(gdf, args.format, args.output)
         return 0
     if args.command == "publish":
+        import logging
+
         from .publish import publish
 
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
         publish(args.territories, args.out, year=args.year, departements=args.departement,
                 progress=False if args.no_progress else None)
         return 0

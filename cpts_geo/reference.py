@@ -268,8 +268,9 @@ def load_communes(
             )
         from .online import fetch_communes
 
-        return fetch_communes(departements, regions, source=source,
-                              arrondissements=arrondissements)
+        online = fetch_communes(departements, regions, source=source,
+                                arrondissements=arrondissements)
+        return _complete(online)
 
     year = _check_year(year)
     deps = _as_list(departements)
@@ -300,6 +301,31 @@ def load_communes(
     )
     gdf.attrs = _attrs(year)
     return gdf
+
+
+_LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
+
+
+def _complete(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """Give a frame from an online source the columns of the bundled one.
+
+    ``kind`` and ``parent`` come from the codes of the municipal arrondissements; ``area_km2``
+    is computed in Lambert-93 (local UTM projections overseas).
+    """
+    out = gdf.copy()
+    parent = out["insee"].map(_arrondissements())
+    out["kind"] = parent.notna().map({True: "arrondissement", False: "commune"})
+    out["parent"] = parent
+    area = pd.Series(float("nan"), index=out.index)
+    has = out.geometry.notna()
+    crs = out["departement"].map(_LOCAL_CRS).fillna(2154).astype(int)
+    for code in crs[has].unique():
+        sel = has & (crs == code)
+        area[sel] = out.loc[sel].geometry.to_crs(int(code)).area / 1e6
+    out["area_km2"] = area.round(4)
+    out = out[[c for c in _COLUMNS if c in out.columns]]
+    out.attrs = dict(gdf.attrs)
+    return out
 
 
 def _load_units(name: str, key: str, year: int | None, codes: list[str] | None) -> gpd.GeoDataFrame:

@@ -192,3 +192,15 @@ def test_bundle_manifest_records_provenance_and_licences():
     manifest = json.loads((importlib.resources.files("cpts_geo") / "data" / "manifest.json")
                           .read_text(encoding="utf-8"))
     assert manifest["report"]["raw_communes_with_invalid_shared_edges"] > 100
+
+
+def test_online_frames_are_completed_like_the_bundled_ones():
+    from cpts_geo.reference import _complete
+
+    bundled = cpts_geo.load_communes("69", arrondissements=True)
+    online_like = bundled.drop(columns=["kind", "parent", "area_km2"])
+    done = _complete(online_like)
+    assert list(done.columns) == list(bundled.columns)
+    assert (done["kind"] == bundled["kind"]).all()
+    assert done.set_index("insee").loc["69383", "parent"] == "69123"
+    assert (done["area_km2"] - bundled["area_km2"]).abs().max() < 1e-3
