@@ -1,4 +1,4 @@
-"""cpts_geo: how well is a French territory covered by CPTS?
+"""How well is a French territory covered by CPTS.
 
 Reference data (communes, populations, boundaries) come from a bundle shipped in the package,
 so everything works offline; CPTS territories are read from the files planners keep.
@@ -40,11 +40,13 @@ from .reference import (
     load_regions,
     population_years,
 )
+from .territories import STATUSES, normalize_status, read_territories
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SIZE_CLASSES",
+    "STATUSES",
     "AmbiguousCommuneError",
     "CptsGeoError",
     "CptsGeoWarning",
@@ -66,7 +68,9 @@ __all__ = [
     "load_former_communes",
     "load_regions",
     "normalize_insee",
+    "normalize_status",
     "population_years",
+    "read_territories",
     "resolve_codes",
     "resolve_communes",
     "size_class",

@@ -38,6 +38,7 @@ _SPACES = re.compile(r"[\s\u00a0\u202f]+")
 _APOSTROPHES = re.compile(r"[’'`´‘ʼ′]")
 _SEPARATORS = re.compile(r"[-‐‑–—_.,;/()\"«»]+")
 _ARTICLES = ("le", "la", "les", "l'", "aux", "las", "los")
+_TRAILING_ARTICLE = re.compile(r"^(.*?)\s*\((le|la|les|l['’]|aux|las|los)\)\s*$", re.IGNORECASE)
 _ABBREVIATIONS = {"st": "saint", "ste": "sainte", "sts": "saints", "stes": "saintes"}
 _PLM_NAMES = {"75056": "paris", "69123": "lyon", "13055": "marseille"}
 
@@ -241,7 +242,8 @@ def name_key(name: str, *, keep_article: bool = False) -> str:
     """Reduce a commune name to a comparison key.
 
     Insensitive to case, accents, typographic apostrophes, hyphens and spaces, ``St``/``Ste``
-    abbreviations and (unless ``keep_article``) a leading article (Le, La, Les, L').
+    abbreviations and (unless ``keep_article``) a leading article (Le, La, Les, L'), also when
+    written after the name as INSEE files do ("Horme (L')").
 
     Parameters
     ----------
@@ -257,10 +259,16 @@ def name_key(name: str, *, keep_article: bool = False) -> str:
 
     Examples
     --------
-    >>> name_key("L’Horme"), name_key("St-Chamond"), name_key("La Grand-Croix")
+    >>> name_key("L’Horme"), name_key("St-Chamond"), name_key("Grand-Croix (La)")
     ('horme', 'saint chamond', 'grand croix')
     """
-    text = unicodedata.normalize("NFKD", str(name))
+    text = str(name)
+    trailing = _TRAILING_ARTICLE.match(text)  # INSEE style: "Horme (L')", "Grand-Croix (La)"
+    if trailing:
+        article = trailing.group(2)
+        sep = "" if article[-1] in "'’" else " "
+        text = f"{article}{sep}{trailing.group(1)}"
+    text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.lower().replace("œ", "oe").replace("æ", "ae")
     text = _APOSTROPHES.sub("' ", text)
@@ -274,7 +282,7 @@ def name_key(name: str, *, keep_article: bool = False) -> str:
 
 def _name_keys(nom: str, *, insee: str, parent: str | None) -> list[tuple[str, str]]:
     keys = [(name_key(nom, keep_article=True), name_key(nom))]
-    if isinstance(parent, str):  # arrondissements: "Lyon 3e Arrondissement" -> also "Lyon 3e", "Lyon 3"...
+    if isinstance(parent, str):  # "Lyon 3e Arrondissement" -> also "Lyon 3e", "Lyon 3"...
         city = _PLM_NAMES[parent]
         n = int(re.search(r"\d+", nom).group())  # type: ignore[union-attr]
         variants = [f"{city} {n}", f"{city} {n}e", f"{city} {n}eme", f"{city} {n}e arrondissement",

@@ -515,7 +515,7 @@ def coverage(
 
 
 def _graph_parts(codes: np.ndarray, links: pd.DataFrame) -> np.ndarray:
-    """Connected groups of ``codes`` through ``links`` (shared border > 0); labels by position."""
+    """Label the connected groups of ``codes`` (shared border > 0), by position."""
     pos = pd.Series(np.arange(len(codes)), index=pd.Index(codes))
     sub = links[links["a"].isin(pos.index) & links["b"].isin(pos.index)
                 & (links["length_km"] > 0)]
@@ -528,7 +528,7 @@ def _graph_parts(codes: np.ndarray, links: pd.DataFrame) -> np.ndarray:
 
 
 def _parts_per_group(rows: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
-    """Number of connected groups of communes in each CPTS, all CPTS at once.
+    """Count the connected groups of communes of each CPTS, all CPTS at once.
 
     Nodes are the (cpts_id, insee) rows; two rows are joined when they are in the same CPTS and
     their communes share a border of positive length.

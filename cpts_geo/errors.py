@@ -26,8 +26,10 @@ class CptsGeoError(Exception):
 
 
 class CptsGeoWarning(UserWarning):
-    """Warning about data that was accepted but changed or is doubtful (a code that was resolved,
-    a name matched approximately, a commune without geometry...)."""
+    """Warning about data that was accepted but changed or is doubtful.
+
+    For example a code resolved to another commune, or a name matched approximately.
+    """
 
 
 class InputError(CptsGeoError, ValueError):

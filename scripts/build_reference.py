@@ -442,7 +442,8 @@ def build(npm_paths: list[Path], out: Path) -> dict:
         }
         pops.append(
             pd.DataFrame(
-                {"insee": list(values), "year": meta["in_force"], "population": list(values.values())}
+                {"insee": list(values), "year": meta["in_force"],
+                 "population": list(values.values())}
             )
         )
     populations = pd.concat(pops, ignore_index=True)

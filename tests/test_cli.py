@@ -22,7 +22,7 @@ def run(capsys, *argv):
 
 
 def test_communes_csv_prints_the_table(capsys):
-    code, out, err = run(capsys, "communes", "--departement", "42", "--format", "csv")
+    code, out, _ = run(capsys, "communes", "--departement", "42", "--format", "csv")
     assert code == 0
     table = pd.read_csv(io.StringIO(out), dtype={"insee": str, "departement": str})
     assert len(table) == 320

@@ -78,6 +78,13 @@ def test_name_key():
     assert name_key("Ste-Croix-en-Jarez") == name_key("Sainte-Croix-en-Jarez")
     assert name_key("Les Salles", keep_article=True) == "les salles"
     assert name_key("Œuilly") == "oeuilly"
+    assert name_key("Horme (L')") == name_key("L'Horme")
+    assert name_key("Salles (Les)", keep_article=True) == "les salles"
+
+
+def test_insee_style_trailing_articles_resolve():
+    assert resolve_communes(["Horme (L')", "Grand-Croix (La)", "Bessat (Le)"],
+                            departement="42") == ["42110", "42103", "42017"]
 
 
 def test_vallee_du_gier_names_resolve_in_order(loire_rhone):
