@@ -16,8 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import cpts_geo  # noqa: E402
-from synthetic import synthetic_territories  # noqa: E402
+from synthetic import synthetic_territories
+
+import cpts_geo
 
 
 def timed(fn, repeat=3):

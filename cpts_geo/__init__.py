@@ -30,6 +30,7 @@ from .errors import (
     TerritoryError,
     UnknownCommuneError,
 )
+from .maps import coverage_figure, coverage_map, map_html, save_map, write_assets
 from .reference import (
     bundle_info,
     load_communes,
@@ -58,6 +59,8 @@ __all__ = [
     "bundle_info",
     "commune_coverage",
     "coverage",
+    "coverage_figure",
+    "coverage_map",
     "filter_territories",
     "find_gaps",
     "find_overlaps",
@@ -67,12 +70,15 @@ __all__ = [
     "load_epci",
     "load_former_communes",
     "load_regions",
+    "map_html",
     "normalize_insee",
     "normalize_status",
     "population_years",
     "read_territories",
     "resolve_codes",
     "resolve_communes",
+    "save_map",
     "size_class",
     "territory_geometries",
+    "write_assets",
 ]

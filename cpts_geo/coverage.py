@@ -148,9 +148,11 @@ def _membership(territories: pd.DataFrame) -> pd.DataFrame:
         m["cpts_id"] = territories["cpts_id"].astype(str).to_numpy()
     else:
         m["cpts_id"] = m["cpts"].map(_slug)
-    share = territories["share"] if "share" in territories.columns else 1.0
-    m["share"] = pd.to_numeric(pd.Series(share, index=territories.index), errors="coerce")
-    m["share"] = m["share"].fillna(1.0).to_numpy()
+    if "share" in territories.columns:
+        share = pd.to_numeric(pd.Series(territories["share"].to_numpy()), errors="coerce")
+        m["share"] = share.fillna(1.0).to_numpy(dtype=float)
+    else:
+        m["share"] = 1.0
     if ((m["share"] <= 0) | (m["share"] > 1)).any():
         bad = m.loc[(m["share"] <= 0) | (m["share"] > 1)].iloc[0]
         raise InputError(

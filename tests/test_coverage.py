@@ -227,6 +227,11 @@ def test_bad_arguments_are_refused_with_teaching_messages(isere):
         coverage(isere, _t([("A", "38421"), ("A", "38421")]))
 
 
+def test_territories_with_a_duplicate_index(isere):
+    t = pd.concat([_t([("A", "38421")]), _t([("B", "38158")])])  # index 0, 0
+    assert coverage(isere, t).iloc[0]["n_covered_communes"] == 2
+
+
 def test_inputs_are_not_mutated(isere):
     t = _t([("A", "38421"), ("B", "38421")])
     before_c, before_t = isere.copy(), t.copy()
