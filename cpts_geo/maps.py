@@ -826,6 +826,16 @@ var {{ this.get_name() }} = {
 """
 
 
+class _MetricScale(MacroElement):
+    """A scale bar in kilometres only."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "L.control.scale({imperial: false}).addTo({{ this._parent.get_name() }});"
+        "{% endmacro %}"
+    )
+
+
 class _Helpers(MacroElement):
     """Per-map JS helpers and the table of CPTS that tooltips refer to by index."""
 
@@ -1162,7 +1172,7 @@ def coverage_map(
     m = _CoverageMap(
         assets="inline" if offline else "cdn",
         tiles=None,
-        control_scale=True,
+        control_scale=False,  # folium's scale shows miles too: a metric one is added below
         prefer_canvas=big,
         zoom_snap=0.25,
         font_size="0.8rem",
@@ -1177,6 +1187,7 @@ def coverage_map(
     _add_layers(m, layers)
     m.add_child(_Overlay(main, sub, _legend_html(layers), _vintage_text(layers)))
     m.add_child(folium.LayerControl(collapsed=False, position="topright"))
+    m.add_child(_MetricScale())
     bounds = _bounds(layers)
     if bounds is not None:
         m.fit_bounds(bounds)

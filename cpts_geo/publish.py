@@ -138,15 +138,17 @@ def _swap(out: Path, release: Path) -> None:
 
 
 def _prune(releases: Path, keep: int, current: Path) -> None:
+    """Remove old releases (keeping ``keep``) and the builds of runs that were killed.
+
+    Called with the lock held, so no other run is building.
+    """
     done = sorted((p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
                   key=lambda p: p.name)
     for old in done[:-keep]:
         if old.resolve() != current.resolve():
             shutil.rmtree(old, ignore_errors=True)
-    for stale in releases.glob(".build-*"):  # builds of runs that were killed
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > 3600:
-                shutil.rmtree(stale, ignore_errors=True)
+    for stale in releases.glob(".build-*"):
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +230,9 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["pct"] = lambda v: "" if v is None or pd.isna(v) else f"{100 * v:.1f} %"
+    env.filters["pct"] = lambda v: (
+        "" if v is None or pd.isna(v) else f"{100 * v:.1f}".replace(".", ",") + "\u202f%"
+    )
     env.filters["num"] = _num
     env.filters["sortkey"] = lambda v: "" if v is None or pd.isna(v) else v
     return env
