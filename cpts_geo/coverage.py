@@ -741,9 +741,9 @@ def find_gaps(
     >>> from cpts_geo import load_communes
     >>> isere = load_communes("38")
     >>> t = pd.DataFrame({"cpts": "Isère", "insee": isere["insee"].drop(index=0)})
-    >>> gaps = find_gaps(isere, t)
-    >>> gaps[["n_communes", "enclave"]].values.tolist()
-    [[1, False]]
+    >>> gaps = find_gaps(isere, t)  # Les Abrets en Dauphiné alone, amid Isère communes
+    >>> gaps[["insee", "n_communes", "enclave", "enclosed_by"]].values.tolist()
+    [['38001', 1, True, 'Isère']]
     """
     cc = commune_coverage(communes, territories, as_of=as_of, statuses=statuses)
     m = _membership(territories) if as_of is None and statuses is None else filter_territories(
