@@ -119,6 +119,23 @@ def _check_communes(communes: pd.DataFrame, needed: Iterable[str]) -> None:
         raise InputError(f"`communes` has duplicate INSEE codes: {list(dups)}")
 
 
+def _isin(values: pd.Series | np.ndarray, allowed: Iterable[object]) -> np.ndarray:
+    """Boolean mask of ``values`` found in ``allowed`` (a plain set lookup: much faster than
+    ``Series.isin`` on pandas' Arrow-backed strings for the sizes met here)."""
+    allowed = allowed if isinstance(allowed, set | frozenset) else set(allowed)
+    items = np.asarray(values, dtype=object)  # one C conversion, not Arrow scalar by scalar
+    return np.fromiter((v in allowed for v in items), dtype=bool, count=len(items))
+
+
+def _group_lists(keys: Iterable[object], values: Iterable[object]) -> dict[object, list]:
+    """``{key: [values...]}`` in input order, without pandas' per-group overhead."""
+    out: dict[object, list] = {}
+    keys, values = np.asarray(keys, dtype=object), np.asarray(values, dtype=object)
+    for k, v in zip(keys, values, strict=True):
+        out.setdefault(k, []).append(v)
+    return out
+
+
 def _slug(name: str) -> str:
     from .codes import name_key
 
@@ -171,7 +188,6 @@ def _membership(territories: pd.DataFrame) -> pd.DataFrame:
         m["status_date"] = pd.to_datetime(territories["status_date"].to_numpy(), errors="coerce")
     else:
         m["status_date"] = pd.NaT
-    m.attrs = dict(territories.attrs)
     return m
 
 
@@ -237,7 +253,7 @@ def filter_territories(
         wanted = {normalize_status(s) for s in statuses}
         keep &= m["status"].isin(wanted).to_numpy()
     out = m[keep].reset_index(drop=True)
-    out.attrs = dict(m.attrs)
+    out.attrs = dict(territories.attrs)
     return out
 
 
@@ -254,20 +270,21 @@ def _harmonize(
     from .reference import _arrondissements, load_communes
 
     arr = _arrondissements()
-    codes = set(communes["insee"])
-    listed = set(m["insee"])
+    codes = set(communes["insee"].to_numpy(dtype=object))
+    listed = set(m["insee"].to_numpy(dtype=object))
     # 1. city listed whole, communes at arrondissement level -> expand the membership
     cities_split = {c for c in set(arr.to_numpy()) if c not in codes and c in listed}
     cities_split = {c for c in cities_split if codes & set(arr.index[arr == c])}
     if cities_split:
-        rows = m[m["insee"].isin(cities_split)]
+        rows = m[_isin(m["insee"], cities_split)]
         expanded = rows.merge(
             pd.DataFrame({"insee": arr.to_numpy(), "arm": arr.index}), on="insee"
         )
         expanded = expanded.assign(insee=expanded.pop("arm"))
-        m = pd.concat([m[~m["insee"].isin(cities_split)], expanded], ignore_index=True)
+        m = pd.concat([m[~_isin(m["insee"], cities_split)], expanded], ignore_index=True)
     # 2. arrondissements listed, city whole in communes -> split the city in communes
-    arms_listed = [a for a in listed if a in arr.index and a not in codes]
+    arm_codes = set(arr.index)
+    arms_listed = [a for a in listed if a in arm_codes and a not in codes]
     cities = {arr[a] for a in arms_listed if arr[a] in codes}
     if cities:
         year = communes.attrs.get("population_year")
@@ -277,14 +294,14 @@ def _harmonize(
         keep = [c for c in communes.columns if c in arms.columns]
         attrs = dict(communes.attrs)
         communes = pd.concat(
-            [communes[~communes["insee"].isin(cities)], arms[keep]], ignore_index=True
+            [communes[~_isin(communes["insee"], cities)], arms[keep]], ignore_index=True
         )
         if isinstance(communes, gpd.GeoDataFrame) or "geometry" in communes.columns:
             communes = gpd.GeoDataFrame(communes, geometry="geometry", crs=4326)
         communes = communes.sort_values("insee").reset_index(drop=True)
         communes.attrs = attrs
         # the city may also be listed whole by some CPTS: expand those rows too
-        if set(m["insee"]) & cities:
+        if set(m["insee"].to_numpy(dtype=object)) & cities:
             return _harmonize(communes, m)
     return communes, m
 
@@ -307,13 +324,14 @@ def _prepare(
         raise InputError(
             f"`territories` lists commune {first['insee']} twice in CPTS {first['cpts']!r}"
         )
+    m.attrs = {}  # no per-group deep copies of the input's attrs in the computations
     communes, m = _harmonize(communes, m)
     return communes, m
 
 
 def _per_commune(communes: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
     """Per-commune coverage figures aligned on ``communes`` (by position)."""
-    inside = m[m["insee"].isin(set(communes["insee"]))]
+    inside = m[_isin(m["insee"], set(communes["insee"].to_numpy(dtype=object)))]
     g = inside.groupby("insee", sort=False)
     claimed = g["share"].sum()
     n_cpts = g["cpts_id"].nunique()
@@ -371,11 +389,12 @@ def commune_coverage(
     """
     communes, m = _prepare(communes, territories, as_of, statuses)
     per = _per_commune(communes, m)
-    inside = m[m["insee"].isin(set(communes["insee"]))].sort_values(["insee", "cpts"])
-    g = inside.groupby("insee", sort=False)
-    names = g["cpts"].agg(lambda s: "; ".join(dict.fromkeys(s)))
-    ids = g["cpts_id"].agg(lambda s: "; ".join(dict.fromkeys(s)))
-    status = g["status"].max()
+    inside = m[_isin(m["insee"], set(communes["insee"].to_numpy(dtype=object)))].sort_values(["insee", "cpts"])
+    names = {k: "; ".join(dict.fromkeys(v))
+             for k, v in _group_lists(inside["insee"], inside["cpts"]).items()}
+    ids = {k: "; ".join(dict.fromkeys(v))
+           for k, v in _group_lists(inside["insee"], inside["cpts_id"]).items()}
+    status = inside.groupby("insee", sort=False)["status"].max()
     out = communes.copy()
     out["n_cpts"] = per["n_cpts"].to_numpy()
     out["cpts"] = out["insee"].map(names)
@@ -519,8 +538,9 @@ def coverage(
 def _graph_parts(codes: np.ndarray, links: pd.DataFrame) -> np.ndarray:
     """Label the connected groups of ``codes`` (shared border > 0), by position."""
     pos = pd.Series(np.arange(len(codes)), index=pd.Index(codes))
-    sub = links[links["a"].isin(pos.index) & links["b"].isin(pos.index)
-                & (links["length_km"] > 0)]
+    known = set(pos.index)
+    sub = links[_isin(links["a"], known) & _isin(links["b"], known)
+                & (links["length_km"] > 0).to_numpy()]
     graph = coo_array(
         (np.ones(len(sub)), (pos[sub["a"]].to_numpy(), pos[sub["b"]].to_numpy())),
         shape=(len(codes), len(codes)),
@@ -573,8 +593,8 @@ def _cpts_table(
 ) -> pd.DataFrame:
     communes, m = _prepare(communes, territories, as_of, statuses,
                            ("insee", "population", "departement"))
-    known = set(communes["insee"])
-    outside = m[~m["insee"].isin(known)]
+    known = set(communes["insee"].to_numpy(dtype=object))
+    outside = m[~_isin(m["insee"], known)]
     if len(outside):
         codes = sorted(outside["insee"].unique())
         warnings.warn(
@@ -597,7 +617,7 @@ def _cpts_table(
             "overlap": per["overlap"].to_numpy(),
         }
     )
-    rows = m[m["insee"].isin(known)].merge(c, on="insee", how="left")
+    rows = m[_isin(m["insee"], known)].merge(c, on="insee", how="left")
     rows["pop_share"] = rows["pop"] * rows["share"]
     links = _links(contiguity, rows["insee"].unique())
     parts = _parts_per_group(rows[["cpts_id", "insee"]], links)
@@ -612,7 +632,10 @@ def _cpts_table(
             "status_date": first["status_date"],
             "population": g["pop_share"].sum(),
             "n_communes": g.size(),
-            "departements": g["departement"].agg(lambda s: ",".join(sorted(set(s)))),
+            "departements": pd.Series({
+                k: ",".join(sorted(set(v)))
+                for k, v in _group_lists(rows["cpts_id"], rows["departement"]).items()
+            }),
             "area_km2": g["area_km2"].sum(min_count=1),
             "n_parts": pd.Series(parts),
             "n_overlap_communes": g["overlap"].sum(),
@@ -763,17 +786,21 @@ def find_gaps(
         return empty
     labels = _graph_parts(codes, links)
     gaps["label"] = labels
-    # CPTS of every commune anywhere (neighbours may lie outside `communes`)
-    cpts_of = m.groupby("insee")["cpts"].agg(lambda s: frozenset(s))
     zone_of = dict(zip(codes, labels, strict=True))
-    border = links[links["a"].isin(zone_of)].copy()
+    border = links[_isin(links["a"], zone_of.keys())].copy()
     border["zone"] = border["a"].map(zone_of)
     border = border[border["b"].map(zone_of).fillna(-1).to_numpy() != border["zone"].to_numpy()]
     border = border[border["length_km"] > 0]
+    # CPTS of the neighbouring communes (they may lie outside `communes`)
+    near = set(border["b"].to_numpy(dtype=object))
+    m_near = m[_isin(m["insee"], near)]
+    cpts_of = {k: frozenset(v) for k, v in _group_lists(m_near["insee"], m_near["cpts"]).items()}
+    borders = {z: b for z, b in border.groupby("zone", sort=False)}
+    no_border = border.iloc[:0]
     pop = pd.to_numeric(gaps["population"], errors="coerce")
     rows = []
     for label, grp in gaps.groupby("label", sort=False):
-        b = border[border["zone"] == label]
+        b = borders.get(label, no_border)
         outside_len = b.loc[b["b"] == "", "length_km"].sum()
         neighbours = b.loc[b["b"] != "", "b"].unique()
         sets = [cpts_of.get(n, frozenset()) for n in neighbours]
@@ -853,7 +880,7 @@ def territory_geometries(
                         contiguity=contiguity)
     communes2, m = _prepare(communes, territories, as_of, statuses, ("insee", "geometry"))
     geom_of = pd.Series(communes2.geometry.to_numpy(), index=communes2["insee"].to_numpy())
-    m = m[m["insee"].isin(geom_of.index)]
+    m = m[_isin(m["insee"], set(geom_of.index))]
     outlines = {
         cid: _outline(geom_of[grp["insee"]].to_numpy())
         for cid, grp in m.groupby("cpts_id", sort=False)
