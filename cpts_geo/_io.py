@@ -54,8 +54,10 @@ def _jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, np.bool_):
         return bool(value)
-    if isinstance(value, pd.Timestamp | datetime):
+    if isinstance(value, pd.Timestamp):
         return value.date().isoformat() if value == value.normalize() else value.isoformat()
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, date):
         return value.isoformat()
     return value

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import geopandas as gpd
 import pandas as pd
 
 from . import _io
@@ -102,8 +103,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
     if fmt == "geojson":
-        import geopandas as gpd
-
         gdf = df if isinstance(df, gpd.GeoDataFrame) else gpd.GeoDataFrame(df)
         text = gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True)
     elif fmt == "json":
@@ -124,7 +123,9 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
         _io.write_text_atomic(output, text)
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _load(
+    args: argparse.Namespace,
+) -> tuple[pd.DataFrame, gpd.GeoDataFrame, list[str] | None]:
     """Read the territories and load the communes they and the user's départements need."""
     from .reference import load_communes, normalize_departement
     from .territories import read_territories
@@ -142,7 +143,9 @@ def _dep_of(insee: str) -> str:
     return insee[:3] if insee.startswith("97") else insee[:2]
 
 
-def _restrict(df: pd.DataFrame, wanted: list[str] | None, column: str = "departement"):  # type: ignore[no-untyped-def]
+def _restrict(
+    df: pd.DataFrame, wanted: list[str] | None, column: str = "departement"
+) -> pd.DataFrame:
     if wanted is None or column not in df.columns:
         return df
     if column == "departements":
@@ -225,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default", CptsGeoWarning)
-        warnings.formatwarning = _format_warning  # type: ignore[assignment]
+        warnings.formatwarning = _format_warning
         try:
             return _run(args)
         except CptsGeoError as exc:
@@ -241,11 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())
 
 
-def _format_warning(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+def _format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int,
+    line: str | None = None,
+) -> str:
     return f"warning: {_one_line(message)}\n"
 
 

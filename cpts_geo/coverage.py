@@ -120,8 +120,11 @@ def _check_communes(communes: pd.DataFrame, needed: Iterable[str]) -> None:
 
 
 def _isin(values: pd.Series | np.ndarray, allowed: Iterable[object]) -> np.ndarray:
-    """Boolean mask of ``values`` found in ``allowed`` (a plain set lookup: much faster than
-    ``Series.isin`` on pandas' Arrow-backed strings for the sizes met here)."""
+    """Boolean mask of ``values`` found in ``allowed``.
+
+    A plain set lookup: much faster than ``Series.isin`` on pandas' Arrow-backed strings for the
+    sizes met here.
+    """
     allowed = allowed if isinstance(allowed, set | frozenset) else set(allowed)
     items = np.asarray(values, dtype=object)  # one C conversion, not Arrow scalar by scalar
     return np.fromiter((v in allowed for v in items), dtype=bool, count=len(items))
@@ -389,7 +392,8 @@ def commune_coverage(
     """
     communes, m = _prepare(communes, territories, as_of, statuses)
     per = _per_commune(communes, m)
-    inside = m[_isin(m["insee"], set(communes["insee"].to_numpy(dtype=object)))].sort_values(["insee", "cpts"])
+    known = set(communes["insee"].to_numpy(dtype=object))
+    inside = m[_isin(m["insee"], known)].sort_values(["insee", "cpts"])
     names = {k: "; ".join(dict.fromkeys(v))
              for k, v in _group_lists(inside["insee"], inside["cpts"]).items()}
     ids = {k: "; ".join(dict.fromkeys(v))
@@ -795,7 +799,7 @@ def find_gaps(
     near = set(border["b"].to_numpy(dtype=object))
     m_near = m[_isin(m["insee"], near)]
     cpts_of = {k: frozenset(v) for k, v in _group_lists(m_near["insee"], m_near["cpts"]).items()}
-    borders = {z: b for z, b in border.groupby("zone", sort=False)}
+    borders = dict(iter(border.groupby("zone", sort=False)))  # (groupby has a .keys)
     no_border = border.iloc[:0]
     pop = pd.to_numeric(gaps["population"], errors="coerce")
     rows = []
