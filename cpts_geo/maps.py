@@ -61,6 +61,7 @@ from .coverage import (
     find_gaps,
 )
 from .errors import InputError
+from .reference import LOCAL_CRS, METRO_CRS
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -117,8 +118,8 @@ _LAYER_DEPARTEMENTS = "Limites départementales"
 
 #: CRS in which each group of communes is simplified (metres); overseas départements are not
 #: projected to Lambert-93.
-_LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
-_METRO_CRS = 2154
+_LOCAL_CRS = LOCAL_CRS
+_METRO_CRS = METRO_CRS
 _DECIMALS = 5  # about 1 m: a clean coverage stays clean (coverage_is_valid) at this precision
 _MAX_LISTED_CPTS = 25
 _MAX_LISTED_NAMES = 12

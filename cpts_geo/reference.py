@@ -303,7 +303,10 @@ def load_communes(
     return gdf
 
 
-_LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
+#: Projected CRS used for areas and lengths: Lambert-93 in metropolitan France and Corsica, the
+#: official UTM projection of each overseas département (never Lambert-93 overseas).
+LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
+METRO_CRS = 2154
 
 
 def _complete(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -318,7 +321,7 @@ def _complete(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     out["parent"] = parent
     area = pd.Series(float("nan"), index=out.index)
     has = out.geometry.notna()
-    crs = out["departement"].map(_LOCAL_CRS).fillna(2154).astype(int)
+    crs = out["departement"].map(LOCAL_CRS).fillna(METRO_CRS).astype(int)
     for code in crs[has].unique():
         sel = has & (crs == code)
         area[sel] = out.loc[sel].geometry.to_crs(int(code)).area / 1e6

@@ -44,7 +44,13 @@ from .errors import (
     Problem,
     TerritoryError,
 )
-from .reference import load_communes, load_departements, normalize_departement
+from .reference import (
+    LOCAL_CRS,
+    METRO_CRS,
+    load_communes,
+    load_departements,
+    normalize_departement,
+)
 
 __all__ = ["STATUSES", "normalize_status", "read_territories"]
 
@@ -151,8 +157,8 @@ _REPAIR_TOLERANCE = 0.01  # a repaired outline may change area by 1 % at most
 
 # Projected CRS for area computations: Lambert-93 for metropolitan France, local UTM/RGAF
 # projections overseas (areas in Lambert-93 would be meaningless there).
-_LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
-_METROPOLE_CRS = 2154
+_LOCAL_CRS = LOCAL_CRS
+_METROPOLE_CRS = METRO_CRS
 # Where French communes are (lon/lat boxes with a margin): metropolitan France and Corsica,
 # Antilles, Guyane, La Réunion, Mayotte.
 _FRANCE_BOXES = (

