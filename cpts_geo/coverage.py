@@ -16,8 +16,10 @@ Counting rules (the ones a planner has to defend):
   so ``n_covered_communes + n_gap_communes == n_communes``; the uncovered remainder of partly
   covered communes is in ``gap_population``, so ``covered_population + gap_population ==
   population``;
-* a commune is an *overlap* when the shares claimed by its CPTS add up to more than 1;
-  ``overlap_population`` counts the inhabitants claimed twice (``population * min(1, sum - 1)``);
+* a commune is an *overlap* when it is in two or more CPTS; ``overlap_population`` counts the
+  inhabitants claimed more than once (``population * min(1, sum of shares - 1)``), so a commune
+  shared out between CPTS (shares adding up to 1 or less) is listed with no inhabitant counted
+  twice;
 * a CPTS that straddles départements counts in each through its communes.
 
 Where a commune's population is missing (it stays missing in the reference data) it counts as
@@ -63,7 +65,6 @@ SIZE_CLASSES: tuple[tuple[int, int, float], ...] = (
     (3, 80_000, 175_000),
     (4, 175_000, float("inf")),
 )
-_EPS = 1e-9
 _NATION = "France"
 
 
@@ -347,7 +348,7 @@ def _per_commune(communes: pd.DataFrame, m: pd.DataFrame) -> pd.DataFrame:
     out["population_f"] = pop.fillna(0.0).to_numpy()
     out["pop_missing"] = pop.isna().to_numpy()
     out["covered_population"] = out["population_f"] * out["covered_share"]
-    out["overlap"] = (out["n_cpts"] >= 2) & (out["claimed_share"] > 1 + _EPS)
+    out["overlap"] = out["n_cpts"] >= 2
     out["overlap_population"] = out["population_f"] * np.clip(
         out["claimed_share"] - 1.0, 0.0, 1.0
     )
@@ -676,7 +677,7 @@ def find_overlaps(
     as_of: date | datetime | str | None = None,
     statuses: Iterable[str] | None = None,
 ) -> gpd.GeoDataFrame:
-    """Communes claimed by two or more CPTS (their shares add up to more than 1).
+    """Communes in two or more CPTS, with the CPTS involved.
 
     Parameters
     ----------
@@ -692,7 +693,9 @@ def find_overlaps(
     geopandas.GeoDataFrame
         One row per overlapping commune, most populated first: ``insee``, ``nom``,
         ``departement``, ``population``, ``n_cpts``, ``cpts`` (names joined by "; "),
-        ``cpts_ids``, ``claimed_share``, ``overlap_population``, ``geometry``.
+        ``cpts_ids``, ``claimed_share`` (sum of the shares), ``overlap_population``
+        (inhabitants claimed more than once: 0 when the shares add up to 1 or less, as for a
+        commune shared out between CPTS), ``geometry``.
 
     Examples
     --------

@@ -108,12 +108,14 @@ def test_each_inhabitant_counts_once_and_shares_count_their_share(isere):
     expected = pop["38421"] + pop["38158"] + pop["38309"] + 0.3 * pop["38179"]
     assert row["covered_population"] == pytest.approx(expected, abs=0.1)
     assert row["n_covered_communes"] == 4
-    assert row["n_overlap_communes"] == 2
+    assert row["n_overlap_communes"] == 3  # in two CPTS each, the split one included
     assert row["overlap_population"] == pytest.approx(pop["38421"] + 0.5 * pop["38309"], abs=0.1)
     assert row["gap_population"] == pytest.approx(row["population"] - expected, abs=0.1)
-    over = find_overlaps(isere, t)
-    assert set(over["insee"]) == {"38421", "38309"}
-    assert over.set_index("insee").loc["38421", "cpts"] == "A; B"
+    over = find_overlaps(isere, t).set_index("insee")
+    assert set(over.index) == {"38421", "38309", "38158"}
+    assert over.loc["38421", "cpts"] == "A; B"
+    assert over.loc["38158", "overlap_population"] == 0  # shared out, nobody counted twice
+    assert over.loc["38309", "overlap_population"] == pytest.approx(0.5 * pop["38309"], abs=0.1)
     by_cpts = coverage(isere, t, by="cpts").set_index("cpts")
     assert by_cpts.loc["C", "population"] == pytest.approx(0.3 * pop["38179"], abs=0.1)
 
