@@ -24,6 +24,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a directory: give a file name", str(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -32,11 +34,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, default_mode())  # mkstemp makes 0600: give the usual permissions
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def default_mode(directory: bool = False) -> int:
+    """Permissions a new file (or directory) gets from the process umask (0644/0755 usually)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -113,6 +113,8 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
         plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
         if fmt == "csv":
             text = plain.to_csv(index=False, lineterminator="\n")
+        elif plain.empty:
+            text = "  ".join(map(str, plain.columns)) + "\n(no rows)\n"
         else:
             with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                    "display.width", 250, "display.max_colwidth", 60):
@@ -124,23 +126,30 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
 
 
 def _load(
-    args: argparse.Namespace,
+    args: argparse.Namespace, level: str = "departement"
 ) -> tuple[pd.DataFrame, gpd.GeoDataFrame, list[str] | None]:
-    """Read the territories and load the communes they and the user's départements need."""
-    from .reference import load_communes, normalize_departement
+    """Read the territories and load the communes the figures need.
+
+    At département level: the user's départements and those of the territories (a CPTS that
+    straddles a border needs all its communes); at région level, every commune of those
+    régions; at national level, all of France: a total is never computed on a partial area.
+    """
+    from .reference import departement_of, load_communes, load_departements, normalize_departement
     from .territories import read_territories
 
     territories = read_territories(args.territories)
     wanted = None
     if args.departement:
         wanted = sorted({normalize_departement(d) for d in args.departement})
-    deps = set(wanted or []) | {_dep_of(c) for c in territories["insee"]}
-    communes = load_communes(sorted(deps), year=args.year)
+    deps = set(wanted or []) | {departement_of(c) for c in territories["insee"]}
+    if level == "nation":
+        communes = load_communes(year=args.year)
+    elif level == "region":
+        regions = sorted(set(load_departements(sorted(deps))["region"]))
+        communes = load_communes(regions=regions, year=args.year)
+    else:
+        communes = load_communes(sorted(deps), year=args.year)
     return territories, communes, wanted
-
-
-def _dep_of(insee: str) -> str:
-    return insee[:3] if insee.startswith("97") else insee[:2]
 
 
 def _restrict(
@@ -185,19 +194,24 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     from .coverage import coverage, find_gaps, find_overlaps, territory_geometries
+    from .reference import departement_of
 
-    territories, communes, wanted = _load(args)
+    level = args.by if args.command == "coverage" else "departement"
+    territories, communes, wanted = _load(args, level)
     filters = {"as_of": args.as_of, "statuses": args.status}
     if args.command == "coverage":
         if args.by == "cpts":
             table = coverage(communes, territories, by="cpts", **filters)
             table = _restrict(table, wanted, "departements")
+        elif args.by == "departement":
+            shown = wanted or sorted({departement_of(c) for c in territories["insee"]})
+            table = coverage(communes[communes["departement"].isin(shown)], territories,
+                             by="departement", **filters)
         else:
-            scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
-            if args.by == "departement" and wanted is None:
-                scope = communes[communes["departement"].isin(
-                    {_dep_of(c) for c in territories["insee"]})]
-            table = coverage(scope, territories, by=args.by, **filters)
+            table = coverage(communes, territories, by=args.by, **filters)
+            if args.by == "region" and wanted is not None:
+                regions = set(communes.loc[communes["departement"].isin(wanted), "region"])
+                table = table[table["region"].isin(regions)]
         _emit(table, args.format, args.output)
     elif args.command == "gaps":
         scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]

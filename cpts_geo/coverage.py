@@ -118,6 +118,17 @@ def _check_communes(communes: pd.DataFrame, needed: Iterable[str]) -> None:
     if communes["insee"].duplicated().any():
         dups = communes.loc[communes["insee"].duplicated(), "insee"].unique()[:10]
         raise InputError(f"`communes` has duplicate INSEE codes: {list(dups)}")
+    from .reference import _arrondissements
+
+    arr = _arrondissements()
+    codes = set(communes["insee"].to_numpy(dtype=object))
+    both = sorted({city for a, city in arr.items() if a in codes and city in codes})
+    if both:
+        raise InputError(
+            f"`communes` holds both the cit{'y' if len(both) == 1 else 'ies'} {both} and "
+            "arrondissements of it: its inhabitants would count twice; load the communes with "
+            "or without `arrondissements=True`, not both"
+        )
 
 
 def _isin(values: pd.Series | np.ndarray, allowed: Iterable[object]) -> np.ndarray:
@@ -140,14 +151,39 @@ def _group_lists(keys: Iterable[object], values: Iterable[object]) -> dict[objec
     return out
 
 
-def _slug(name: str) -> str:
-    from .codes import name_key
+def _looks_validated(t: pd.DataFrame) -> bool:
+    """Tell whether ``t`` has the types :func:`cpts_geo.read_territories` produces."""
+    from .codes import _index
+    from .territories import STATUSES
 
-    return "-".join(name_key(name, keep_article=True).replace("'", " ").split())
+    if t["cpts"].isna().any() or t["insee"].isna().any():
+        return False
+    current = _index().current
+    if not all(isinstance(c, str) and c in current for c in t["insee"].to_numpy(dtype=object)):
+        return False
+    if "cpts_id" in t.columns and t["cpts_id"].isna().any():
+        return False
+    if "share" in t.columns and (
+        not pd.api.types.is_float_dtype(t["share"]) or t["share"].isna().any()
+    ):
+        return False
+    if "status" in t.columns:
+        values = set(t["status"].dropna().astype(str))
+        if not values <= set(STATUSES):
+            return False
+    return "status_date" not in t.columns or pd.api.types.is_datetime64_any_dtype(
+        t["status_date"]
+    )
 
 
 def _membership(territories: pd.DataFrame) -> pd.DataFrame:
-    """Validate the membership table and fill the optional columns."""
+    """Validate the membership table and fill the optional columns.
+
+    A table with the types :func:`cpts_geo.read_territories` produces is taken as it is; any
+    other table (codes as numbers, shares as "50 %", statuses in free spelling, French dates...)
+    goes through :func:`cpts_geo.read_territories`, which normalises it or reports every
+    problem with its row, instead of guessing.
+    """
     if not isinstance(territories, pd.DataFrame):
         raise InputError(
             f"`territories` was a {type(territories).__name__}; expected the table of "
@@ -159,6 +195,12 @@ def _membership(territories: pd.DataFrame) -> pd.DataFrame:
             f"`territories` lacks column(s) {missing}; pass the table returned by "
             f"cpts_geo.read_territories() (columns found: {list(territories.columns)})"
         )
+    from .territories import STATUSES, _slug, read_territories
+
+    if not _looks_validated(territories):
+        cols = [c for c in ("cpts", "cpts_id", "insee", "share", "status", "status_date",
+                            "source") if c in territories.columns]
+        territories = read_territories(pd.DataFrame(territories[cols]).reset_index(drop=True))
     m = pd.DataFrame(
         {
             "cpts": territories["cpts"].astype(str).to_numpy(),
@@ -170,8 +212,7 @@ def _membership(territories: pd.DataFrame) -> pd.DataFrame:
     else:
         m["cpts_id"] = m["cpts"].map(_slug)
     if "share" in territories.columns:
-        share = pd.to_numeric(pd.Series(territories["share"].to_numpy()), errors="coerce")
-        m["share"] = share.fillna(1.0).to_numpy(dtype=float)
+        m["share"] = territories["share"].to_numpy(dtype=float)
     else:
         m["share"] = 1.0
     if ((m["share"] <= 0) | (m["share"] > 1)).any():
@@ -180,16 +221,15 @@ def _membership(territories: pd.DataFrame) -> pd.DataFrame:
             f"`territories` share of {bad['insee']} in {bad['cpts']!r} is {bad['share']}; "
             "expected a fraction in (0, 1]"
         )
-    from .territories import STATUSES
-
     if "status" in territories.columns:
         m["status"] = pd.Categorical(
-            territories["status"].to_numpy(), categories=list(STATUSES), ordered=True
+            territories["status"].astype(object).to_numpy(), categories=list(STATUSES),
+            ordered=True,
         )
     else:
         m["status"] = pd.Categorical([None] * len(m), categories=list(STATUSES), ordered=True)
     if "status_date" in territories.columns:
-        m["status_date"] = pd.to_datetime(territories["status_date"].to_numpy(), errors="coerce")
+        m["status_date"] = pd.to_datetime(territories["status_date"].to_numpy())
     else:
         m["status_date"] = pd.NaT
     return m
@@ -208,8 +248,9 @@ def filter_territories(
     territories : pandas.DataFrame
         Membership table (:func:`cpts_geo.read_territories`).
     as_of : date or str, optional
-        Keep the CPTS whose ``status_date`` is on or before this date. CPTS without a date are
-        left out, with a warning naming them (their existence at that date is unknown).
+        Keep the CPTS whose ``status_date`` is on or before this date (ISO ``2021-01-01`` or
+        French ``07/12/2020``, day first). CPTS without a date are left out, with a warning
+        naming them (their existence at that date is unknown).
     statuses : iterable of str, optional
         Keep the CPTS whose status is one of these (French labels or simple spellings, e.g.
         ``["ACI signé"]``).
@@ -233,12 +274,18 @@ def filter_territories(
     m = _membership(territories)
     keep = np.ones(len(m), dtype=bool)
     if as_of is not None:
-        try:
-            when = pd.Timestamp(as_of)
+        from .territories import _parse_date
+
+        try:  # the territory files' parser: ISO, or French day first (07/12/2020)
+            when = _parse_date(as_of)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"`as_of` was {as_of!r}; expected a date such as 2021-01-01") from exc
-        if pd.isna(when):
-            raise InputError(f"`as_of` was {as_of!r}; expected a date such as 2021-01-01")
+            raise InputError(
+                f"`as_of` was {as_of!r}; expected a date such as 2021-01-01 or 07/12/2020"
+            ) from exc
+        if when is None or pd.isna(when):
+            raise InputError(
+                f"`as_of` was {as_of!r}; expected a date such as 2021-01-01 or 07/12/2020"
+            )
         undated = m["status_date"].isna()
         if undated.any():
             names = sorted(m.loc[undated, "cpts"].unique())
@@ -294,7 +341,25 @@ def _harmonize(
         year = communes.attrs.get("population_year")
         deps = sorted({c[:2] for c in cities})
         arms = load_communes(deps, arrondissements=True, year=year)
-        arms = arms[arms["insee"].map(arr).isin(cities)]
+        arms = arms[arms["insee"].map(arr).isin(cities)].copy()
+        # keep each city's total as `communes` has it, whatever vintage that is
+        city_pop = pd.to_numeric(
+            communes.set_index("insee").loc[sorted(cities), "population"], errors="coerce"
+        )
+        arm_sum = arms.groupby(arms["insee"].map(arr))["population"].sum()
+        mismatch = [c for c in cities if pd.notna(city_pop[c]) and arm_sum[c] != city_pop[c]]
+        if mismatch:
+            factor = arms["insee"].map(arr).map(city_pop / arm_sum).astype(float)
+            arms["population"] = pd.array(
+                (arms["population"].astype(float) * factor).round(), dtype="Int64"
+            )
+            warnings.warn(
+                f"the population year of `communes` is not known: the arrondissements of "
+                f"{', '.join(sorted(mismatch))} were scaled to the city's population in "
+                "`communes` (load the communes with cpts_geo.load_communes to avoid this)",
+                CptsGeoWarning,
+                stacklevel=4,
+            )
         keep = [c for c in communes.columns if c in arms.columns]
         attrs = dict(communes.attrs)
         communes = pd.concat(
@@ -392,6 +457,11 @@ def commune_coverage(
     (3, 1)
     """
     communes, m = _prepare(communes, territories, as_of, statuses)
+    return _commune_coverage(communes, m)
+
+
+def _commune_coverage(communes: pd.DataFrame, m: pd.DataFrame) -> gpd.GeoDataFrame:
+    """:func:`commune_coverage` on frames already prepared (validated, same granularity)."""
     per = _per_commune(communes, m)
     known = set(communes["insee"].to_numpy(dtype=object))
     inside = m[_isin(m["insee"], known)].sort_values(["insee", "cpts"])
@@ -554,11 +624,15 @@ def _graph_parts(codes: np.ndarray, links: pd.DataFrame) -> np.ndarray:
     return labels
 
 
-def _parts_per_group(rows: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
+def _parts_per_group(
+    rows: pd.DataFrame, links: pd.DataFrame, no_geometry: set[str] | frozenset[str] = frozenset()
+) -> pd.Series:
     """Count the connected groups of communes of each CPTS, all CPTS at once.
 
     Nodes are the (cpts_id, insee) rows; two rows are joined when they are in the same CPTS and
-    their communes share a border of positive length.
+    their communes share a border of positive length. Communes without a boundary
+    (``no_geometry``) cannot be placed, so they do not count as parts of their own, unless a
+    CPTS has nothing else.
     """
     nodes = rows.reset_index(drop=True)
     nodes["node"] = np.arange(len(nodes))
@@ -572,7 +646,30 @@ def _parts_per_group(rows: pd.DataFrame, links: pd.DataFrame) -> pd.Series:
     )
     _, labels = connected_components(graph, directed=False)
     nodes["label"] = labels
-    return nodes.groupby("cpts_id", sort=False)["label"].nunique()
+    placed = nodes[~_isin(nodes["insee"], no_geometry)] if no_geometry else nodes
+    counts = placed.groupby("cpts_id", sort=False)["label"].nunique()
+    return counts.reindex(nodes["cpts_id"].unique()).fillna(
+        nodes.groupby("cpts_id", sort=False)["label"].nunique()
+    ).astype(int)
+
+
+def _same_granularity(
+    links: pd.DataFrame, communes: pd.DataFrame, m: pd.DataFrame
+) -> pd.DataFrame:
+    """Drop the links to Paris, Lyon, Marseille at the granularity not in use.
+
+    The bundled contiguity lists both a city and its arrondissements as neighbours of the
+    communes around it; only the granularity of ``communes`` (or, for a city outside it, of the
+    membership table) describes who the neighbour is.
+    """
+    from .reference import _arrondissements
+
+    arr = _arrondissements()
+    in_use = set(communes["insee"].to_numpy(dtype=object)) | set(
+        m["insee"].to_numpy(dtype=object))
+    split = {city for a, city in arr.items() if a in in_use}
+    drop = split | {a for a, city in arr.items() if city not in split}
+    return links[~_isin(links["b"], drop)]
 
 
 def _links(contiguity: pd.DataFrame | None, codes: Iterable[str]) -> pd.DataFrame:
@@ -625,7 +722,10 @@ def _cpts_table(
     rows = m[_isin(m["insee"], known)].merge(c, on="insee", how="left")
     rows["pop_share"] = rows["pop"] * rows["share"]
     links = _links(contiguity, rows["insee"].unique())
-    parts = _parts_per_group(rows[["cpts_id", "insee"]], links)
+    no_geometry: set[str] = set()
+    if "geometry" in communes.columns:
+        no_geometry = set(communes.loc[communes.geometry.isna(), "insee"].to_numpy(dtype=object))
+    parts = _parts_per_group(rows[["cpts_id", "insee"]], links, no_geometry)
     g = rows.groupby("cpts_id", sort=False)
     first = m.groupby("cpts_id", sort=False).agg(
         cpts=("cpts", "first"), status=("status", "max"), status_date=("status_date", "max")
@@ -775,13 +875,11 @@ def find_gaps(
     >>> gaps[["insee", "n_communes", "enclave", "enclosed_by"]].values.tolist()
     [['38001', 1, True, 'Isère']]
     """
-    cc = commune_coverage(communes, territories, as_of=as_of, statuses=statuses)
-    m = _membership(territories) if as_of is None and statuses is None else filter_territories(
-        territories, as_of=as_of, statuses=statuses
-    )
+    communes, m = _prepare(communes, territories, as_of, statuses)
+    cc = _commune_coverage(communes, m)
     gaps = cc[~cc["covered"]].reset_index(drop=True)
     codes = gaps["insee"].to_numpy()
-    links = _links(contiguity, codes)
+    links = _same_granularity(_links(contiguity, codes), communes, m)
     if len(codes) == 0:
         empty = gpd.GeoDataFrame(
             {c: [] for c in ("zone", "n_communes", "insee", "noms", "departements",

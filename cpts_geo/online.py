@@ -647,7 +647,9 @@ def _check_insee(value: object, shown: str) -> str:
 
 
 def _departement_of(insee: str) -> str:
-    return insee[:3] if insee.startswith("97") else insee[:2]
+    from .reference import departement_of
+
+    return departement_of(insee)
 
 
 def _check_departement(value: object, insee: str, shown: str) -> str:

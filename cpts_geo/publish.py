@@ -128,7 +128,9 @@ def _swap(out: Path, release: Path) -> None:
             )
         # first publication over a plain directory made by hand or an older version: move it
         # into the releases directory so that it stays reachable as the previous release
-        legacy = release.parent / f"legacy-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        # named like a release from the time it was last changed, so that pruning sees it
+        when = datetime.fromtimestamp(out.stat().st_mtime, UTC)
+        legacy = release.parent / f"{when:%Y%m%dT%H%M%S}-legacy"
         os.replace(out, legacy)
     tmp_link = out.with_name(f".{out.name}.{os.getpid()}.link")
     with contextlib.suppress(FileNotFoundError):
@@ -159,10 +161,17 @@ def _state(territories: pd.DataFrame, cc: pd.DataFrame, dep_table: pd.DataFrame,
     cpts: dict[str, Any] = {}
     for cid, grp in territories.groupby("cpts_id", sort=True):
         status = grp["status"].dropna()
+        dates = pd.Series(pd.to_datetime(grp["status_date"]) if "status_date" in grp
+                          else [], dtype="datetime64[ns]").dropna()
+        shares = {
+            str(c): float(s) for c, s in zip(grp["insee"], grp["share"], strict=True) if s != 1
+        } if "share" in grp else {}
         cpts[str(cid)] = {
             "cpts": str(grp["cpts"].iloc[0]),
             "status": None if status.empty else str(status.max()),
+            "status_date": None if len(dates) == 0 else dates.max().date().isoformat(),
             "communes": sorted(grp["insee"].astype(str)),
+            "shares": dict(sorted(shares.items())),
         }
     return {
         "vintage": {k: attrs.get(k) for k in ("cog_year", "population_year", "census_year")},
@@ -186,8 +195,17 @@ def _changes(prev: dict[str, Any] | None, cur: dict[str, Any],
     for k in sorted(set(old) & set(new)):
         o, n = old[k], new[k]
         diff: dict[str, Any] = {"cpts_id": k, "cpts": n["cpts"]}
-        if o.get("status") != n.get("status"):
-            diff["status"] = [o.get("status"), n.get("status")]
+        for key in ("status", "status_date"):
+            if o.get(key) != n.get(key):
+                diff[key] = [o.get(key), n.get(key)]
+        shares = {
+            c: [o.get("shares", {}).get(c, 1.0), n.get("shares", {}).get(c, 1.0)]
+            for c in set(o.get("shares", {})) | set(n.get("shares", {}))
+            if c in o["communes"] and c in n["communes"]
+            and o.get("shares", {}).get(c, 1.0) != n.get("shares", {}).get(c, 1.0)
+        }
+        if shares:
+            diff["shares"] = dict(sorted(shares.items()))
         plus = sorted(set(n["communes"]) - set(o["communes"]))
         minus = sorted(set(o["communes"]) - set(n["communes"]))
         if plus:
@@ -210,6 +228,7 @@ def _changes(prev: dict[str, Any] | None, cur: dict[str, Any],
     return {
         "first_publication": False,
         "previous_vintage": prev.get("vintage"),
+        "vintage_changed": prev.get("vintage") != cur["vintage"],
         "cpts_added": added,
         "cpts_removed": removed,
         "cpts_changed": changed,
@@ -430,6 +449,7 @@ def publish(
                     if item.is_file():
                         with open(item, "rb") as fh:
                             os.fsync(fh.fileno())
+                os.chmod(build, _io.default_mode(directory=True))  # mkdtemp makes 0700
                 os.replace(build, release)
                 _swap(out, release)
                 _prune(releases, max(keep, 2), release)

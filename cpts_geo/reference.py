@@ -28,6 +28,7 @@ from .errors import DataSourceError, InputError
 
 __all__ = [
     "bundle_info",
+    "departement_of",
     "load_communes",
     "load_contiguity",
     "load_departements",
@@ -103,6 +104,17 @@ def _check_year(year: int | None) -> int:
             "(year the INSEE legal population is in force)"
         )
     return year
+
+
+def departement_of(insee: str) -> str:
+    """Département of a (normalised) INSEE code: its first two characters, three overseas.
+
+    Examples
+    --------
+    >>> departement_of("42218"), departement_of("2A004"), departement_of("97411")
+    ('42', '2A', '974')
+    """
+    return insee[:3] if insee.startswith("97") else insee[:2]
 
 
 def normalize_departement(code: object) -> str:

@@ -718,6 +718,9 @@ class _Report:
             "mismatch": "row(s) give a commune code and a name that disagree; the code is used",
             "repaired": "invalid outline(s) were repaired with shapely.make_valid",
             "split": "commune(s) are split between CPTS outlines (see attrs['split_communes'])",
+            "no_geometry": "commune(s) of these départements have no boundary in the reference "
+            "data and cannot be assigned from outlines; add them by code if a CPTS covers them",
+            "shares": "commune(s) have shares adding up to more than 1: counted as overlaps",
         }
         for kind, texts in self.notes.items():
             warnings.warn(
@@ -1007,11 +1010,13 @@ def _check_members(members: list[_Member], report: _Report) -> None:
         by_commune[m.insee].append(m)
     for insee, ms in by_commune.items():
         total = sum(m.share for m in ms)
-        if len(ms) > 1 and all(m.share_given for m in ms) and total > 1 + 1e-6:
-            report.problem(
-                ms[-1].entry.row, ms[-1].column, [m.share for m in ms],
-                f"the shares of commune {insee} ({_index().current[insee].nom}) add up to "
-                f"{total:g} > 1 ({_rows([m.entry.row for m in ms])})",
+        if len(ms) > 1 and any(m.share_given for m in ms) and total > 1 + 1e-6:
+            # CPTS claiming more than the whole commune overlap there: a fact planners need to
+            # see (the coverage counts each inhabitant once), not an input error
+            report.note(
+                "shares",
+                f"{insee} {_index().current[insee].nom}: {total:g} "
+                f"({_rows([m.entry.row for m in ms])})",
             )
 
 
@@ -1191,6 +1196,10 @@ def _outline_members(
         ))
     outlines = gpd.GeoSeries(shapes, crs=4326)
     ref = _reference_communes(communes, outlines)
+    no_geom = ref[ref.geometry.isna() | ref.geometry.is_empty]
+    # communes without a boundary cannot be placed under an outline: say so, never drop silently
+    for code, nom in zip(no_geom["insee"], no_geom.get("nom", no_geom["insee"]), strict=True):
+        report.note("no_geometry", f"{code} {nom}")
     ref = ref[ref.geometry.notna() & ~ref.geometry.is_empty].reset_index(drop=True)
     frac = _fractions(ref, outlines)
     insee = ref["insee"].astype(str).to_numpy()

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from helpers import SEEDS
 
+import cpts_geo
 from cpts_geo.cli import main
 
 
@@ -62,6 +63,20 @@ def test_coverage_by_cpts_and_departement_filter(capsys):
     assert names["Vallée du Gier"]["n_communes"] == 27
 
 
+def test_region_and_nation_are_computed_on_the_whole_area(capsys):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "region", "--format",
+                       "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["region"] for r in rows] == ["84"]
+    assert rows[0]["population"] == cpts_geo.load_regions("84")["population"].iloc[0]
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "nation", "--format",
+                       "json")
+    nation = json.loads(out)[0]
+    assert nation["population"] == cpts_geo.load_communes()["population"].sum()
+    assert nation["n_communes"] == 34875
+
+
 def test_coverage_table_and_output_file(capsys, tmp_path):
     code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "nation")
     assert code == 0 and "France" in out and "coverage_rate" in out
@@ -71,6 +86,9 @@ def test_coverage_table_and_output_file(capsys, tmp_path):
     assert code == 0 and out == ""
     assert len(pd.read_csv(target)) == 3
     assert [p.name for p in target.parent.iterdir()] == ["cov.csv"]  # no temporary left
+    assert target.stat().st_mode & 0o044  # readable by others, as a plain write would be
+    code, _, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(tmp_path))
+    assert code == 2 and err.startswith(f"error: {tmp_path}: is a directory")
 
 
 def test_gaps_and_overlaps(capsys, tmp_path):

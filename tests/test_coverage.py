@@ -20,7 +20,7 @@ from cpts_geo import (
     size_class,
     territory_geometries,
 )
-from cpts_geo.errors import CptsGeoWarning, InputError
+from cpts_geo.errors import CptsGeoWarning, InputError, TerritoryError
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +81,25 @@ def test_by_cpts(seeds, loire_rhone, isere, raw_npm):
         ["38421", "38158", "38309", "38179", "38533"], "area_km2"].sum(), abs=0.01)
 
 
-def test_by_region_and_nation_add_up(seeds, loire_rhone):
-    dep = coverage(loire_rhone, seeds)
-    reg = coverage(loire_rhone, seeds, by="region")
-    nat = coverage(loire_rhone, seeds, by="nation")
-    assert reg["population"].sum() == dep["population"].sum() == nat["population"].iloc[0]
+def test_by_region_and_nation_add_up(seeds, raw_npm):
+    france = cpts_geo.load_communes()
+    dep = coverage(france, seeds)
+    reg = coverage(france, seeds, by="region")
+    nat = coverage(france, seeds, by="nation")
+    raw_total = sum(c.get("population") or 0 for c in raw_npm("6.0.0")
+                    if c["type"] == "commune-actuelle"  # collectivités d'outre-mer: no boundary
+                    and c["departement"] not in ("975", "977", "978", "984", "986", "987",
+                                                 "988", "989"))
+    assert nat["population"].iloc[0] == raw_total == reg["population"].sum() == dep[
+        "population"].sum()
     assert nat["covered_population"].iloc[0] == pytest.approx(dep["covered_population"].sum())
     assert nat["nation"].iloc[0] == "France"
-    assert reg["region"].tolist() == ["84"]
-    assert nat["n_cpts"].iloc[0] == 2
+    assert len(reg) == 18 and len(dep) == 101
+    ara = reg.set_index("region").loc["84"]
+    assert ara["population"] == cpts_geo.load_regions("84")["population"].iloc[0]
+    assert ara["covered_population"] == dep.set_index("departement").loc[
+        ["38", "42", "69"], "covered_population"].sum()
+    assert nat["n_cpts"].iloc[0] == 3
 
 
 def test_cpts_straddling_departements_warns_when_communes_are_missing(seeds, loire):
@@ -244,3 +254,60 @@ def test_inputs_are_not_mutated(isere):
         territory_geometries(isere, t)
     pd.testing.assert_frame_equal(t, before_t)
     pd.testing.assert_frame_equal(isere, before_c)
+
+
+def test_enclave_next_to_lyon_at_either_granularity():
+    rhone = cpts_geo.load_communes("69")
+    links = cpts_geo.load_contiguity(["69266"])  # Villeurbanne
+    around = [b for b in links.loc[links["length_km"] > 0, "b"] if b and b[:3] != "693"]
+    assert "69123" in around  # the city and its arrondissements are both listed as neighbours
+    t = pd.DataFrame({"cpts": "Big", "insee": around})
+    gaps = find_gaps(rhone, t).set_index("insee")
+    assert gaps.loc["69266", "enclave"] and gaps.loc["69266", "enclosed_by"] == "Big"
+    # Lyon listed by arrondissement: the neighbours are the arrondissements
+    arms = [b for b in links["b"] if b.startswith("693")]
+    t2 = pd.DataFrame({"cpts": "Big", "insee": [b for b in around if b != "69123"] + arms})
+    gaps2 = find_gaps(rhone, t2).set_index("insee")
+    assert gaps2.loc["69266", "enclave"]
+    arr_level = cpts_geo.load_communes("69", arrondissements=True)
+    assert find_gaps(arr_level, t).set_index("insee").loc["69266", "enclave"]
+
+
+def test_communes_without_boundary_do_not_split_a_cpts():
+    cantal = cpts_geo.load_communes("15")
+    t = _t([("Pinatelle", c) for c in ("15141", "15031", "15035", "15047", "15171")])
+    row = coverage(cantal, t, by="cpts").iloc[0]
+    assert row["n_communes"] == 5 and row["n_parts"] == 1
+
+
+def test_raw_tables_are_validated_like_files(isere):
+    pop = isere.set_index("insee")["population"]
+    raw = pd.DataFrame({"cpts": ["A", "A"], "insee": [38421, "38158"],
+                        "share": ["50 %", "0,3"], "status": ["aci signe", "ACI signé"],
+                        "status_date": ["07/12/2020", "2020-12-07"]})
+    row = coverage(isere, raw, as_of="10/12/2020").iloc[0]  # French dates, day first
+    assert row["covered_population"] == pytest.approx(0.5 * pop["38421"] + 0.3 * pop["38158"],
+                                                      abs=0.1)
+    assert coverage(isere, raw, statuses=["ACI signé"]).iloc[0]["n_cpts"] == 1
+    assert coverage(isere, raw, as_of="06/12/2020").iloc[0]["n_cpts"] == 0
+    with pytest.raises(TerritoryError, match=r"row 2.*42999"):
+        coverage(isere, pd.DataFrame({"cpts": ["A"], "insee": ["42999"]}))
+
+
+def test_communes_with_a_city_and_its_arrondissements_are_refused():
+    both = pd.concat([cpts_geo.load_communes("69"),
+                      cpts_geo.load_communes("69", arrondissements=True)]).drop_duplicates(
+        "insee")
+    with pytest.raises(InputError, match=r"both the city \['69123'\] and arrondissements"):
+        coverage(both, _t([("A", "69383")]))
+
+
+def test_arrondissements_keep_the_city_total_of_another_year():
+    rhone = cpts_geo.load_communes("69", year=2022)
+    t = _t([("Lyon 3", "69383")])
+    assert coverage(rhone, t).iloc[0]["population"] == rhone["population"].sum()
+    anonymous = rhone.copy()
+    anonymous.attrs = {}
+    with pytest.warns(CptsGeoWarning, match="scaled to the city's population"):
+        row = coverage(anonymous, t).iloc[0]
+    assert row["population"] == rhone["population"].sum()

@@ -59,6 +59,8 @@ def test_site_layout_and_figures(site):
     tmp, result = site
     out = tmp / "site"
     assert out.is_symlink() and out.resolve() == result.release.resolve()
+    # a web server running as another user can read the site (mkdtemp alone makes it 0700)
+    assert result.release.stat().st_mode & 0o005 == 0o005
     assert result.departements == ["38", "42", "69"]
     for name in ("index.html", "map.html", "summary.json", "state.json",
                  "coverage_departements.csv", "cpts.geojson", "assets/leaflet.js",
@@ -160,7 +162,10 @@ def test_changes_since_last_publication(tmp_path):
     first = publish(_territories(tmp_path), out, progress=False)
     # Eybens leaves the Sud-Est Grenoblois... a new CPTS covers Grenoble and Échirolles
     seeds = pd.read_csv(SEEDS, dtype=str, keep_default_na=False)
-    seeds = seeds[seeds["insee"] != "38158"][["cpts", "insee", "status"]]
+    seeds = seeds[seeds["insee"] != "38158"][["cpts", "insee", "status", "status_date"]].copy()
+    seeds["share"] = ""
+    seeds.loc[seeds["insee"] == "42207", "share"] = "0.5"  # Saint-Chamond, half in the CPTS
+    seeds.loc[seeds["cpts"] == "Vénissieux", "status_date"] = "2019-10-01"
     new = pd.DataFrame({"cpts": "Grenoble", "insee": ["38185", "38151"],
                         "status": "pré-projet"})
     changed = tmp_path / "changed.csv"
@@ -172,10 +177,15 @@ def test_changes_since_last_publication(tmp_path):
     assert [c["cpts"] for c in ch["cpts_added"]] == ["Grenoble"]
     seg = next(c for c in ch["cpts_changed"] if c["cpts"] == "Sud-Est Grenoblois")
     assert seg["communes_removed"] == ["38158"]
+    gier = next(c for c in ch["cpts_changed"] if c["cpts"] == "Vallée du Gier")
+    assert gier["shares"] == {"42207": [1.0, 0.5]}
+    ven = next(c for c in ch["cpts_changed"] if c["cpts"] == "Vénissieux")
+    assert ven["status_date"] == ["2019-09-25", "2019-10-01"]
+    assert ch["vintage_changed"] is False
     assert {c["insee"] for c in ch["communes_entered_coverage"]} == {"38185", "38151"}
     assert [c["insee"] for c in ch["communes_left_coverage"]] == ["38158"]
     delta = {d["departement"]: d for d in ch["coverage_rate_deltas"]}
-    assert set(delta) == {"38"} and delta["38"]["delta"] > 0
+    assert set(delta) == {"38", "42"} and delta["38"]["delta"] > 0 > delta["42"]["delta"]
     index = (out / "index.html").read_text("utf-8")
     assert "Communes entrées dans la couverture : 2" in index and "Eybens" in index
 

@@ -449,10 +449,26 @@ def test_duplicate_within_one_wide_cell():
         read_territories(table)
 
 
-def test_shares_of_a_commune_adding_up_to_more_than_one():
+def test_shares_of_a_commune_adding_up_to_more_than_one_are_an_overlap_not_an_error():
     table = pd.DataFrame({"cpts": ["A", "B"], "insee": ["42218", "42218"], "part": [0.6, 0.6]})
-    with pytest.raises(TerritoryError, match=r"row 3.*add up to 1.2 > 1 \(rows 2, 3\)"):
+    with pytest.warns(CptsGeoWarning, match=r"shares adding up to more than 1.*42218 "
+                                             r"Saint-Étienne: 1.2 \(rows 2, 3\)"):
+        t = read_territories(table)
+    assert t["share"].tolist() == [0.6, 0.6]
+    # an explicit share next to a blank one (1.0) is the same situation
+    table = pd.DataFrame({"cpts": ["A", "B"], "insee": ["42218", "42218"], "part": [0.5, None]})
+    with pytest.warns(CptsGeoWarning, match=r"42218 Saint-Étienne: 1.5"):
         read_territories(table)
+
+
+def test_communes_without_boundary_under_outlines_are_reported(tmp_path):
+    cantal = load_communes("15")
+    outline = cantal[cantal["insee"] == "15141"].dissolve()[["geometry"]].assign(cpts="Pinatelle")
+    path = tmp_path / "pinatelle.geojson"
+    outline.to_file(path, driver="GeoJSON")
+    with pytest.warns(CptsGeoWarning, match=r"no boundary in the reference data.*15031 Celles"):
+        t = read_territories(path)
+    assert t["insee"].tolist() == ["15141"]
 
 
 def test_cpts_name_spelt_two_ways_warns():
