@@ -91,13 +91,9 @@ def size_class(population: float | int | None) -> int | None:
         return None
     if population < 0:
         return None
-    if population < 40_000:
-        return 1
-    if population <= 80_000:
-        return 2
-    if population <= 175_000:
-        return 3
-    return 4
+    if population < SIZE_CLASSES[0][2]:
+        return SIZE_CLASSES[0][0]
+    return next(cls for cls, _, high in SIZE_CLASSES[1:] if population <= high)
 
 
 # ---------------------------------------------------------------------------------------------

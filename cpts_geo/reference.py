@@ -252,7 +252,8 @@ def load_communes(
         ``departement``, ``region``, ``epci`` (SIREN), ``population`` (``Int64``, missing
         stays missing), ``area_km2`` and ``geometry`` (None for the four communes the
         boundary data lacks; see ``bundle_info()["report"]``). ``attrs`` states the source,
-        COG year, population year and census year.
+        COG year, population year and census year, and ``caveats`` when they apply (Mayotte's
+        population is that of the 2017 census whatever the year).
 
     Raises
     ------
@@ -312,8 +313,17 @@ def load_communes(
         pd.array(gdf["insee"].map(pops), dtype="Int64"),
     )
     gdf.attrs = _attrs(year)
+    if (gdf["departement"] == "976").any():
+        gdf.attrs["caveats"] = [MAYOTTE_CAVEAT]
     return gdf
 
+
+#: Mayotte is outside the yearly census: the package carries its 2017 census population for
+#: every year.
+MAYOTTE_CAVEAT = (
+    "Mayotte (976): population of the 2017 census for every year (Mayotte is outside the yearly "
+    "census cycle of the legal populations bundled here)"
+)
 
 #: Projected CRS used for areas and lengths: Lambert-93 in metropolitan France and Corsica, the
 #: official UTM projection of each overseas département (never Lambert-93 overseas).

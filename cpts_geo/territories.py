@@ -570,6 +570,12 @@ def _geo_or_table(df: pd.DataFrame, name: str) -> gpd.GeoDataFrame | _Table:
         types = set(df.geometry.geom_type.dropna())
         if types & {"Polygon", "MultiPolygon"}:
             return df
+        lines = types & {"LineString", "MultiLineString", "LinearRing"}
+        if lines:
+            raise InputError(
+                f"{name}: the geometries are {', '.join(sorted(lines))}; CPTS outlines must be "
+                "polygons (in QGIS: Vector > Geometry Tools > Lines to Polygons)"
+            )
         df = pd.DataFrame(df.drop(columns=df.geometry.name))
     return _frame_table(df, name)
 

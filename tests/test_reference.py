@@ -204,3 +204,11 @@ def test_online_frames_are_completed_like_the_bundled_ones():
     assert (done["kind"] == bundled["kind"]).all()
     assert done.set_index("insee").loc["69383", "parent"] == "69123"
     assert (done["area_km2"] - bundled["area_km2"]).abs().max() < 1e-3
+
+
+def test_mayotte_population_is_flagged_as_the_2017_census():
+    totals = {y: int(cpts_geo.load_communes("976", year=y)["population"].sum())
+              for y in cpts_geo.population_years()}
+    assert set(totals.values()) == {256_518}
+    assert "2017 census" in cpts_geo.load_communes("976").attrs["caveats"][0]
+    assert "caveats" not in cpts_geo.load_communes("42").attrs

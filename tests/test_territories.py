@@ -770,3 +770,14 @@ def test_overseas_outlines_use_a_local_projection(no_warning):
     df = read_territories(gdf.to_crs(2975))
     assert df["insee"].tolist() == ["97411", "97418"]
     assert df["nom"].tolist() == ["Saint-Denis", "Sainte-Marie"]
+
+
+def test_geojson_of_lines_is_refused_with_a_hint(tmp_path):
+    loire = load_communes("42")
+    lines = loire[loire["insee"] == "42218"][["geometry"]].assign(cpts="A")
+    lines["geometry"] = lines.geometry.boundary
+    path = tmp_path / "lines.geojson"
+    lines.to_file(path, driver="GeoJSON")
+    with pytest.raises(InputError, match=r"lines\.geojson: the geometries are .*LineString.*"
+                                         r"must be polygons"):
+        read_territories(path)
