@@ -359,6 +359,8 @@ def _colour_graph(geoms: Sequence[Any], keys: Sequence[str]) -> list[int]:
     """Greedy colouring (largest degree first) of the "intersects" graph of ``geoms``.
 
     Two CPTS whose outlines touch, even at a point, or share a commune, get different colours.
+    Among the colours its neighbours leave free, a CPTS takes the least used one within the
+    palette, so that every CPTS has its own colour as long as the palette allows.
     """
     n = len(geoms)
     arr = np.array(list(geoms), dtype=object)
@@ -374,12 +376,18 @@ def _colour_graph(geoms: Sequence[Any], keys: Sequence[str]) -> list[int]:
                 neighbours[b].add(a)
     order = sorted(range(n), key=lambda i: (-len(neighbours[i]), keys[i]))
     colour = [-1] * n
+    uses: dict[int, int] = {}
     for i in order:
         used = {colour[j] for j in neighbours[i]}
-        c = 0
-        while c in used:
-            c += 1
+        free = [c for c in range(len(_PALETTE)) if c not in used]
+        if free:
+            c = min(free, key=lambda k: (uses.get(k, 0), k))
+        else:  # more neighbours than colours: go past the palette (still distinct)
+            c = len(_PALETTE)
+            while c in used:
+                c += 1
         colour[i] = c
+        uses[c] = uses.get(c, 0) + 1
     return colour
 
 

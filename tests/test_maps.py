@@ -447,3 +447,13 @@ def test_national_map_under_15_mb(seeds):
     assert 0 < missing < 10
     assert communes.n_features == len(france) - missing
     assert f"{missing} commune(s) sans contour" in page
+
+
+def test_each_cpts_gets_its_own_colour_while_the_palette_allows():
+    from cpts_geo.maps import _colour_graph
+
+    boxes = [shapely.box(i * 10, 0, i * 10 + 1, 1) for i in range(5)]  # five separate CPTS
+    assert len(set(_colour_graph(boxes, list("abcde")))) == 5
+    touching = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]
+    first, second = _colour_graph(touching, ["a", "b"])
+    assert first != second
