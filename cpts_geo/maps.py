@@ -474,10 +474,6 @@ def _build(
             "cpts_geo.load_communes()"
         )
     _tolerance(simplify)  # fail early on a bad value
-    if isinstance(territories, pd.DataFrame) and not territories.index.is_unique:
-        attrs_t = dict(territories.attrs)
-        territories = territories.reset_index(drop=True)  # a copy; the caller's is untouched
-        territories.attrs = attrs_t
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         layers = _build_layers(communes, territories, departement, as_of, statuses, simplify)
