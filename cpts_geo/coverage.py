@@ -149,12 +149,12 @@ def _group_lists(keys: Iterable[object], values: Iterable[object]) -> dict[objec
 
 def _looks_validated(t: pd.DataFrame) -> bool:
     """Tell whether ``t`` has the types :func:`cpts_geo.read_territories` produces."""
-    from .codes import _index
+    from .reference import _current_codes
     from .territories import STATUSES
 
     if t["cpts"].isna().any() or t["insee"].isna().any():
         return False
-    current = _index().current
+    current = _current_codes()
     if not all(isinstance(c, str) and c in current for c in t["insee"].to_numpy(dtype=object)):
         return False
     if "cpts_id" in t.columns and t["cpts_id"].isna().any():

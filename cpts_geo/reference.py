@@ -514,6 +514,13 @@ def load_contiguity(insee: Iterable[str] | None = None) -> pd.DataFrame:
 
 
 @lru_cache(maxsize=1)
+def _current_codes() -> frozenset[str]:
+    """Codes of every current commune and municipal arrondissement of the bundle."""
+    table = pq.read_table(_path("communes.parquet"), columns=["insee"])
+    return frozenset(table.column("insee").to_pylist())
+
+
+@lru_cache(maxsize=1)
 def _arrondissements() -> pd.Series:
     """Municipal arrondissements: Series insee -> city code (75056, 69123, 13055)."""
     table = pq.read_table(_path("communes.parquet"), columns=["insee", "parent"])
