@@ -26,3 +26,12 @@ def test_tour_notebook_runs(monkeypatch):
     assert isinstance(m, folium.Map) and "L.map(" in html.unescape(inline)
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=\S*https?://",
                          html.unescape(inline))
+
+
+def test_readme_python_tour_runs(monkeypatch):
+    text = (ROOT / "README.md").read_text("utf-8")
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(ROOT)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert isinstance(namespace["loire"], namespace["cpts_geo"].load_communes("42").__class__)
