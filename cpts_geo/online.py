@@ -50,7 +50,6 @@ import os
 import random
 import re
 import sys
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -70,6 +69,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from tqdm.auto import tqdm
 
+from ._io import atomic_path
 from .errors import CptsGeoWarning, DataSourceError, InputError
 
 __all__ = ["GEO_API_URL", "IGN_WFS_URL", "fetch_communes"]
@@ -721,6 +721,21 @@ def _geometry(feature: dict[str, Any], insee: str, shown: str) -> BaseGeometry:
     return geom
 
 
+def _commune_row(
+    p: dict[str, Any], feature: dict[str, Any], insee: str, dep: str, shown: str
+) -> dict[str, Any]:
+    """One checked row of the result, from a feature's mapped properties."""
+    return {
+        "insee": insee,
+        "nom": p["nom"].strip(),
+        "departement": dep,
+        "region": _check_region(p["region"], insee, shown),
+        "epci": _check_epci(p["epci"], insee, shown),
+        "population": _check_population(p["population"], insee, shown),
+        "geometry": _geometry(feature, insee, shown),
+    }
+
+
 def _check_duplicates(codes: Iterable[str], shown: str) -> None:
     dups = sorted(code for code, n in Counter(codes).items() if n > 1)
     if dups:
@@ -768,17 +783,7 @@ def _geo_api_rows(
             )
         if not isinstance(p["nom"], str) or not p["nom"].strip():
             raise DataSourceError(f"{shown}: commune {insee} has no name")
-        rows.append(
-            {
-                "insee": insee,
-                "nom": p["nom"].strip(),
-                "departement": dep,
-                "region": _check_region(p["region"], insee, shown),
-                "epci": _check_epci(p["epci"], insee, shown),
-                "population": _check_population(p["population"], insee, shown),
-                "geometry": _geometry(feature, insee, shown),
-            }
-        )
+        rows.append(_commune_row(p, feature, insee, dep, shown))
     return rows
 
 
@@ -953,17 +958,7 @@ def _fetch_ign(
         if not isinstance(p["nom"], str) or not p["nom"].strip():
             raise DataSourceError(f"{shown}: commune {insee} has no name")
         census_dates.append(p["census_date"])
-        rows.append(
-            {
-                "insee": insee,
-                "nom": p["nom"].strip(),
-                "departement": dep,
-                "region": _check_region(p["region"], insee, shown),
-                "epci": _check_epci(p["epci"], insee, shown),
-                "population": _check_population(p["population"], insee, shown),
-                "geometry": _geometry(feature, insee, shown),
-            }
-        )
+        rows.append(_commune_row(p, feature, insee, dep, shown))
     _check_duplicates((r["insee"] for r in rows), shown)
     present = {r["departement"] for r in rows}
     absent = [d for d in scope if d not in present]
@@ -1203,17 +1198,11 @@ def _write_cache(
         **gdf.attrs,
         "cpts_geo_cache": _cache_key(source, base, deps, arrondissements),
     }
-    tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        out.to_parquet(tmp, index=False)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        with atomic_path(path) as tmp:  # removed on failure, renamed on success
+            out.to_parquet(tmp, index=False)
         _fsync_dir(path.parent)
     except (OSError, ValueError, TypeError) as exc:
         warnings.warn(
@@ -1222,9 +1211,3 @@ def _write_cache(
             CptsGeoWarning,
             stacklevel=3,
         )
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
