@@ -3,23 +3,29 @@
 Reference data (communes, populations, boundaries) come from a bundle shipped in the package,
 so everything works offline; CPTS territories are read from the files planners keep.
 
+The package is layered, each layer importing only from the ones below it: ``errors``,
+``geography`` and ``typing``; ``codes`` and ``membership``; ``sources`` (the bundle, web
+services) and ``io`` (planners' files); ``analysis`` (coverage, gaps, overlaps, comparisons);
+``maps`` and ``publishing``; ``cli``. Importing the package does not import folium, matplotlib or
+jinja2: maps and the site load them when asked for.
+
 >>> import cpts_geo
 >>> communes = cpts_geo.load_communes("38")
 >>> len(communes)
 512
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .analysis.aci import SIZE_CLASSES, size_class
+from .analysis.changes import Comparison, compare
+from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
+from .analysis.graph import ContiguityGraph
+from .analysis.inputs import filter_territories
+from .analysis.rates import commune_coverage, coverage, cpts_table
 from .codes import normalize_insee, resolve_codes, resolve_communes
-from .coverage import (
-    SIZE_CLASSES,
-    commune_coverage,
-    coverage,
-    filter_territories,
-    find_gaps,
-    find_overlaps,
-    size_class,
-    territory_geometries,
-)
 from .errors import (
     AmbiguousCommuneError,
     CptsGeoError,
@@ -27,13 +33,16 @@ from .errors import (
     DataSourceError,
     InputError,
     InvalidInseeCodeError,
+    PublishError,
+    ResourceLimitError,
     TerritoryError,
     UnknownCommuneError,
 )
-from .maps import coverage_figure, coverage_map, map_html, save_map, write_assets
-from .reference import (
+from .geography import normalize_departements
+from .io.readers import outline_fractions, read_territories
+from .membership import STATUSES, normalize_status
+from .sources.bundle import (
     bundle_info,
-    load_communes,
     load_contiguity,
     load_departements,
     load_epci,
@@ -41,26 +50,66 @@ from .reference import (
     load_regions,
     population_years,
 )
-from .territories import STATUSES, normalize_status, read_territories
+from .sources.loaders import load_communes
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .maps.assets import write_assets
+    from .maps.figure import coverage_figure
+    from .maps.interactive import coverage_map, map_html, save_map
+    from .publishing.site import PublishResult, publish
+
+__version__ = "0.2.0"
+
+_LAZY = {
+    "coverage_map": "cpts_geo.maps.interactive",
+    "map_html": "cpts_geo.maps.interactive",
+    "save_map": "cpts_geo.maps.interactive",
+    "coverage_figure": "cpts_geo.maps.figure",
+    "write_assets": "cpts_geo.maps.assets",
+    "publish": "cpts_geo.publishing.site",
+    "PublishResult": "cpts_geo.publishing.site",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the map and site functions (folium, matplotlib, jinja2) on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cpts_geo' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "SIZE_CLASSES",
     "STATUSES",
     "AmbiguousCommuneError",
+    "Comparison",
+    "ContiguityGraph",
     "CptsGeoError",
     "CptsGeoWarning",
     "DataSourceError",
     "InputError",
     "InvalidInseeCodeError",
+    "PublishError",
+    "PublishResult",
+    "ResourceLimitError",
     "TerritoryError",
     "UnknownCommuneError",
     "bundle_info",
     "commune_coverage",
+    "compare",
     "coverage",
     "coverage_figure",
     "coverage_map",
+    "cpts_table",
     "filter_territories",
     "find_gaps",
     "find_overlaps",
@@ -71,9 +120,12 @@ __all__ = [
     "load_former_communes",
     "load_regions",
     "map_html",
+    "normalize_departements",
     "normalize_insee",
     "normalize_status",
+    "outline_fractions",
     "population_years",
+    "publish",
     "read_territories",
     "resolve_codes",
     "resolve_communes",

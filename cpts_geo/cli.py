@@ -14,11 +14,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import geopandas as gpd
 import pandas as pd
 
-from . import _io
+from ._atomic import write_text_atomic
 from .errors import CptsGeoError, CptsGeoWarning
+from .io.writers import dump_json, records
 
 __all__ = ["main"]
 
@@ -103,11 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
     if fmt == "geojson":
+        import geopandas as gpd
+
         gdf = df if isinstance(df, gpd.GeoDataFrame) else gpd.GeoDataFrame(df)
         text = gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True)
     elif fmt == "json":
         buf = io.StringIO()
-        _io.dump_json(_io.records(df), buf)
+        dump_json(records(df), buf)
         text = buf.getvalue()
     else:
         plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
@@ -122,30 +124,31 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
     else:
-        _io.write_text_atomic(output, text)
+        write_text_atomic(output, text)
 
 
 def _load(
     args: argparse.Namespace, level: str = "departement"
-) -> tuple[pd.DataFrame, gpd.GeoDataFrame, list[str] | None]:
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str] | None]:
     """Read the territories and load the communes the figures need.
 
     At département level: the user's départements and those of the territories (a CPTS that
     straddles a border needs all its communes); at région level, every commune of those
     régions; at national level, all of France: a total is never computed on a partial area.
     """
-    from .reference import departement_of, load_communes, load_departements, normalize_departement
-    from .territories import read_territories
+    from .geography import departement_of, departements, normalize_departements
+    from .io.readers import read_territories
+    from .sources.loaders import load_communes
 
     territories = read_territories(args.territories)
     wanted = None
     if args.departement:
-        wanted = sorted({normalize_departement(d) for d in args.departement})
+        wanted = sorted(normalize_departements(args.departement) or [])
     deps = set(wanted or []) | {departement_of(c) for c in territories["insee"]}
     if level == "nation":
         communes = load_communes(year=args.year)
     elif level == "region":
-        regions = sorted(set(load_departements(sorted(deps))["region"]))
+        regions = sorted({departements()[d].region for d in deps})
         communes = load_communes(regions=regions, year=args.year)
     else:
         communes = load_communes(sorted(deps), year=args.year)
@@ -165,16 +168,16 @@ def _restrict(
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "info":
-        from .reference import bundle_info
+        from .sources.bundle import bundle_info
 
         info = bundle_info()
         report = dict(info["report"])
         report.pop("holes", None)
-        _io.dump_json({k: v for k, v in info.items() if k != "report"} | {"report": report},
-                      sys.stdout)
+        dump_json({k: v for k, v in info.items() if k not in ("report", "geography")}
+                  | {"report": report}, sys.stdout)
         return 0
     if args.command == "communes":
-        from .reference import load_communes
+        from .sources.loaders import load_communes
 
         gdf = load_communes(args.departement, args.region, year=args.year, source=args.source,
                             arrondissements=args.arrondissements)
@@ -185,7 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "publish":
         import logging
 
-        from .publish import publish
+        from .publishing.site import publish
 
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -193,15 +196,16 @@ def _run(args: argparse.Namespace) -> int:
                 progress=False if args.no_progress else None)
         return 0
 
-    from .coverage import coverage, find_gaps, find_overlaps, territory_geometries
-    from .reference import departement_of
+    from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
+    from .analysis.rates import coverage, cpts_table
+    from .geography import departement_of
 
     level = args.by if args.command == "coverage" else "departement"
     territories, communes, wanted = _load(args, level)
     filters = {"as_of": args.as_of, "statuses": args.status}
     if args.command == "coverage":
         if args.by == "cpts":
-            table = coverage(communes, territories, by="cpts", **filters)
+            table = cpts_table(communes, territories, **filters)
             table = _restrict(table, wanted, "departements")
         elif args.by == "departement":
             shown = wanted or sorted({departement_of(c) for c in territories["insee"]})

@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import unicodedata
-import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,15 +20,29 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from ._data import bundle_path, manifest
+from ._text import fold
 from .errors import (
     AmbiguousCommuneError,
-    CptsGeoWarning,
     InvalidInseeCodeError,
     UnknownCommuneError,
+    public,
+    warn,
 )
-from .reference import _former, _path, normalize_departement
+from .geography import normalize_departements
 
-__all__ = ["name_key", "normalize_insee", "resolve_codes", "resolve_communes"]
+__all__ = [
+    "CodeMatch",
+    "NameMatch",
+    "match_name",
+    "name_key",
+    "normalize_insee",
+    "commune_departement",
+    "commune_name",
+    "resolve_code",
+    "resolve_codes",
+    "resolve_communes",
+]
 
 _CODE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
 _FLOAT_CODE = re.compile(r"^(\d{4,5})\.0*$")
@@ -120,8 +132,8 @@ class _Index:
 
 @lru_cache(maxsize=1)
 def _index() -> _Index:
-    table = pq.read_table(_path("communes.parquet"), columns=["insee", "nom", "kind", "parent",
-                                                               "departement"])
+    table = pq.read_table(bundle_path("communes.parquet"),
+                          columns=["insee", "nom", "kind", "parent", "departement"])
     com = table.to_pandas()
     idx = _Index()
     for insee, nom, kind, parent, dep in com.itertuples(index=False):
@@ -130,7 +142,8 @@ def _index() -> _Index:
         for key in _name_keys(nom, insee=insee, parent=parent):
             idx.by_full[key[0]].append(unit)
             idx.by_loose[key[1]].append(unit)
-    former = _former()
+    former = pq.read_table(bundle_path("former_communes.parquet"),
+                           columns=["insee", "nom", "kind", "current"]).to_pandas()
     for insee, nom, kind, current in former.itertuples(index=False):
         cur = idx.current.get(current)
         if cur is None or not isinstance(nom, str):
@@ -147,15 +160,75 @@ def _index() -> _Index:
     return idx
 
 
-def resolve_codes(
-    codes: Iterable[object], *, what: str = "codes", warn: bool = True
-) -> list[str]:
+@dataclass(frozen=True)
+class CodeMatch:
+    """The outcome of resolving one INSEE code (never raised: see ``problem``).
+
+    Attributes
+    ----------
+    code : str or None
+        The current code, None when the value cannot be resolved.
+    problem : str or None
+        Why it cannot be resolved.
+    note : str or None
+        How it was resolved when it is not a current code (``"14654 (Saint-Pierre-sur-Dives,
+        commune déléguée) -> 14654 (Saint-Pierre-en-Auge)"``).
+    """
+
+    code: str | None
+    problem: str | None = None
+    note: str | None = None
+
+
+def resolve_code(value: object) -> CodeMatch:
+    """Resolve one INSEE code to a current commune or municipal arrondissement.
+
+    Parameters
+    ----------
+    value : str, int or float
+        A code as read from a file (see :func:`normalize_insee`).
+
+    Returns
+    -------
+    CodeMatch
+        The current code, or the problem; a note when the code was that of a former commune.
+
+    Examples
+    --------
+    >>> resolve_code("42218").code, resolve_code(1001).code
+    ('42218', '01001')
+    >>> resolve_code("42999").problem is not None
+    True
+    """
+    try:
+        code = normalize_insee(value)
+    except InvalidInseeCodeError as exc:
+        return CodeMatch(None, str(exc))
+    idx = _index()
+    if code in idx.current:
+        return CodeMatch(code)
+    targets = {u.current for u in idx.former.get(code, [])}
+    if len(targets) == 1:
+        target = targets.pop()
+        former = idx.former[code][0]
+        label = f"{former.nom}, {_KIND_LABEL[former.kind]}" if former.nom else _KIND_LABEL[
+            former.kind]
+        return CodeMatch(target, None,
+                         f"{code} ({label}) -> {target} ({idx.current[target].nom})")
+    hint = " (codes 20xxx are pre-1976 Corsican codes: use 2A/2B)" if code[:2] == "20" else ""
+    return CodeMatch(None, f"unknown INSEE code {code}: no current, delegated, associated or "
+                           f"merged commune has this code in the COG {cog_year()}{hint}")
+
+
+@public
+def resolve_codes(codes: Iterable[object], *, what: str = "codes") -> list[str]:
     """Resolve INSEE codes to current communes (or municipal arrondissements).
 
     Codes are first normalised (:func:`normalize_insee`). The code of a commune déléguée,
     associée or of a commune merged since resolves to the current commune, with a
-    :class:`CptsGeoWarning`. A code kept by a commune nouvelle is the commune nouvelle (69149 is
-    Oullins-Pierre-Bénite, although the commune déléguée Oullins has the same code).
+    :class:`~cpts_geo.errors.CptsGeoWarning`. A code kept by a commune nouvelle is the commune
+    nouvelle (69149 is Oullins-Pierre-Bénite, although the commune déléguée Oullins has the same
+    code).
 
     Parameters
     ----------
@@ -163,8 +236,6 @@ def resolve_codes(
         Codes as strings or numbers.
     what : str
         How to name the input in messages (e.g. a file name).
-    warn : bool
-        Warn when a code is resolved to another commune.
 
     Returns
     -------
@@ -183,41 +254,44 @@ def resolve_codes(
     >>> resolve_codes(["42218", 1001, "69383"])
     ['42218', '01001', '69383']
     """
-    idx = _index()
     out: list[str] = []
     unknown: list[str] = []
     changed: list[str] = []
     for value in codes:
-        code = normalize_insee(value)
-        if code in idx.current:
-            out.append(code)
+        normalize_insee(value)  # a malformed value raises InvalidInseeCodeError
+        m = resolve_code(value)
+        if m.code is None:
+            unknown.append(str(m.problem))
             continue
-        targets = {u.current for u in idx.former.get(code, [])}
-        if len(targets) == 1:
-            target = targets.pop()
-            former = idx.former[code][0]
-            changed.append(
-                f"{code} ({former.nom or 'former commune'}, {_KIND_LABEL[former.kind]}) -> "
-                f"{target} ({idx.current[target].nom})"
-            )
-            out.append(target)
-            continue
-        hint = " (codes 20xxx are pre-1976 Corsican codes: use 2A/2B)" if code[:2] == "20" else ""
-        unknown.append(f"{code}{hint}")
-        out.append(code)
+        if m.note is not None:
+            changed.append(m.note)
+        out.append(m.code)
     if unknown:
         raise UnknownCommuneError(
-            f"{len(unknown)} unknown INSEE code(s) in {what} for COG "
-            f"{_cog_year()}: {', '.join(unknown)}"
+            f"{len(unknown)} unknown INSEE code(s) in {what}: {'; '.join(unknown)}"
         )
-    if changed and warn:
-        warnings.warn(
-            f"{len(changed)} code(s) in {what} are not current communes and were resolved: "
-            + "; ".join(changed),
-            CptsGeoWarning,
-            stacklevel=2,
-        )
+    if changed:
+        warn(f"{len(changed)} code(s) in {what} are not current communes and were resolved: "
+             + "; ".join(changed))
     return out
+
+
+def commune_name(code: str) -> str:
+    """Official name of a current commune or arrondissement code ("" when unknown).
+
+    Examples
+    --------
+    >>> commune_name("42110")
+    "L'Horme"
+    """
+    unit = _index().current.get(code)
+    return "" if unit is None else unit.nom
+
+
+def commune_departement(code: str) -> str | None:
+    """Département of a current code (None when unknown)."""
+    unit = _index().current.get(code)
+    return None if unit is None else unit.departement
 
 
 _KIND_LABEL = {
@@ -229,10 +303,9 @@ _KIND_LABEL = {
 }
 
 
-def _cog_year() -> int:
-    from .reference import bundle_info
-
-    return int(bundle_info()["cog_year"])
+def cog_year() -> int:
+    """COG year of the bundled commune list that codes and names are resolved against."""
+    return int(manifest()["cog_year"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -268,9 +341,7 @@ def name_key(name: str, *, keep_article: bool = False) -> str:
         article = trailing.group(2)
         sep = "" if article[-1] in "'’" else " "
         text = f"{article}{sep}{trailing.group(1)}"
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = text.lower().replace("œ", "oe").replace("æ", "ae")
+    text = fold(text)
     text = _APOSTROPHES.sub("' ", text)
     text = _SEPARATORS.sub(" ", text)
     tokens = text.split()
@@ -315,11 +386,19 @@ def _describe(u: _Unit, idx: _Index) -> str:
     return f"{u.nom} ({_KIND_LABEL[u.kind]} {u.insee}, now {cur.nom} {cur.insee})"
 
 
-def _closest(key: str, deps: set[str] | None, idx: _Index, n: int = 3) -> list[str]:
+@lru_cache(maxsize=64)
+def _pool(deps: frozenset[str] | None) -> dict[str, _Unit]:
+    """Name keys of the units in scope, for the closest-name suggestions (built once a scope)."""
+    idx = _index()
     pool: dict[str, _Unit] = {}
     for k, units in idx.by_loose.items():
-        for u in _in_scope(units, deps):
+        for u in _in_scope(units, None if deps is None else set(deps)):
             pool.setdefault(k, u)
+    return pool
+
+
+def _closest(key: str, deps: set[str] | None, idx: _Index, n: int = 3) -> list[str]:
+    pool = _pool(None if deps is None else frozenset(deps))
     keys = difflib.get_close_matches(key, list(pool), n=n, cutoff=0.6)
     return [_describe(pool[k], idx) for k in keys]
 
@@ -394,17 +473,10 @@ def match_name(
     return NameMatch(text, None, "unknown", f"{text!r} is not a commune name{scope}{hint}", cands)
 
 
-def _departement_set(departement: str | int | Sequence[str | int] | None) -> set[str] | None:
-    if departement is None:
-        return None
-    if isinstance(departement, str | int):
-        departement = [departement]
-    return {normalize_departement(d) for d in departement}
-
-
+@public
 def resolve_communes(
     names: Iterable[str],
-    departement: str | int | Sequence[str | int] | None = None,
+    departements: str | int | Sequence[str | int] | None = None,
     *,
     fuzzy: bool = False,
 ) -> list[str]:
@@ -420,8 +492,8 @@ def resolve_communes(
     ----------
     names : iterable of str
         Commune names.
-    departement : str, int or sequence, optional
-        Département code(s) where the communes are (strongly recommended: many names exist in
+    departements : str, int or sequence, optional
+        Département code(s) or name(s) where the communes are (strongly recommended: many names exist in
         several départements).
     fuzzy : bool
         Opt in to close matches (a single candidate with similarity >= 0.85), with a warning.
@@ -440,10 +512,11 @@ def resolve_communes(
 
     Examples
     --------
-    >>> resolve_communes(["L’Horme", "St-Chamond", "Longes"], departement=["42", "69"])
+    >>> resolve_communes(["L’Horme", "St-Chamond", "Longes"], departements=["42", "69"])
     ['42110', '42207', '69119']
     """
-    deps = _departement_set(departement)
+    codes = normalize_departements(departements)
+    deps = None if codes is None else set(codes)
     matches = [match_name(n, deps, fuzzy=fuzzy) for n in names]
     unknown = [m for m in matches if m.status == "unknown"]
     ambiguous = [m for m in matches if m.status == "ambiguous"]
@@ -453,9 +526,5 @@ def resolve_communes(
         raise cls(f"{len(unknown) + len(ambiguous)} name(s) could not be resolved: {msg}")
     notes = [m.message for m in matches if m.status in ("former", "close")]
     if notes:
-        warnings.warn(
-            f"{len(notes)} name(s) resolved with care: " + "; ".join(notes),
-            CptsGeoWarning,
-            stacklevel=2,
-        )
+        warn(f"{len(notes)} name(s) resolved with care: " + "; ".join(notes))
     return [m.code for m in matches]  # type: ignore[misc]

@@ -1,10 +1,22 @@
-"""Exceptions and warnings raised by cpts_geo.
+"""Exceptions and warnings raised by cpts_geo, and how warnings reach the caller.
 
 Every error that comes from an input names where it comes from (file, row, column) and the value
 that was received, so that a planner can find and fix the offending cell.
+
+Warnings are emitted once, and point at the line of the caller's code that called a public
+function (not at a line inside cpts_geo): public functions are wrapped with :func:`public`, which
+collects the warnings raised during the call (including by the public functions it calls in turn)
+and re-emits each distinct one once, when the outermost call returns.
 """
 
 from __future__ import annotations
+
+import contextvars
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
     "AmbiguousCommuneError",
@@ -14,11 +26,11 @@ __all__ = [
     "InputError",
     "InvalidInseeCodeError",
     "Problem",
+    "PublishError",
+    "ResourceLimitError",
     "TerritoryError",
     "UnknownCommuneError",
 ]
-
-from dataclasses import dataclass
 
 
 class CptsGeoError(Exception):
@@ -48,8 +60,19 @@ class AmbiguousCommuneError(InputError, LookupError):
     """A name matches several communes."""
 
 
+class ResourceLimitError(InputError):
+    """An input is larger than a stated limit (sheet size, file size, download size...).
+
+    The message states the limit and how to raise it where a planner may need more.
+    """
+
+
 class DataSourceError(CptsGeoError, OSError):
     """Reference data could not be read or downloaded (the message names the file or URL)."""
+
+
+class PublishError(CptsGeoError):
+    """The site could not be published (another run holds the lock, the target is not a site)."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +111,74 @@ class Problem:
 class TerritoryError(InputError):
     """A territory file or table has one or more problems; ``problems`` lists all of them."""
 
+    #: How many problems the message lists (``problems`` always holds every one).
+    shown = 20
+
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         n = len(self.problems)
-        head = "; ".join(str(p) for p in self.problems[:20])
-        more = f" (and {n - 20} more)" if n > 20 else ""
+        head = "; ".join(str(p) for p in self.problems[: self.shown])
+        more = f" (and {n - self.shown} more)" if n > self.shown else ""
         super().__init__(f"{n} problem{'s' if n > 1 else ''} in territories: {head}{more}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Warnings that point at the caller
+# ---------------------------------------------------------------------------------------------
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("cpts_geo_inside", default=False)
+
+
+def public(func: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Make the warnings of a public function point at its caller, once each.
+
+    The outermost decorated call records every warning raised inside it (by cpts_geo, pandas or
+    anything else) and re-emits each distinct one, in order, with a ``stacklevel`` that points at
+    the line that called the public function. Nested decorated calls pass their warnings up to the
+    outermost one. Exceptions propagate unchanged; warnings recorded before an exception are
+    emitted all the same.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if _inside.get():
+            return func(*args, **kwargs)
+        token = _inside.set(True)
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                return func(*args, **kwargs)
+        finally:
+            _inside.reset(token)
+            _reemit(caught)
+
+    return wrapper
+
+
+def _reemit(caught: list[warnings.WarningMessage]) -> None:
+    seen: set[tuple[type[Warning], str]] = set()
+    for w in caught:
+        key = (w.category, str(w.message))
+        if key in seen:
+            continue
+        seen.add(key)
+        # 1: _reemit, 2: wrapper, 3: the caller of the public function
+        warnings.warn(w.message, w.category, stacklevel=3)
+
+
+def warn(message: str) -> None:
+    """Emit a :class:`CptsGeoWarning` (from inside a :func:`public` function)."""
+    warnings.warn(message, CptsGeoWarning, stacklevel=2)
+
+
+def plural(n: int, word: str, plural_form: str | None = None) -> str:
+    """``"1 commune"``, ``"3 communes"``: a count and its noun, for messages."""
+    return f"{n} {word if n == 1 else plural_form or word + 's'}"
+
+
+def first_items(items: list[Any] | tuple[Any, ...], n: int = 20, sep: str = ", ") -> str:
+    """Join the first ``n`` items for a message, saying how many more there are."""
+    head = sep.join(str(i) for i in items[:n])
+    return head + (f"{sep}… and {len(items) - n} more" if len(items) > n else "")

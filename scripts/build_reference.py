@@ -171,6 +171,38 @@ def contiguity(fine: gpd.GeoDataFrame) -> pd.DataFrame:
     return pd.DataFrame({"a": codes[left], "b": codes[right], "length_km": length})
 
 
+def geography(deps: pd.DataFrame, regs: pd.DataFrame, units: pd.DataFrame) -> dict:
+    """The small tables ``cpts_geo.geography`` needs without reading a Parquet file.
+
+    Names and régions of the départements, names of the régions, how many communes each
+    département has (and how many units at arrondissement granularity), and the municipal
+    arrondissements of Paris, Lyon and Marseille.
+    """
+    communes = units[units["kind"] == "commune"]
+    arms = units[units["kind"] == "arrondissement"]
+    n_com = communes.groupby("departement").size()
+    n_arm = arms.groupby("departement").size()
+    cities = set(arms["parent"])
+    n_split = n_com.add(n_arm, fill_value=0) - communes[communes["insee"].isin(cities)].groupby(
+        "departement").size().reindex(n_com.index, fill_value=0)
+    return {
+        "departements": {
+            str(r.departement): {
+                "nom": str(r.nom),
+                "region": str(r.region),
+                "n_communes": int(n_com.get(r.departement, 0)),
+                "n_units_arrondissements": int(n_split.get(r.departement, 0)),
+            }
+            for r in deps.sort_values("departement").itertuples()
+        },
+        "regions": {str(r.region): str(r.nom) for r in regs.sort_values("region").itertuples()},
+        "arrondissements": {
+            str(city): sorted(str(a) for a in grp["insee"])
+            for city, grp in arms.groupby("parent")
+        },
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # Build
 # --------------------------------------------------------------------------------------------
@@ -577,6 +609,7 @@ def build(npm_paths: list[Path], out: Path) -> dict:
             "regions": len(regs),
             "epci": len(epci),
         },
+        "geography": geography(deps, regs, units),
         "report": report,
         "built_with": {
             "shapely": shapely.__version__,

@@ -123,7 +123,7 @@ def test_missing_file_and_bad_departement(capsys, tmp_path):
     code, _, err = run(capsys, "coverage", "-t", str(tmp_path / "nope.csv"))
     assert code == 2 and err.startswith("error: ") and "nope.csv" in err
     code, _, err = run(capsys, "communes", "--departement", "420")
-    assert code == 2 and "'420' is not a département code" in err
+    assert code == 2 and "'420' is not a département" in err
 
 
 def test_subprocess_error_has_no_traceback(tmp_path):

@@ -84,11 +84,11 @@ def test_name_key():
 
 def test_insee_style_trailing_articles_resolve():
     assert resolve_communes(["Horme (L')", "Grand-Croix (La)", "Bessat (Le)"],
-                            departement="42") == ["42110", "42103", "42017"]
+                            departements="42") == ["42110", "42103", "42017"]
 
 
 def test_vallee_du_gier_names_resolve_in_order(loire_rhone):
-    codes = resolve_communes(VALLEE_DU_GIER, departement=["42", "69"])
+    codes = resolve_communes(VALLEE_DU_GIER, departements=["42", "69"])
     assert len(codes) == 27 == len(set(codes))
     ref = loire_rhone.set_index("insee")
     # every code's official name is the published one (up to the typographic apostrophe)
@@ -102,7 +102,7 @@ def test_vallee_du_gier_names_resolve_in_order(loire_rhone):
 
 def test_published_spellings_variants():
     assert resolve_communes(["st chamond", "LA GRAND CROIX", "l'horme", "Grand-Croix"],
-                            departement="42") == ["42207", "42103", "42110", "42103"]
+                            departements="42") == ["42207", "42103", "42110", "42103"]
     assert resolve_communes(["Lyon 3e", "Paris 12", "Marseille 1er arrondissement"]) == [
         "69383", "75112", "13201"]
 
@@ -110,12 +110,12 @@ def test_published_spellings_variants():
 def test_ambiguous_name_without_departement_lists_candidates():
     with pytest.raises(AmbiguousCommuneError, match=r"Saint-Joseph.*42242.*50498"):
         resolve_communes(["Saint-Joseph"])
-    assert resolve_communes(["Saint-Joseph"], departement=42) == ["42242"]
+    assert resolve_communes(["Saint-Joseph"], departements=42) == ["42242"]
 
 
 def test_unknown_name_lists_each_offender_with_closest_candidates():
     with pytest.raises(UnknownCommuneError) as info:
-        resolve_communes(["Saint-Chamon", "Lorette", "Rive de Giers"], departement="42")
+        resolve_communes(["Saint-Chamon", "Lorette", "Rive de Giers"], departements="42")
     msg = str(info.value)
     assert "'Saint-Chamon' is not a commune name in département(s) 42" in msg
     assert "Saint-Chamond (42207, 42)" in msg
@@ -125,14 +125,14 @@ def test_unknown_name_lists_each_offender_with_closest_candidates():
 
 def test_close_matches_only_on_opt_in_with_a_warning():
     with pytest.warns(CptsGeoWarning, match="approximately to Saint-Chamond"):
-        assert resolve_communes(["Saint-Chamon"], departement="42", fuzzy=True) == ["42207"]
+        assert resolve_communes(["Saint-Chamon"], departements="42", fuzzy=True) == ["42207"]
 
 
 def test_former_name_of_merged_commune_resolves_with_a_warning():
     with pytest.warns(CptsGeoWarning, match=r"former name.*Oullins-Pierre-Bénite \(69149\)"):
-        assert resolve_communes(["Oullins"], departement="69") == ["69149"]
+        assert resolve_communes(["Oullins"], departements="69") == ["69149"]
     with pytest.warns(CptsGeoWarning, match="Porte des Pierres Dorées"):
-        assert resolve_communes(["Liergues"], departement="69") == ["69114"]
+        assert resolve_communes(["Liergues"], departements="69") == ["69114"]
 
 
 def test_match_name_never_raises():

@@ -21,7 +21,7 @@ def test_tour_notebook_runs(monkeypatch):
     assert len(namespace["loire"]) == 320
     assert set(namespace["territories"]["cpts"]) >= {"Vallée du Gier", "Sud-Est Grenoblois"}
     m = namespace["cpts_geo"].coverage_map(namespace["communes"], namespace["territories"],
-                                           departement="42")
+                                           departements="42")
     inline = m._repr_html_()  # what Jupyter shows: Leaflet inlined, nothing from a CDN
     assert isinstance(m, folium.Map) and "L.map(" in html.unescape(inline)
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=\S*https?://",

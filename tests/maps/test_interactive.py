@@ -16,12 +16,13 @@ import pytest
 import shapely
 
 import cpts_geo
-from cpts_geo import maps
-from cpts_geo.coverage import coverage
+from cpts_geo import coverage
+from cpts_geo.analysis.inputs import prepare
+from cpts_geo.maps import interactive, layers as map_layers, styles
 from cpts_geo.errors import CptsGeoWarning, InputError
 from cpts_geo.maps import coverage_figure, coverage_map, map_html, save_map, write_assets
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 XSS = "<img src=x onerror=alert(1)>"
 SCRIPT_BREAK = "</script><script>alert(2)</script>"
@@ -69,7 +70,7 @@ def hostile_territories(loire) -> pd.DataFrame:
             rows.append((name, code, "ACI signé"))
     t = pd.DataFrame(rows, columns=["cpts", "insee", "status"])
     shared = t.loc[t["cpts"] == "Monts & Vallées", "insee"].iloc[0]
-    t = pd.concat([t, pd.DataFrame([(XSS, shared, "pré-projet")], columns=t.columns)],
+    t = pd.concat([t, pd.DataFrame([(XSS, shared, "ACI signé")], columns=t.columns)],
                   ignore_index=True)
     t.attrs["source"] = "<b>cpts</b>.csv"
     return t
@@ -77,7 +78,7 @@ def hostile_territories(loire) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def loire_page(loire_rhone, seeds) -> tuple[folium.Map, str]:
-    m = coverage_map(loire_rhone, seeds, departement="42")
+    m = coverage_map(loire_rhone, seeds, departements="42")
     return m, map_html(m)
 
 
@@ -86,16 +87,16 @@ def isere_page(isere, seeds) -> str:
     return map_html(coverage_map(isere, seeds))
 
 
-def _geojson_layer(m: folium.Map, name: str) -> maps._GeoJsonLayer:
+def _geojson_layer(m: folium.Map, name: str) -> interactive._GeoJsonLayer:
     groups = [c for c in m._children.values()
               if isinstance(c, folium.FeatureGroup) and c.layer_name == name]
     assert len(groups) == 1, f"layer {name!r} not found"
-    (layer,) = [c for c in groups[0]._children.values() if isinstance(c, maps._GeoJsonLayer)]
+    (layer,) = [c for c in groups[0]._children.values() if isinstance(c, interactive._GeoJsonLayer)]
     return layer
 
 
 def _cpts_table(m: folium.Map) -> list[dict]:
-    (helpers,) = [c for c in m._children.values() if isinstance(c, maps._Helpers)]
+    (helpers,) = [c for c in m._children.values() if isinstance(c, interactive._Helpers)]
     return json.loads(helpers.cpts_js)
 
 
@@ -223,19 +224,27 @@ def test_inputs_not_mutated(loire, hostile_territories):
     assert hostile_territories.attrs == {"source": "<b>cpts</b>.csv"}
 
 
-def test_communes_missing_from_the_frame_are_reported(loire, seeds):
-    with pytest.warns(CptsGeoWarning, match="69119, 69252") as record:
-        m = coverage_map(loire, seeds, departement="42")
+def test_cpts_straddling_the_map_are_completed_with_a_warning(loire, seeds):
+    with pytest.warns(CptsGeoWarning, match=r"cover all its communes.*lacked 2 commune") as record:
+        m = coverage_map(loire, seeds, departements="42")
     assert record[0].filename == __file__  # points at the caller
     assert len(record) == 1
-    assert _cpts_table(m)[0]["n"] == 25  # the Loire communes of Vallée du Gier only
+    assert _cpts_table(m)[0]["n"] == 27  # the whole Vallée du Gier, Longes and Trèves too
+
+
+def test_a_map_of_a_departement_draws_it_whole(loire, seeds):
+    with pytest.warns(CptsGeoWarning, match=r"draws it whole: `communes` lacked 512 commune"):
+        m = coverage_map(loire, seeds, departements="Isère")
+    assert "Isère (38)" in map_html(m)
+    anonymous = loire.copy()
+    anonymous.attrs = {}
+    with pytest.raises(InputError, match=r"lacks communes of département\(s\) 38.*load_communes"):
+        coverage_map(anonymous, seeds, departements="38")
 
 
 def test_errors(loire, seeds):
-    with pytest.raises(InputError, match=r"\['38'\].*load_communes"):
-        coverage_map(loire, seeds, departement="38")
     with pytest.raises(InputError, match="département 'xx'"):
-        coverage_map(loire, seeds, departement="xx")
+        coverage_map(loire, seeds, departements="xx")
     with pytest.raises(InputError, match="`simplify` was 'lots'"):
         coverage_map(loire, seeds, simplify="lots")
     with pytest.raises(InputError, match="`communes` was a DataFrame"):
@@ -296,7 +305,7 @@ def test_offline_page_loads_nothing_from_the_network(loire_page):
 
 def test_tiles_are_optional(loire_rhone, seeds):
     url = "https://tuiles.intranet.example/{z}/{x}/{y}.png"
-    page = map_html(coverage_map(loire_rhone, seeds, departement="42", tiles=url))
+    page = map_html(coverage_map(loire_rhone, seeds, departements="42", tiles=url))
     assert "L.tileLayer(" in page and json.dumps(url) in page
     assert '"Fond de carte"' in page
 
@@ -355,7 +364,7 @@ def test_isere_page_under_2_mb(isere_page):
 def test_simplified_communes_stay_a_clean_coverage(isere, loire, seeds):
     isere_seeds = seeds[seeds["insee"].str.startswith("38")]
     for communes in (isere, loire):
-        layers = maps._build(communes, isere_seeds, None, None, None, "auto")
+        layers = map_layers.build_layers(prepare(communes, isere_seeds), None, "auto")
         geoms = layers.communes.geometry.to_numpy()
         assert shapely.coverage_is_valid(geoms)
         before = shapely.get_num_coordinates(communes.geometry.to_numpy()).sum()
@@ -364,7 +373,7 @@ def test_simplified_communes_stay_a_clean_coverage(isere, loire, seeds):
         coords = shapely.get_coordinates(geoms[:20])
         assert np.allclose(coords, np.round(coords, 5), atol=1e-9, rtol=0)
     # CPTS outline = union of its simplified communes: same area, no sliver
-    layers = maps._build(isere, isere_seeds, None, None, None, "auto")
+    layers = map_layers.build_layers(prepare(isere, isere_seeds), None, "auto")
     seg = layers.cpts.iloc[0]
     members = layers.communes[layers.communes["cpts_ids"] == "sud-est-grenoblois"]
     assert len(members) == 5
@@ -387,15 +396,15 @@ def test_neighbouring_cpts_never_share_a_colour(loire_rhone, epci_territories):
     assert len(pairs) > 40
     clashes = [(a, b) for a, b in pairs if colour_of[a] == colour_of[b]]
     assert clashes == []
-    assert 3 <= len(set(colour_of.values())) <= len(maps._PALETTE)
+    assert 3 <= len(set(colour_of.values())) <= len(styles.PALETTE)
 
 
 def test_colour_graph_counts_point_contacts():
     squares = [shapely.box(x, y, x + 1, y + 1) for x, y in [(0, 0), (1, 0), (0, 1), (1, 1)]]
-    colours = maps._colour_graph(squares, ["a", "b", "c", "d"])
+    colours = styles.colour_graph(squares, ["a", "b", "c", "d"])
     assert len(set(colours)) == 4  # diagonal squares touch at a point: still neighbours
-    assert maps._colour_graph([], []) == []
-    assert maps._palette_colour(25).startswith("#") and len(maps._palette_colour(25)) == 7
+    assert styles.colour_graph([], []) == []
+    assert styles.palette_colour(25).startswith("#") and len(styles.palette_colour(25)) == 7
 
 
 def test_status_styles(loire, loire_epci):
@@ -418,7 +427,7 @@ def test_coverage_figure_png_and_svg(tmp_path, loire_rhone, seeds):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
-    fig = coverage_figure(loire_rhone, seeds, departement="42")
+    fig = coverage_figure(loire_rhone, seeds, departements="42")
     assert isinstance(fig, Figure)
     assert fig.get_suptitle() == "Couverture CPTS — Loire (42)"
     assert "% de la population couverte" in fig.axes[0].get_title()
@@ -431,7 +440,7 @@ def test_coverage_figure_png_and_svg(tmp_path, loire_rhone, seeds):
 
     outer = Figure()
     ax = outer.add_subplot()
-    assert coverage_figure(loire_rhone, seeds, departement="42", ax=ax) is outer
+    assert coverage_figure(loire_rhone, seeds, departements="42", ax=ax) is outer
 
 
 def test_national_map_under_15_mb(seeds):
@@ -450,10 +459,9 @@ def test_national_map_under_15_mb(seeds):
 
 
 def test_each_cpts_gets_its_own_colour_while_the_palette_allows():
-    from cpts_geo.maps import _colour_graph
 
     boxes = [shapely.box(i * 10, 0, i * 10 + 1, 1) for i in range(5)]  # five separate CPTS
-    assert len(set(_colour_graph(boxes, list("abcde")))) == 5
+    assert len(set(styles.colour_graph(boxes, list("abcde")))) == 5
     touching = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]
-    first, second = _colour_graph(touching, ["a", "b"])
+    first, second = styles.colour_graph(touching, ["a", "b"])
     assert first != second

@@ -29,7 +29,8 @@ from pytest_httpserver import HTTPServer
 from shapely.geometry import MultiPolygon
 from werkzeug import Request, Response
 
-from cpts_geo import online
+from cpts_geo.sources import cache as cache_module
+from cpts_geo.sources import features, geoapi, http, ign, online
 from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
 
 COLUMNS = ["insee", "nom", "departement", "region", "epci", "population", "geometry"]
@@ -95,8 +96,8 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[float]:
     """Never touch the user's cache; never really sleep between attempts."""
     monkeypatch.setenv("CPTS_GEO_CACHE_DIR", str(tmp_path / "cache"))
     sleeps: list[float] = []
-    monkeypatch.setattr(online, "_sleep", sleeps.append)
-    monkeypatch.setattr(online, "_BACKOFF_BASE", 0.001)
+    monkeypatch.setattr(http, "_sleep", sleeps.append)
+    monkeypatch.setattr(http, "_BACKOFF_BASE", 0.001)
     return sleeps
 
 
@@ -288,7 +289,7 @@ def test_geo_api_arrondissements(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/departements/69/communes").respond_with_json(geo_api_fc(RHONE))
     httpserver.expect_request(
         "/communes", query_string={"codeDepartement": "69", "type": "arrondissement-municipal",
-                                   "fields": online._GEO_API_FIELD_PARAM, "format": "geojson",
+                                   "fields": geoapi._GEO_API_FIELD_PARAM, "format": "geojson",
                                    "geometry": "contour"}
     ).respond_with_json(geo_api_fc(LYON_ARRONDISSEMENTS))
 
@@ -356,7 +357,7 @@ def test_geo_api_empty_departement(httpserver: HTTPServer, cache: Path) -> None:
 # ------------------------------------------------------------------------------------------------
 def national_ign_communes() -> list[dict[str, Any]]:
     rows = []
-    for dep in online._ALL_DEPARTEMENTS:
+    for dep in features._ALL_DEPARTEMENTS:
         insee = dep + ("01" if len(dep) == 3 else "001")
         rows.append((insee, f"Commune {insee}", "200000001", 1000))
     feats = [ign_commune(r, i) for i, r in enumerate(rows)]
@@ -369,10 +370,10 @@ def national_ign_communes() -> list[dict[str, Any]]:
 
 
 def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 40)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 40)
     communes = national_ign_communes()
     httpserver.expect_request("/wfs/ows").respond_with_handler(
-        wfs_handler({online._IGN_COMMUNE_TYPENAME: communes}))
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: communes}))
 
     gdf = fetch(httpserver, source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
@@ -389,7 +390,7 @@ def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyP
 def test_ign_paging_without_number_matched(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 4)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 4)
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
 
     def handler(request: Request) -> Response:
@@ -407,7 +408,7 @@ def test_ign_paging_without_number_matched(
 def test_ign_server_ignoring_paging(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(online, "_WFS_PAGE_SIZE", 3)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 3)
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
 
     def handler(request: Request) -> Response:
@@ -422,7 +423,7 @@ def test_ign_server_ignoring_paging(
 def test_ign_departement_filter(httpserver: HTTPServer) -> None:
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE)]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
-        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}))
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))
     gdf = fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
     (request, _), = httpserver.log
     assert request.args["CQL_FILTER"] == "code_insee_du_departement IN ('42')"
@@ -434,8 +435,8 @@ def test_ign_departement_filter(httpserver: HTTPServer) -> None:
 
 def test_ign_arrondissements(httpserver: HTTPServer) -> None:
     layers = {
-        online._IGN_COMMUNE_TYPENAME: [ign_commune(r, i) for i, r in enumerate(PARIS)],
-        online._IGN_ARRONDISSEMENT_TYPENAME: [
+        ign._IGN_COMMUNE_TYPENAME: [ign_commune(r, i) for i, r in enumerate(PARIS)],
+        ign._IGN_ARRONDISSEMENT_TYPENAME: [
             ign_arrondissement(r, i, "75056") for i, r in enumerate(PARIS_ARRONDISSEMENTS)
         ],
     }
@@ -452,7 +453,7 @@ def test_ign_arrondissements(httpserver: HTTPServer) -> None:
 def test_ign_count_differs_from_number_matched(httpserver: HTTPServer, cache: Path) -> None:
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
-        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}, number_matched=10))
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}, number_matched=10))
     with pytest.raises(DataSourceError, match=r"received 6 features but numberMatched .*10"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
     assert cache_files(cache) == []
@@ -487,7 +488,7 @@ def test_ign_missing_required_property(httpserver: HTTPServer) -> None:
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
     del feats[2]["properties"]["population"]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
-        wfs_handler({online._IGN_COMMUNE_TYPENAME: feats}))
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))
     with pytest.raises(DataSourceError, match=r"42110 lacks the required property population"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
@@ -509,7 +510,7 @@ def test_retry_after_500(httpserver: HTTPServer, sleeps: list[float]) -> None:
     ("header", "low", "high"),
     [
         ("7", 7.0, 7.0),
-        ("86400", online._BACKOFF_MAX, online._BACKOFF_MAX),  # capped
+        ("86400", http._BACKOFF_MAX, http._BACKOFF_MAX),  # capped
         ("HTTP-DATE", 25.0, 31.0),
     ],
 )
@@ -792,7 +793,7 @@ def test_stale_temp_files_are_cleaned(
     cache.mkdir(parents=True)
     stale = cache / ".communes-geo-api-42-0123456789abcdef.xyz.tmp"
     stale.write_bytes(b"left by a killed process")
-    monkeypatch.setattr(online, "_STALE_TEMP_AGE", -1.0)
+    monkeypatch.setattr(cache_module, "_STALE_TEMP_AGE", -1.0)
     serve_loire(httpserver)
     fetch(httpserver, "42")
     assert not stale.exists() and len(cache_files(cache)) == 1
@@ -809,19 +810,19 @@ def test_scope_normalisation() -> None:
     assert online._resolve_scope(None, "53") == ("22", "29", "35", "56")
     assert online._resolve_scope("29", [53]) == ("22", "29", "35", "56")
     assert online._resolve_scope(None, None) is None
-    assert len(online._ALL_DEPARTEMENTS) == 101
+    assert len(features._ALL_DEPARTEMENTS) == 101
 
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
         ({"departements": "20"}, r"'2A' \(Corse-du-Sud\)"),
-        ({"departements": "99"}, r"'42' for the Loire"),
+        ({"departements": "99"}, r"e.g. '42' or 'Loire'"),
         ({"departements": "42,43"}, r"pass a list"),
         ({"departements": "975"}, r"Overseas collectivities"),
         ({"departements": []}, r"empty list"),
-        ({"departements": True}, r"must be a string"),
-        ({"regions": "82"}, r"not a région code"),
+        ({"departements": True}, r"expected a département code or name"),
+        ({"regions": "82"}, r"'82' is not a région"),
         ({"source": "osm"}, r"'geo-api'"),
         ({"departements": "42", "timeout": 0}, r"timeout"),
         ({"departements": "42", "retries": -1}, r"retries"),
@@ -834,7 +835,7 @@ def test_input_errors(kwargs: dict[str, Any], pattern: str) -> None:
 
 
 def test_urls_in_errors_hide_secrets() -> None:
-    shown = online._redact_url("https://user:pw@example.org/wfs?apikey=SECRET&typeName=a:b")
+    shown = http._redact_url("https://user:pw@example.org/wfs?apikey=SECRET&typeName=a:b")
     assert "SECRET" not in shown and "pw" not in shown and "user" not in shown
     assert "typeName=a:b" in shown and shown.startswith("https://example.org/wfs?")
 

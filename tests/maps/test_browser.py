@@ -25,7 +25,7 @@ from cpts_geo.maps import coverage_map, save_map
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -124,7 +124,7 @@ def test_offline_map_in_headless_chromium(tmp_path, server, loire_rhone):
     communes = loire_rhone.copy()
     communes.loc[communes["insee"] == "42218", "nom"] = COMMUNE_PAYLOAD
 
-    m = coverage_map(communes, terr, departement="42")
+    m = coverage_map(communes, terr, departements="42")
     save_map(m, site / "map.html")
     page = (site / "map.html").read_text(encoding="utf-8")
     (site / "map.html").write_text(page.replace("<head>", "<head>\n" + PROBE, 1),

@@ -11,7 +11,6 @@ import shapely
 
 import cpts_geo
 from cpts_geo.errors import InputError
-from cpts_geo.reference import normalize_departement
 
 
 def test_loire_and_isere_have_their_official_number_of_communes(loire, isere):
@@ -121,16 +120,15 @@ def test_regions_and_departements_filters(isere):
     assert len(cpts_geo.load_communes(1)) == len(cpts_geo.load_communes("01"))
 
 
-@pytest.mark.parametrize("bad", ["99", "420", "Loire", "2C"])
+@pytest.mark.parametrize("bad", ["99", "420", "Loir", "2C"])
 def test_unknown_departement_is_refused_with_a_teaching_message(bad):
-    with pytest.raises(InputError, match=rf"département '{bad}' is not a département code"):
+    with pytest.raises(InputError, match=rf"département '{bad}' is not a département"):
         cpts_geo.load_communes(bad)
 
 
-def test_normalize_departement():
-    assert normalize_departement(1) == "01"
-    assert normalize_departement("2a") == "2A"
-    assert normalize_departement("974") == "974"
+def test_departement_names_and_one_string_is_one_code():
+    assert len(cpts_geo.load_communes("Loire")) == 320
+    assert set(cpts_geo.load_communes("42")["departement"]) == {"42"}
 
 
 def test_unknown_year_and_source_are_refused():
@@ -195,11 +193,11 @@ def test_bundle_manifest_records_provenance_and_licences():
 
 
 def test_online_frames_are_completed_like_the_bundled_ones():
-    from cpts_geo.reference import _complete
+    from cpts_geo.sources.loaders import _complete
 
     bundled = cpts_geo.load_communes("69", arrondissements=True)
     online_like = bundled.drop(columns=["kind", "parent", "area_km2"])
-    done = _complete(online_like)
+    done = _complete(online_like, "ign")
     assert list(done.columns) == list(bundled.columns)
     assert (done["kind"] == bundled["kind"]).all()
     assert done.set_index("insee").loc["69383", "parent"] == "69123"
@@ -210,5 +208,5 @@ def test_mayotte_population_is_flagged_as_the_2017_census():
     totals = {y: int(cpts_geo.load_communes("976", year=y)["population"].sum())
               for y in cpts_geo.population_years()}
     assert set(totals.values()) == {256_518}
-    assert "2017 census" in cpts_geo.load_communes("976").attrs["caveats"][0]
+    assert "2017 census" in cpts_geo.load_communes("976").attrs["caveats"]
     assert "caveats" not in cpts_geo.load_communes("42").attrs

@@ -14,9 +14,10 @@ import shapely
 
 from cpts_geo import load_communes
 from cpts_geo.errors import CptsGeoWarning, InputError, TerritoryError
-from cpts_geo.territories import STATUSES, normalize_status, read_territories
+from cpts_geo.io import outline_fractions, read_territories
+from cpts_geo.membership import STATUSES, normalize_status
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GIER_NAMES = (
     "Le Bessat, Cellieu, Chagnon, Châteauneuf, Dargoire, Doizieux, Farnay, La Grand-Croix, "
@@ -56,7 +57,7 @@ def no_warning():
 # ---------------------------------------------------------------------------------------------
 def test_statuses_follow_the_life_cycle():
     assert STATUSES == (
-        "pré-projet", "lettre d'intention validée", "projet de santé validé", "ACI signé"
+        "proposition", "pré-projet", "lettre d'intention validée", "projet de santé validé", "ACI signé"
     )
 
 
@@ -84,7 +85,7 @@ def test_normalize_status_empty_is_none(empty):
 
 @pytest.mark.parametrize("bad", ["signature en cours", "validé", 3])
 def test_normalize_status_unknown(bad):
-    with pytest.raises(InputError, match="is not a CPTS status: expected one of 'pré-projet'"):
+    with pytest.raises(InputError, match="is not a CPTS status: expected one of 'proposition', 'pré-projet'"):
         normalize_status(bad)
 
 
@@ -373,8 +374,8 @@ def test_commune_outside_the_rows_departement():
 
 
 def test_bad_departement():
-    table = pd.DataFrame({"cpts": ["A"], "commune": ["Lorette"], "departement": ["Loire"]})
-    with pytest.raises(TerritoryError, match=r"row 2, column 'departement'.*'Loire'"):
+    table = pd.DataFrame({"cpts": ["A"], "commune": ["Lorette"], "departement": ["Loir"]})
+    with pytest.raises(TerritoryError, match=r"row 2, column 'departement'.*'Loir'"):
         read_territories(table)
 
 
@@ -563,7 +564,7 @@ def test_bad_arguments():
         read_territories(table, threshold=0)
     with pytest.raises(InputError, match="`sheet` only applies"):
         read_territories(table, sheet="x")
-    with pytest.raises(InputError, match="`source` was a list"):
+    with pytest.raises(InputError, match="`source` was a int"):
         read_territories([1, 2])  # type: ignore[arg-type]
 
 
@@ -602,9 +603,11 @@ def test_geojson_outline_of_three_communes(tmp_path, isere, sud_est, no_warning)
     assert set(df["status"]) == {"ACI signé"}
     assert set(df["row"]) == {2} and set(df["share"]) == {1.0}
     assert df.attrs["form"] == "outlines" and df.attrs["source"] == "cpts.geojson"
-    assert df.attrs["split_communes"].empty
-    assert list(df.attrs["split_communes"].columns) == ["insee", "nom", "cpts", "fraction",
-                                                        "assigned"]
+    assert all(isinstance(v, str | int | float | list) for v in df.attrs.values())
+    fractions = outline_fractions(path, communes=isere)
+    assert list(fractions.columns) == ["insee", "nom", "cpts", "fraction", "assigned", "split"]
+    assert not fractions["split"].any()
+    assert set(fractions.loc[fractions["assigned"], "insee"]) == {EYBENS, POISAT, SMH}
 
 
 def test_threshold(isere, sud_est, no_warning):
@@ -623,17 +626,18 @@ def test_commune_split_between_outlines_is_reported(isere, sud_est):
     with pytest.warns(CptsGeoWarning, match=r"DataFrame: 1 commune\(s\) are split between CPTS "
                       r"outlines .*38158 Eybens \(A \d+%, B \d+%\)"):
         df = read_territories(gdf, communes=isere)
-    split = df.attrs["split_communes"]
+    fractions = outline_fractions(gdf, communes=isere)
+    split = fractions[fractions["split"]]
     assert split["insee"].tolist() == [EYBENS, EYBENS]
     assert set(split["cpts"]) == {"A", "B"} and set(split["nom"]) == {"Eybens"}
     assert split["fraction"].sum() == pytest.approx(1, abs=1e-6)
     assert split["assigned"].tolist() == (split["fraction"] >= 0.5).tolist()
     assert set(df.loc[df["cpts"] == "A", "insee"]) >= {SMH}
     assert set(df.loc[df["cpts"] == "B", "insee"]) >= {POISAT}
-    # the split communes in attrs do not break concatenating or merging membership tables
+    # attrs hold scalars only: concatenating or merging membership tables works
     assert len(pd.concat([df[df["cpts"] == "A"], df[df["cpts"] == "B"]])) == len(df)
     assert len(df.merge(df[["insee", "cpts"]], on=["insee", "cpts"])) == len(df)
-    assert isinstance(df.attrs["split_communes"], pd.DataFrame)
+    assert not any(isinstance(v, pd.DataFrame) for v in df.attrs.values())
 
 
 def test_split_commune_covered_by_no_single_outline(isere, sud_est):
@@ -645,7 +649,8 @@ def test_split_commune_covered_by_no_single_outline(isere, sud_est):
     with pytest.warns(CptsGeoWarning, match="38158 Eybens"):
         df = read_territories(gdf, communes=isere, threshold=0.8)
     assert EYBENS not in set(df["insee"])
-    split = df.attrs["split_communes"]
+    fractions = outline_fractions(gdf, communes=isere, threshold=0.8)
+    split = fractions[fractions["split"]]
     assert set(split["insee"]) == {EYBENS} and not split["assigned"].any()
 
 

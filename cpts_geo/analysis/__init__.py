@@ -1,0 +1,33 @@
+"""Coverage computations: pure functions of prepared inputs, and their public wrappers.
+
+:mod:`~cpts_geo.analysis.inputs` validates and completes the inputs once;
+:mod:`~cpts_geo.analysis.rates` counts coverage by area, CPTS and commune;
+:mod:`~cpts_geo.analysis.diagnostics` finds gaps, overlaps and outlines;
+:mod:`~cpts_geo.analysis.graph` is the contiguity graph they share;
+:mod:`~cpts_geo.analysis.changes` diffs two states of the map;
+:mod:`~cpts_geo.analysis.aci` holds the ACI size classes.
+"""
+
+from .aci import SIZE_CLASSES, size_class
+from .changes import Comparison, compare
+from .diagnostics import find_gaps, find_overlaps, territory_geometries
+from .graph import ContiguityGraph
+from .inputs import Prepared, filter_territories, prepare
+from .rates import commune_coverage, coverage, cpts_table
+
+__all__ = [
+    "SIZE_CLASSES",
+    "Comparison",
+    "ContiguityGraph",
+    "Prepared",
+    "commune_coverage",
+    "compare",
+    "coverage",
+    "cpts_table",
+    "filter_territories",
+    "find_gaps",
+    "find_overlaps",
+    "prepare",
+    "size_class",
+    "territory_geometries",
+]

@@ -1,0 +1,346 @@
+"""Compare two states of the CPTS map: a snapshot of each, and what changed between them.
+
+One engine serves three needs: scenario comparison (:func:`compare`, today's map against a
+draft), the published site's "changes since the last publication" (a snapshot is stored with
+each release and diffed with the next one), and the steps of a coverage timeline.
+
+A snapshot (:func:`snapshot`) is a plain, JSON-ready dict: the vintage, each CPTS (name, status,
+date, communes and shares) and the coverage rate of each area. :func:`diff` compares two of them
+without any other input, so that a snapshot written months ago can still be compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ..errors import InputError, public
+from ..typing import DateLike, Level
+from .inputs import Prepared, prepare
+from .rates import area_rates
+
+__all__ = ["Comparison", "compare", "diff", "snapshot"]
+
+SNAPSHOT_VERSION = 1
+
+
+def snapshot(p: Prepared, by: Level = "departement",
+             rates: pd.DataFrame | None = None) -> dict[str, Any]:
+    """The state of prepared inputs, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    p : Prepared
+        The inputs.
+    by : {"departement", "region", "nation"}
+        Level of the coverage rates recorded.
+    rates : pandas.DataFrame, optional
+        The coverage table at that level, when already computed.
+
+    Returns
+    -------
+    dict
+        ``version``, ``vintage`` (``cog_year``, ``population_year``, ``census_year``), ``level``,
+        ``cpts`` (by id: ``cpts``, ``status``, ``status_date`` ISO, ``communes`` sorted,
+        ``shares`` of the communes not wholly in it), ``names`` (commune names),
+        ``rates`` (by area: ``nom``, ``coverage_rate``, ``covered_population``,
+        ``population``).
+    """
+    m = p.membership
+    cpts: dict[str, Any] = {}
+    for cid, grp in m.groupby("cpts_id", sort=True):
+        status = grp["status"].dropna()
+        dates = grp["status_date"].dropna()
+        shares = {str(c): float(s) for c, s in zip(grp["insee"], grp["share"], strict=True)
+                  if s != 1}
+        cpts[str(cid)] = {
+            "cpts": str(grp["cpts"].iloc[0]),
+            "status": None if status.empty else str(status.max()),
+            "status_date": None if dates.empty else dates.max().date().isoformat(),
+            "communes": sorted(grp["insee"].astype(str)),
+            "shares": dict(sorted(shares.items())),
+        }
+    table = area_rates(p, by) if rates is None else rates
+    names = dict(zip(p.communes["insee"].astype(str), p.communes["nom"].astype(str),
+                     strict=True)) if "nom" in p.communes.columns else {}
+    listed = {c for v in cpts.values() for c in v["communes"]}
+    return {
+        "version": SNAPSHOT_VERSION,
+        "vintage": {k: p.attrs.get(k) for k in ("cog_year", "population_year", "census_year")},
+        "level": by,
+        "cpts": cpts,
+        "names": {c: names[c] for c in sorted(listed) if c in names},
+        "rates": {
+            str(r[by]): {
+                "nom": str(r["nom"]),
+                "coverage_rate": None if pd.isna(r["coverage_rate"]) else float(
+                    r["coverage_rate"]),
+                "covered_population": float(r["covered_population"]),
+                "population": int(r["population"]),
+            }
+            for r in table.to_dict("records")
+        },
+    }
+
+
+def check_snapshot(snap: object) -> dict[str, Any]:
+    """Refuse what is not a snapshot of this version (a damaged or foreign file)."""
+    if not isinstance(snap, Mapping) or snap.get("version") != SNAPSHOT_VERSION:
+        raise InputError("not a cpts_geo snapshot (missing or unknown 'version')")
+    cpts = snap.get("cpts")
+    rates = snap.get("rates")
+    if not isinstance(cpts, Mapping) or not isinstance(rates, Mapping):
+        raise InputError("not a cpts_geo snapshot ('cpts' and 'rates' must be objects)")
+    for cid, v in cpts.items():
+        if not isinstance(v, Mapping) or not isinstance(v.get("communes"), list):
+            raise InputError(f"damaged snapshot: CPTS {cid!r} has no list of communes")
+    return dict(snap)
+
+
+def _cpts_of(snap: Mapping[str, Any]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for cid, v in snap["cpts"].items():
+        for c in v["communes"]:
+            out.setdefault(c, set()).add(cid)
+    return out
+
+
+def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
+    """What changed from one snapshot to another, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    before, after : dict
+        Snapshots (:func:`snapshot`).
+
+    Returns
+    -------
+    dict
+        ``vintage_changed`` and ``previous_vintage``; ``cpts``: one record per CPTS present in
+        either, with ``change`` in {"created", "dissolved", "changed", "unchanged"} and, for a
+        change, the details (``renamed_from``, ``status``/``status_date`` as [before, after],
+        ``communes_added``, ``communes_removed``, ``shares`` as {commune: [before, after]});
+        ``communes``: the communes that entered or left coverage or changed CPTS (``change`` in
+        {"entered", "left", "moved"}, ``before`` and ``after`` as lists of CPTS ids);
+        ``areas``: every area whose rate changed, with ``before_rate``, ``after_rate`` and
+        ``delta``.
+
+    Examples
+    --------
+    >>> a = {"version": 1, "vintage": {}, "level": "departement", "names": {}, "rates": {},
+    ...      "cpts": {"x": {"cpts": "X", "status": None, "status_date": None,
+    ...                     "communes": ["42218"], "shares": {}}}}
+    >>> d = diff(a, {**a, "cpts": {}})
+    >>> [(r["cpts_id"], r["change"]) for r in d["cpts"]], d["communes"][0]["change"]
+    ([('x', 'dissolved')], 'left')
+    """
+    before, after = check_snapshot(before), check_snapshot(after)
+    old, new = before["cpts"], after["cpts"]
+    records: list[dict[str, Any]] = []
+    created = sorted(set(new) - set(old))
+    dissolved = sorted(set(old) - set(new))
+    # a CPTS whose id changed but whose communes did not is the same CPTS, renamed
+    renamed: dict[str, str] = {}
+    for k in created:
+        same = [o for o in dissolved if o not in renamed.values()
+                and old[o]["communes"] == new[k]["communes"]]
+        if len(same) == 1:
+            renamed[k] = same[0]
+    for k in sorted(set(old) | set(new)):
+        if k in renamed.values():
+            continue
+        if k in new and (k in old or k in renamed):
+            o, n = old[renamed.get(k, k)], new[k]
+            rec = {"cpts_id": k, "cpts": n["cpts"], "change": "unchanged"}
+            rec.update(_details(o, n, k, renamed.get(k)))
+            if len(rec) > 3:
+                rec["change"] = "changed"
+        elif k in new:
+            rec = {"cpts_id": k, "cpts": new[k]["cpts"], "change": "created",
+                   "n_communes": len(new[k]["communes"])}
+        else:
+            rec = {"cpts_id": k, "cpts": old[k]["cpts"], "change": "dissolved",
+                   "n_communes": len(old[k]["communes"])}
+        records.append(rec)
+    was, now = _cpts_of(before), _cpts_of(after)
+    names = {**before.get("names", {}), **after.get("names", {})}
+    communes = []
+    new_id = {o: k for k, o in renamed.items()}
+    for c in sorted(set(was) | set(now)):
+        a_ids = now.get(c, set())
+        b_ids = was.get(c, set())
+        if {new_id.get(i, i) for i in b_ids} == a_ids:
+            continue
+        change = "entered" if not b_ids else "left" if not a_ids else "moved"
+        communes.append({"insee": c, "nom": names.get(c), "change": change,
+                         "before": sorted(b_ids), "after": sorted(now.get(c, set()))})
+    areas = []
+    rb, ra = before["rates"], after["rates"]
+    for area in sorted(set(rb) | set(ra)):
+        x = (rb.get(area) or {}).get("coverage_rate")
+        y = (ra.get(area) or {}).get("coverage_rate")
+        if x == y:
+            continue
+        areas.append({
+            "area": area, "nom": (ra.get(area) or rb.get(area) or {}).get("nom"),
+            "before_rate": x, "after_rate": y,
+            "delta": None if x is None or y is None else y - x,
+        })
+    return {
+        "vintage_changed": before.get("vintage") != after.get("vintage"),
+        "previous_vintage": before.get("vintage"),
+        "cpts": records,
+        "communes": communes,
+        "areas": areas,
+    }
+
+
+def _details(o: Mapping[str, Any], n: Mapping[str, Any], key: str,
+             old_id: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if o.get("cpts") != n.get("cpts"):
+        out["renamed_from"] = o.get("cpts")
+    if old_id is not None:
+        out["cpts_id_before"] = old_id
+    for field in ("status", "status_date"):
+        if o.get(field) != n.get(field):
+            out[field] = [o.get(field), n.get(field)]
+    plus = sorted(set(n["communes"]) - set(o["communes"]))
+    minus = sorted(set(o["communes"]) - set(n["communes"]))
+    if plus:
+        out["communes_added"] = plus
+    if minus:
+        out["communes_removed"] = minus
+    so, sn = o.get("shares", {}), n.get("shares", {})
+    shares = {c: [so.get(c, 1.0), sn.get(c, 1.0)] for c in sorted(set(so) | set(sn))
+              if c in o["communes"] and c in n["communes"] and so.get(c, 1.0) != sn.get(c, 1.0)}
+    if shares:
+        out["shares"] = shares
+    return out
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What changed from one state of the CPTS map to another (:func:`compare`).
+
+    Attributes
+    ----------
+    cpts : pandas.DataFrame
+        One row per CPTS present in either state: ``cpts``, ``cpts_id``, ``change`` (created,
+        dissolved, changed, unchanged) and ``details`` (a dict: renamed_from, status,
+        status_date, communes_added, communes_removed, shares).
+    communes : pandas.DataFrame
+        The communes that entered or left coverage or changed CPTS: ``insee``, ``nom``,
+        ``change`` (entered, left, moved), ``before``, ``after`` (CPTS ids, "; "-joined).
+    areas : pandas.DataFrame
+        The coverage of each area touched: its code column, ``nom``, ``before_rate``,
+        ``after_rate``, ``delta``, ``before_covered_population``, ``after_covered_population``,
+        ``population``.
+    result : dict
+        The JSON-ready form (see :func:`diff`), with ``areas`` holding every area touched.
+    """
+
+    cpts: pd.DataFrame
+    communes: pd.DataFrame
+    areas: pd.DataFrame
+    result: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"cpts": [...], "communes": [...], "areas": [...]}``."""
+        return self.result
+
+
+@public
+def compare(
+    communes: pd.DataFrame,
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    *,
+    by: Level = "departement",
+    departements: Iterable[str] | str | None = None,
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> Comparison:
+    """Compare two states of the CPTS map: today's against a draft, or two dates.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`); areas are completed as in
+        :func:`cpts_geo.coverage`.
+    before, after : pandas.DataFrame
+        Membership tables (:func:`cpts_geo.read_territories`).
+    by : {"departement", "region", "nation"}
+        Level of the coverage deltas.
+    departements : str or iterable of str, optional
+        Report only the CPTS, communes and areas of these départements.
+    as_of, statuses
+        Filters applied to both states, as in :func:`cpts_geo.coverage`.
+
+    Returns
+    -------
+    Comparison
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> today = pd.DataFrame({"cpts": ["A", "A", "B"], "insee": ["42218", "42207", "42110"]})
+    >>> c = compare(load_communes("42"), today, today[today["cpts"] == "A"])
+    >>> c.cpts[["cpts", "change"]].values.tolist()
+    [['A', 'unchanged'], ['B', 'dissolved']]
+    >>> bool(c.areas["delta"].iloc[0] < 0)  # L'Horme left coverage
+    True
+    """
+    from ..geography import normalize_departements
+
+    deps = normalize_departements(departements, what="departements")
+    pa = prepare(communes, before, as_of=as_of, statuses=statuses, whole=by)
+    pb = prepare(communes, after, as_of=as_of, statuses=statuses, whole=by)
+    ra, rb = area_rates(pa, by), area_rates(pb, by)
+    result = diff(snapshot(pa, by, ra), snapshot(pb, by, rb))
+    if deps is not None:
+        keep = set(deps)
+
+        def touches(codes: Iterable[str]) -> bool:
+            return any(c[:3] in keep if c.startswith("97") else c[:2] in keep for c in codes)
+
+        snaps = {**snapshot(pa, by, ra)["cpts"], **snapshot(pb, by, rb)["cpts"]}
+        result["cpts"] = [r for r in result["cpts"]
+                          if touches(snaps.get(r["cpts_id"], {}).get("communes", []))
+                          or touches(snaps.get(r.get("cpts_id_before", ""), {}).get(
+                              "communes", []))]
+        result["communes"] = [r for r in result["communes"] if touches([r["insee"]])]
+    areas = ra.merge(rb, on=[by, "nom", "population"], how="outer", suffixes=("_b", "_a"))
+    areas = pd.DataFrame({
+        by: areas[by], "nom": areas["nom"],
+        "before_rate": areas["coverage_rate_b"], "after_rate": areas["coverage_rate_a"],
+        "delta": areas["coverage_rate_a"] - areas["coverage_rate_b"],
+        "before_covered_population": areas["covered_population_b"],
+        "after_covered_population": areas["covered_population_a"],
+        "population": areas["population"],
+    })
+    if deps is not None and by == "departement":
+        areas = areas[areas["departement"].isin(deps)]
+    areas = areas.reset_index(drop=True)
+    result["areas"] = [
+        {"area": str(r[by]), "nom": r["nom"],
+         "before_rate": None if pd.isna(r["before_rate"]) else float(r["before_rate"]),
+         "after_rate": None if pd.isna(r["after_rate"]) else float(r["after_rate"]),
+         "delta": None if pd.isna(r["delta"]) else float(r["delta"])}
+        for r in areas.to_dict("records")
+    ]
+    cpts = pd.DataFrame([
+        {"cpts": r["cpts"], "cpts_id": r["cpts_id"], "change": r["change"],
+         "details": {k: v for k, v in r.items() if k not in ("cpts", "cpts_id", "change")}}
+        for r in result["cpts"]
+    ], columns=["cpts", "cpts_id", "change", "details"])
+    moved = pd.DataFrame(result["communes"], columns=["insee", "nom", "change", "before",
+                                                      "after"])
+    moved["before"] = moved["before"].map("; ".join)
+    moved["after"] = moved["after"].map("; ".join)
+    areas.attrs = dict(pb.attrs)
+    return Comparison(cpts, moved, areas, result)

@@ -1,0 +1,222 @@
+"""The contiguity graph: which communes share a border, shared by every computation that needs it.
+
+Gap zones, the parts of a CPTS, map colouring and proposals all ask the same questions of the
+same graph: which of these communes form connected groups, who borders a group, how long is the
+border with the sea or a foreign country. :class:`ContiguityGraph` answers them on integer
+arrays (scipy's ``connected_components``), and converts to a libpysal ``Graph`` for spatial
+analysis libraries such as spopt.
+
+Two communes are neighbours when they share a border of positive length (touching at a point is
+not enough). The bundle lists Paris, Lyon and Marseille both whole and by arrondissement; a graph
+is used at one granularity (:meth:`ContiguityGraph.at_granularity`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..geography import arrondissements, city_of_arrondissement
+
+__all__ = ["ContiguityGraph"]
+
+
+class ContiguityGraph:
+    """Borders between communes, with their length.
+
+    Parameters
+    ----------
+    links : pandas.DataFrame
+        Columns ``a``, ``b`` (INSEE codes) and ``length_km``, as returned by
+        :func:`cpts_geo.load_contiguity`: each pair in both directions, and rows with ``b == ""``
+        giving the length of ``a``'s border with no commune (sea, foreign country, hole).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> links = pd.DataFrame({"a": ["1", "2", "2", "3"], "b": ["2", "1", "3", "2"],
+    ...                       "length_km": [1.0, 1.0, 0.0, 0.0]})
+    >>> g = ContiguityGraph(links)
+    >>> g.components(["1", "2", "3"]).tolist()  # 2 and 3 touch at a point only
+    [0, 0, 1]
+    """
+
+    def __init__(self, links: pd.DataFrame):
+        missing = [c for c in ("a", "b", "length_km") if c not in links.columns]
+        if missing:
+            raise InputError(
+                f"`contiguity` lacks column(s) {missing}; expected cpts_geo.load_contiguity()"
+            )
+        a = links["a"].to_numpy(dtype=object)
+        b = links["b"].to_numpy(dtype=object)
+        length = links["length_km"].to_numpy(dtype=float)
+        outside = b == ""
+        self._exterior = pd.Series(length[outside], index=a[outside]).groupby(level=0).sum()
+        inner = ~outside & (length > 0)
+        a, b, length = a[inner], b[inner], length[inner]
+        # symmetric: keep what is given, add the reverse of pairs given one way only
+        codes, inv = np.unique(np.concatenate([a, b]).astype(str), return_inverse=True)
+        ia, ib = inv[: len(a)], inv[len(a):]
+        key = np.minimum(ia, ib) * len(codes) + np.maximum(ia, ib)
+        _, first = np.unique(key, return_index=True)
+        ia, ib, length = ia[first], ib[first], length[first]
+        keep = ia != ib
+        self.codes = codes  # sorted node codes
+        self._a = np.concatenate([ia[keep], ib[keep]])
+        self._b = np.concatenate([ib[keep], ia[keep]])
+        self._length = np.concatenate([length[keep], length[keep]])
+        self._index = pd.Index(codes)
+
+    # -- construction -------------------------------------------------------------------------
+    def _subset_nodes(self, keep_node: np.ndarray) -> ContiguityGraph:
+        out = object.__new__(ContiguityGraph)
+        keep_edge = keep_node[self._a] & keep_node[self._b]
+        new_id = np.cumsum(keep_node) - 1
+        out.codes = self.codes[keep_node]
+        out._a = new_id[self._a[keep_edge]]
+        out._b = new_id[self._b[keep_edge]]
+        out._length = self._length[keep_edge]
+        out._index = pd.Index(out.codes)
+        out._exterior = self._exterior[self._exterior.index.isin(set(out.codes))]
+        return out
+
+    def at_granularity(self, in_use: Iterable[str]) -> ContiguityGraph:
+        """The graph with Paris, Lyon and Marseille whole or split as ``in_use`` has them.
+
+        A city is split when one of its arrondissements is in ``in_use``; then the city's own
+        node is dropped, else its arrondissements' nodes are.
+        """
+        used = set(in_use)
+        split = {city for a, city in city_of_arrondissement().items() if a in used}
+        drop = split | {a for city, arms in arrondissements().items() if city not in split
+                        for a in arms}
+        keep = ~self._index.isin(list(drop))
+        if keep.all():
+            return self
+        return self._subset_nodes(np.asarray(keep))
+
+    # -- queries --------------------------------------------------------------------------------
+    def _positions(self, codes: Iterable[str]) -> np.ndarray:
+        """Node id of each code (-1 for a code the graph does not know: no neighbour)."""
+        return self._index.get_indexer(pd.Index(list(codes), dtype=object))
+
+    def components(self, codes: Iterable[str]) -> np.ndarray:
+        """Label the connected groups of ``codes`` (by position, labels 0, 1, ...).
+
+        Only borders between two of ``codes`` count. A code without a known neighbour is a group
+        of its own.
+        """
+        from scipy.sparse import coo_array
+        from scipy.sparse.csgraph import connected_components
+
+        codes = list(codes)
+        n = len(codes)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        node = self._positions(codes)
+        local = np.full(len(self.codes), -1, dtype=np.int64)
+        known = node >= 0
+        local[node[known]] = np.flatnonzero(known)
+        la, lb = local[self._a], local[self._b]
+        sel = (la >= 0) & (lb >= 0)
+        graph = coo_array((np.ones(int(sel.sum())), (la[sel], lb[sel])), shape=(n, n))
+        _, labels = connected_components(graph, directed=False)
+        return labels.astype(np.int64)
+
+    def group_components(self, groups: pd.DataFrame, key: str = "cpts_id") -> np.ndarray:
+        """Label connected groups within each group of a (``key``, ``insee``) table at once.
+
+        Two rows are joined when they have the same ``key`` and their communes share a border.
+        Returns one label per row (labels unique across groups).
+        """
+        from scipy.sparse import coo_array
+        from scipy.sparse.csgraph import connected_components
+
+        n = len(groups)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        node = self._positions(groups["insee"].to_numpy(dtype=object))
+        gkey = pd.factorize(groups[key].to_numpy(dtype=object))[0]
+        rows = pd.DataFrame({"row": np.arange(n), "node": node, "g": gkey})
+        rows = rows[rows["node"] >= 0]
+        edges = pd.DataFrame({"node": self._a, "nb": self._b})
+        pairs = rows.merge(edges, on="node").merge(
+            rows.rename(columns={"node": "nb", "row": "row_b"}), on=["nb", "g"]
+        )
+        graph = coo_array(
+            (np.ones(len(pairs)), (pairs["row"].to_numpy(), pairs["row_b"].to_numpy())),
+            shape=(n, n),
+        )
+        _, labels = connected_components(graph, directed=False)
+        return labels.astype(np.int64)
+
+    def border(self, codes: Iterable[str]) -> pd.DataFrame:
+        """Borders of ``codes`` with every neighbour, and with the outside.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``a`` (one of ``codes``), ``b`` (a neighbour, ``""`` for the outside: sea,
+            foreign country or a hole of the boundary data) and ``length_km``.
+        """
+        codes = list(codes)
+        node = self._positions(codes)
+        mask = np.zeros(len(self.codes), dtype=bool)
+        mask[node[node >= 0]] = True
+        sel = mask[self._a]
+        inner = pd.DataFrame({
+            "a": self.codes[self._a[sel]],
+            "b": self.codes[self._b[sel]],
+            "length_km": self._length[sel],
+        })
+        ext = self._exterior[self._exterior.index.isin(set(codes))]
+        ext = ext[ext > 0]
+        outer = pd.DataFrame({"a": ext.index.to_numpy(dtype=object), "b": "",
+                              "length_km": ext.to_numpy()})
+        return pd.concat([inner, outer], ignore_index=True)
+
+    def neighbours(self, code: str) -> list[str]:
+        """Codes of the communes sharing a border with ``code``."""
+        pos = self._positions([code])[0]
+        if pos < 0:
+            return []
+        return sorted(self.codes[self._b[self._a == pos]].tolist())
+
+    def edges(self, codes: Iterable[str] | None = None) -> pd.DataFrame:
+        """Each pair of neighbours once (``a < b``), optionally among ``codes`` only."""
+        sel = self._a < self._b
+        if codes is not None:
+            node = self._positions(list(codes))
+            mask = np.zeros(len(self.codes), dtype=bool)
+            mask[node[node >= 0]] = True
+            sel &= mask[self._a] & mask[self._b]
+        return pd.DataFrame({"a": self.codes[self._a[sel]], "b": self.codes[self._b[sel]],
+                             "length_km": self._length[sel]})
+
+    def to_libpysal(self, codes: Iterable[str] | None = None) -> Any:
+        """The graph (optionally restricted to ``codes``) as a ``libpysal.graph.Graph``.
+
+        Weights are the shared border lengths in km. Needs libpysal (``pip install libpysal``).
+        """
+        try:
+            from libpysal.graph import Graph
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("to_libpysal needs libpysal: pip install libpysal") from exc
+        ids = list(self.codes) if codes is None else list(codes)
+        both = self.edges(ids)
+        table = pd.concat([both, both.rename(columns={"a": "b", "b": "a"})], ignore_index=True)
+        isolates = sorted(set(ids) - set(table["a"]))
+        table = pd.concat([table, pd.DataFrame({"a": isolates, "b": isolates,
+                                                "length_km": 0.0})], ignore_index=True)
+        return Graph.from_arrays(table["a"].to_numpy(), table["b"].to_numpy(),
+                                 table["length_km"].to_numpy())
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __repr__(self) -> str:
+        return f"ContiguityGraph({len(self.codes)} communes, {len(self._a) // 2} borders)"

@@ -1,0 +1,384 @@
+"""Coverage of the population by CPTS: by area, by CPTS and by commune.
+
+Counting rules (the ones a planner has to defend):
+
+* each inhabitant counts once, however many CPTS cover the commune; a commune only partly in a
+  CPTS (``share`` < 1) counts its share, and the shares of a commune are capped at 1;
+* a commune is *covered* when at least one CPTS includes it (even partly) and a *gap* otherwise,
+  so ``n_covered_communes + n_gap_communes == n_communes``; the uncovered remainder of partly
+  covered communes is in ``gap_population``, so ``covered_population + gap_population ==
+  population``;
+* a commune is an *overlap* when it is in two or more CPTS; ``overlap_population`` counts the
+  inhabitants claimed more than once (``population * min(1, sum of shares - 1)``), so a commune
+  shared out between CPTS (shares adding up to 1 or less) is listed with no inhabitant counted
+  twice;
+* a CPTS that straddles départements counts in each through its communes;
+* a figure always covers the whole area (or CPTS) it is named after: missing communes are loaded
+  from the same source and vintage, or the call is refused.
+
+Where a commune's population is missing (it stays missing in the reference data) it counts as
+zero and ``n_communes_without_population`` says how many.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, public
+from ..geography import departement_name, region_name
+from ..typing import DateLike, Level
+from .aci import size_classes
+from .inputs import Prepared, prepare
+
+__all__ = [
+    "AREA_COLUMNS",
+    "CPTS_COLUMNS",
+    "area_rates",
+    "commune_coverage",
+    "commune_figures",
+    "coverage",
+    "cpts_figures",
+    "cpts_table",
+]
+
+NATION = "France"
+
+#: Columns of a coverage table by area (after the area's code column).
+AREA_COLUMNS = ("nom", "population", "covered_population", "coverage_rate", "n_communes",
+                "n_covered_communes", "n_cpts", "n_overlap_communes", "overlap_population",
+                "n_gap_communes", "gap_population", "n_communes_without_population")
+#: Columns of :func:`cpts_table`.
+CPTS_COLUMNS = ("cpts", "cpts_id", "status", "status_date", "population", "n_communes",
+                "departements", "size_class", "area_km2", "n_parts", "n_overlap_communes",
+                "n_communes_without_population")
+
+_LEVELS = ("departement", "region", "nation")
+
+
+def _check_level(by: object) -> None:
+    if by == "cpts":
+        raise InputError("`by` was 'cpts': the table by CPTS is cpts_geo.cpts_table(...)")
+    if by not in _LEVELS:
+        raise InputError(
+            f"`by` was {by!r} but is expected to be one of 'departement', 'region', 'nation'"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure functions of prepared inputs
+# ---------------------------------------------------------------------------------------------
+def area_rates(p: Prepared, by: Level = "departement",
+               mask: np.ndarray | None = None) -> pd.DataFrame:
+    """Coverage table by area of prepared inputs (``mask``: only these communes' areas).
+
+    See :func:`coverage` for the columns.
+    """
+    c = p.communes
+    per = p.per_commune
+    sel = np.ones(len(c), dtype=bool) if mask is None else mask
+    if by == "nation":
+        key = np.full(int(sel.sum()), NATION, dtype=object)
+    else:
+        key = c[by].astype(str).to_numpy(dtype=object)[sel]
+    codes, inv = np.unique(key, return_inverse=True)
+    k = len(codes)
+
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.bincount(inv, weights=np.asarray(values, dtype=float)[sel], minlength=k)
+
+    pop = total(p.population)
+    covered = total(per["covered_population"].to_numpy())
+    n_comm = np.bincount(inv, minlength=k)
+    n_cov = total(per["covered"].to_numpy())
+    out = pd.DataFrame({
+        by: codes,
+        "population": pop,
+        "covered_population": covered,
+        "n_communes": n_comm,
+        "n_covered_communes": n_cov,
+        "n_overlap_communes": total(per["overlap"].to_numpy()),
+        "overlap_population": total(per["overlap_population"].to_numpy()),
+        "n_communes_without_population": total(p.pop_missing),
+    })
+    # CPTS present in each area (through at least one of its communes)
+    ins = p.inside
+    area_pos = np.full(len(c), -1, dtype=np.int64)
+    area_pos[np.flatnonzero(sel)] = inv
+    present = pd.DataFrame({"area": area_pos[ins["pos"].to_numpy()],
+                            "cpts_id": ins["cpts_id"].to_numpy()})
+    present = present[present["area"] >= 0].drop_duplicates()
+    out["n_cpts"] = np.bincount(present["area"].to_numpy(), minlength=k)
+    out["n_gap_communes"] = out["n_communes"] - out["n_covered_communes"]
+    out["gap_population"] = out["population"] - out["covered_population"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["coverage_rate"] = out["covered_population"] / out["population"].where(
+            out["population"] > 0)
+    if by == "nation":
+        out["nom"] = NATION
+    elif by == "departement":
+        out["nom"] = [departement_name(d) for d in codes]
+    else:
+        out["nom"] = [region_name(r) for r in codes]
+    for col in ("population", "n_communes", "n_covered_communes", "n_cpts",
+                "n_overlap_communes", "n_gap_communes", "n_communes_without_population"):
+        out[col] = out[col].round().astype("int64")
+    for col in ("covered_population", "overlap_population", "gap_population"):
+        out[col] = out[col].round(1)
+    out = out[[by, *AREA_COLUMNS]]
+    out.attrs = dict(p.attrs)
+    return out
+
+
+def commune_figures(p: Prepared) -> pd.DataFrame:
+    """Which CPTS each commune belongs to, for prepared inputs (see :func:`commune_coverage`)."""
+    per = p.per_commune
+    ins = p.inside.sort_values(["pos", "cpts"], kind="stable")
+    pos = ins["pos"].to_numpy()
+    names: dict[int, str] = {}
+    ids: dict[int, str] = {}
+    if len(ins):
+        starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
+        ends = np.r_[starts[1:], len(pos)]
+        cpts = ins["cpts"].to_numpy(dtype=object)
+        cids = ins["cpts_id"].to_numpy(dtype=object)
+        for s, e in zip(starts, ends, strict=True):
+            names[int(pos[s])] = "; ".join(dict.fromkeys(cpts[s:e]))
+            ids[int(pos[s])] = "; ".join(dict.fromkeys(cids[s:e]))
+    status = ins.groupby("pos", sort=False, observed=True)["status"].max()
+    out = p.communes.copy()
+    n = len(out)
+    out["n_cpts"] = per["n_cpts"].to_numpy()
+    out["cpts"] = pd.array([names.get(i) for i in range(n)], dtype="str")
+    out["cpts_ids"] = pd.array([ids.get(i) for i in range(n)], dtype="str")
+    out["status"] = pd.Categorical(
+        pd.Series(np.arange(n)).map(status).to_numpy(),
+        categories=p.membership["status"].cat.categories, ordered=True,
+    )
+    out["claimed_share"] = per["claimed_share"].to_numpy()
+    out["covered_share"] = per["covered_share"].to_numpy()
+    out["covered_population"] = per["covered_population"].to_numpy()
+    out["covered"] = per["covered"].to_numpy()
+    out["overlap"] = per["overlap"].to_numpy()
+    out.attrs = dict(p.attrs)
+    return out
+
+
+def cpts_figures(p: Prepared) -> pd.DataFrame:
+    """One row per CPTS of prepared inputs (see :func:`cpts_table`)."""
+    c = p.communes
+    m = p.membership
+    ins = p.inside
+    pos = ins["pos"].to_numpy()
+    ids, inv = np.unique(m["cpts_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    k = len(ids)
+    row_of = pd.Series(np.arange(k), index=ids)
+    g = row_of.reindex(ins["cpts_id"].to_numpy()).to_numpy()
+    pop_share = p.population[pos] * ins["share"].to_numpy()
+    area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()
+            if "area_km2" in c.columns else np.full(len(c), np.nan))
+    deps = c["departement"].astype(str).to_numpy(dtype=object)
+    first = m.groupby(inv, sort=True).agg(
+        cpts=("cpts", "first"), status=("status", "max"), status_date=("status_date", "max"))
+    out = pd.DataFrame({
+        "cpts": first["cpts"].to_numpy(),
+        "cpts_id": ids,
+        "status": first["status"].to_numpy(),
+        "status_date": first["status_date"].to_numpy(),
+    })
+    out["population"] = np.bincount(g, weights=pop_share, minlength=k).round(1)
+    out["n_communes"] = np.bincount(g, minlength=k).astype("int64")
+    dep_sets: list[set[str]] = [set() for _ in range(k)]
+    for gi, d in zip(g, deps[pos], strict=True):
+        dep_sets[gi].add(d)
+    out["departements"] = [",".join(sorted(s)) for s in dep_sets]
+    out["size_class"] = size_classes(out["population"]).to_numpy()
+    area_sum = np.bincount(g, weights=np.nan_to_num(area[pos]), minlength=k)
+    has_area = np.bincount(g, weights=~np.isnan(area[pos]), minlength=k) > 0
+    out["area_km2"] = np.where(has_area, area_sum, np.nan).round(2)
+    out["n_parts"] = _parts(p, ins, g, k)
+    out["n_overlap_communes"] = np.bincount(
+        g, weights=p.per_commune["overlap"].to_numpy()[pos], minlength=k).astype("int64")
+    out["n_communes_without_population"] = np.bincount(
+        g, weights=p.pop_missing[pos], minlength=k).astype("int64")
+    out["status"] = pd.Categorical(out["status"], dtype=m["status"].dtype)
+    out = out[list(CPTS_COLUMNS)].sort_values(["cpts", "cpts_id"]).reset_index(drop=True)
+    out.attrs = dict(p.attrs)
+    return out
+
+
+def _parts(p: Prepared, ins: pd.DataFrame, g: np.ndarray, k: int) -> np.ndarray:
+    """Connected groups of communes of each CPTS.
+
+    Communes without a boundary cannot be placed, so they are no part of their own, unless a
+    CPTS has nothing else.
+    """
+    if len(ins) == 0:
+        return np.zeros(k, dtype=np.int64)
+    labels = p.graph.group_components(ins[["cpts_id", "insee"]])
+    placed = np.ones(len(ins), dtype=bool)
+    if "geometry" in p.communes.columns:
+        placed = p.communes.geometry.notna().to_numpy()[ins["pos"].to_numpy()]
+    frame = pd.DataFrame({"g": g, "label": labels, "placed": placed})
+    n_all = frame.groupby("g")["label"].nunique()
+    n_placed = frame[frame["placed"]].groupby("g")["label"].nunique()
+    counts = n_placed.reindex(n_all.index).fillna(n_all)
+    return counts.reindex(np.arange(k), fill_value=0).to_numpy(dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------------------------
+@public
+def coverage(
+    communes: gpd.GeoDataFrame,
+    territories: pd.DataFrame,
+    by: Level = "departement",
+    *,
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> pd.DataFrame:
+    """Share of the population covered by CPTS, by département, région or for France.
+
+    Every area in the table is whole: the communes of an area that ``communes`` lacks are loaded
+    from the same source and vintage (with a warning), or the call is refused, so that a figure
+    never carries the name of an area it does not cover whole. For a table by CPTS, see
+    :func:`cpts_table`.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`): the areas reported are those they touch.
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`).
+    by : {"departement", "region", "nation"}
+        Level of the table.
+    as_of : date or str, optional
+        Count only the CPTS whose status date is on or before this date.
+    statuses : str or iterable of str, optional
+        Count only the CPTS with one of these statuses (e.g. ``["ACI signé"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per area: ``departement``/``region``/``nation``, ``nom``, ``population``,
+        ``covered_population``, ``coverage_rate`` (0 to 1), ``n_communes``,
+        ``n_covered_communes``, ``n_cpts``, ``n_overlap_communes``, ``overlap_population``,
+        ``n_gap_communes``, ``gap_population``, ``n_communes_without_population``. ``attrs``
+        carries the vintage of ``communes``.
+
+    Raises
+    ------
+    InputError
+        If a frame is not what cpts_geo produces, a filter is malformed, or an area cannot be
+        completed.
+
+    See Also
+    --------
+    cpts_table : the figures of each CPTS.
+    commune_coverage : which CPTS each commune belongs to.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": ["SEG"] * 3, "insee": ["38421", "38309", "38158"]})
+    >>> table = coverage(load_communes("38"), t)
+    >>> table[["departement", "n_communes", "n_covered_communes", "n_cpts"]].values.tolist()
+    [['38', 512, 3, 1]]
+    """
+    _check_level(by)
+    needed = ["insee", "population", "departement"] + (["region"] if by == "region" else [])
+    p = prepare(communes, territories, as_of=as_of, statuses=statuses, whole=by, needed=needed)
+    return area_rates(p, by)
+
+
+@public
+def cpts_table(
+    communes: gpd.GeoDataFrame,
+    territories: pd.DataFrame,
+    *,
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+    contiguity: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The figures of each CPTS: population, communes, size class, parts, overlaps.
+
+    A CPTS's figures cover all its communes: communes of the CPTS that ``communes`` lacks are
+    loaded from the same source and vintage (with a warning), or the call is refused.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`).
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`).
+    as_of, statuses
+        Filters, as in :func:`coverage`.
+    contiguity : pandas.DataFrame, optional
+        Borders between communes (:func:`cpts_geo.load_contiguity`, the default).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per CPTS, by name: ``cpts``, ``cpts_id``, ``status``, ``status_date``,
+        ``population`` (its communes' populations times their shares), ``n_communes``,
+        ``departements`` (comma-separated), ``size_class`` (ACI taille, see
+        :func:`cpts_geo.size_class`), ``area_km2`` (whole communes), ``n_parts`` (groups of
+        communes that share a border: 1 for a contiguous CPTS), ``n_overlap_communes``,
+        ``n_communes_without_population``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": ["SEG"] * 3, "insee": ["38421", "38309", "38158"]})
+    >>> cpts_table(load_communes("38"), t)[["cpts", "n_communes", "n_parts"]].values.tolist()
+    [['SEG', 3, 1]]
+    """
+    p = prepare(communes, territories, as_of=as_of, statuses=statuses, contiguity=contiguity,
+                whole_cpts=True, needed=("insee", "population", "departement"))
+    return cpts_figures(p)
+
+
+@public
+def commune_coverage(
+    communes: gpd.GeoDataFrame,
+    territories: pd.DataFrame,
+    *,
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> gpd.GeoDataFrame:
+    """Which CPTS each commune belongs to.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`).
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`).
+    as_of, statuses
+        Filters, as in :func:`coverage`.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        A copy of ``communes`` (Paris, Lyon, Marseille split into arrondissements where the
+        territories are defined that way) with ``n_cpts``, ``cpts`` (names joined by "; "),
+        ``cpts_ids``, ``status`` (the most advanced status among its CPTS),
+        ``claimed_share`` (sum of the shares), ``covered_share`` (capped at 1),
+        ``covered_population``, ``covered`` (bool) and ``overlap`` (bool).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": ["SEG"] * 3, "insee": ["38421", "38309", "38158"]})
+    >>> cc = commune_coverage(load_communes("38"), t)
+    >>> int(cc["covered"].sum()), int(cc["n_cpts"].max())
+    (3, 1)
+    """
+    return commune_figures(prepare(communes, territories, as_of=as_of, statuses=statuses))

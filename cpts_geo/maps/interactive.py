@@ -1,0 +1,736 @@
+"""The interactive coverage map (folium/Leaflet), offline by default.
+
+:func:`coverage_map` draws, as layers that can be switched on and off, the CPTS territories
+(each its own colour, two neighbouring CPTS never the same; the style says the status), the gap
+zones, the overlaps, the commune borders and the département outlines, with tooltips and popups,
+a legend, a title giving the coverage rate and the data vintage in the attribution.
+
+Offline by default: the page embeds Leaflet (see :mod:`cpts_geo.maps.assets`) and loads nothing
+from the network unless background ``tiles`` are asked for. Every text that comes from an input
+(CPTS and commune names, statuses, sources, titles) is HTML-escaped before it reaches the page;
+the data embedded in ``<script>`` escapes ``<``, ``>`` and ``&`` so that a name such as
+``</script>`` cannot end the script.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import folium
+import geopandas as gpd
+import pandas as pd
+import shapely
+from branca.element import Element, Figure, MacroElement
+from folium.template import Template
+
+from .._atomic import write_text_atomic
+from ..errors import InputError, public
+from ..geography import LOCAL_CRS
+from ..typing import DateLike
+from .assets import inline_assets, linked_assets
+from .layers import (
+    Layers,
+    Simplify,
+    build_layers,
+    prepare_for_map,
+    title_texts,
+    tolerance,
+    vintage_short,
+    vintage_text,
+)
+from .styles import (
+    GAP_FILL,
+    GAP_LINE,
+    LAYER_COMMUNES,
+    LAYER_CPTS,
+    LAYER_DEPARTEMENTS,
+    LAYER_GAPS,
+    LAYER_OVERLAPS,
+    MAX_LISTED_CPTS,
+    MAX_LISTED_NAMES,
+    OVERLAP_FILL,
+    OVERLAP_LINE,
+    STATUS_ORDER,
+    STATUS_STYLE,
+    UNKNOWN_STATUS,
+    darker,
+    esc,
+    fr_int,
+    int_or_none,
+    js,
+    plural,
+    size_label,
+    status_of,
+    swatch,
+)
+
+__all__ = ["coverage_map", "map_html", "render_map", "save_map"]
+
+_FOLIUM_ASSET_NAMES = frozenset(name for name, _ in [*folium.Map.default_js,
+                                                       *folium.Map.default_css])
+_ASSET_KEY = "cpts_geo_leaflet"
+
+class _LeafletAssets(Element):
+    """Leaflet's JS and CSS, inlined or linked from a local prefix."""
+
+    def __init__(self, assets: str):
+        super().__init__()
+        self._name = "LeafletAssets"
+        self.assets = assets
+
+    def render(self, **kwargs: Any) -> str:
+        if self.assets == "inline":
+            return inline_assets()
+        return linked_assets(self.assets)
+
+
+def _install_assets(m: folium.Map, assets: str) -> None:
+    """Make the next render of ``m`` use ``assets``: "cdn" (folium's), "inline" or a prefix."""
+    figure = m.get_root()
+    if not isinstance(figure, Figure):  # pragma: no cover - folium always gives a Figure
+        return
+    header = figure.header
+    children = OrderedDict(
+        (k, v) for k, v in header._children.items()
+        if k not in _FOLIUM_ASSET_NAMES and k != _ASSET_KEY
+    )
+    if assets == "cdn":
+        m.default_js = list(folium.Map.default_js)
+        m.default_css = list(folium.Map.default_css)
+        header._children = children
+        return
+    m.default_js = []
+    m.default_css = []
+    ordered: OrderedDict[str, Element] = OrderedDict()
+    if "meta_http" in children:
+        ordered["meta_http"] = children.pop("meta_http")
+    leaflet = _LeafletAssets(assets)
+    leaflet._parent = header
+    ordered[_ASSET_KEY] = leaflet
+    ordered.update(children)
+    header._children = ordered
+
+
+class _CoverageMap(folium.Map):
+    """A folium Map whose Leaflet assets are inline (offline) or folium's CDN links.
+
+    The choice applies to every render: ``save``, ``_repr_html_`` (Jupyter) and
+    ``get_root().render()``.
+    """
+
+    def __init__(self, *, assets: str = "inline", **kwargs: Any):
+        super().__init__(**kwargs)
+        self._cpts_geo_assets = assets
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        _install_assets(self, self._cpts_geo_assets)
+        super().render(**kwargs)
+
+
+
+def _legend_html(layers: Layers) -> str:
+    rows: list[str] = []
+    cpts = layers.cpts
+    rows.append(f'<div class="cpts-geo-sec">{esc(LAYER_CPTS)} ({len(cpts)})</div>')
+    if len(cpts) == 0:
+        rows.append("<div>aucune CPTS sur ce territoire</div>")
+    elif len(cpts) <= MAX_LISTED_CPTS:
+        for _, r in cpts.sort_values("cpts").iterrows():
+            fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
+            rows.append(
+                f"<div>{swatch(r['colour'], darker(r['colour']), fo, w, dash)} "
+                f"{esc(r['cpts'])} <small>({esc(status_of(r['status']))})</small></div>"
+            )
+    rows.append("<div><small>Deux CPTS voisines n'ont jamais la même couleur.</small></div>")
+    rows.append('<div class="cpts-geo-sec">Statut (style du territoire)</div>')
+    present = {status_of(s) for s in cpts["status"]} if len(cpts) else set()
+    for status in STATUS_ORDER:
+        if status == UNKNOWN_STATUS and status not in present:
+            continue
+        fo, w, dash, desc = STATUS_STYLE[status]
+        rows.append(
+            f"<div>{swatch('#1f78b4', '#14507a', fo, w, dash)} {esc(status)} "
+            f"<small>: {esc(desc)}</small></div>"
+        )
+    gaps = layers.gaps
+    n_gap = int(gaps["n_communes"].sum()) if len(gaps) else 0
+    gap_pop = float(pd.to_numeric(gaps["population"], errors="coerce").sum()) if len(gaps) else 0
+    rows.append('<div class="cpts-geo-sec">Diagnostic</div>')
+    rows.append(
+        f"<div>{swatch(GAP_FILL, GAP_LINE, 0.45, 2, None)} <b>Zone blanche</b> : commune "
+        f"couverte par aucune CPTS <small>({plural(n_gap, 'commune')}, "
+        f"{fr_int(gap_pop)} hab., {plural(len(gaps), 'zone')})</small></div>"
+    )
+    rows.append(
+        f"<div>{swatch(OVERLAP_FILL, OVERLAP_LINE, 0.45, 2, '2 2')} <b>Chevauchement</b> : "
+        f"commune revendiquée par plusieurs CPTS <small>("
+        f"{plural(len(layers.overlaps), 'commune')})</small></div>"
+    )
+    rows.append(f"<div>{swatch(None, '#555555', 0, 1, None)} {esc(LAYER_COMMUNES)}</div>")
+    rows.append(f"<div>{swatch(None, '#000000', 0, 2.5, None)} "
+                f"{esc(LAYER_DEPARTEMENTS)}</div>")
+    if layers.n_missing_geometry:
+        rows.append(
+            f"<div><small>{layers.n_missing_geometry} commune(s) sans contour dans les données "
+            "de référence, non dessinée(s) mais comptée(s).</small></div>"
+        )
+    rows.append(f'<div class="cpts-geo-source"><small>{esc(vintage_short(layers))} '
+                "(sources : voir l'attribution)</small></div>")
+    return (
+        '<details class="cpts-geo-legend" open><summary>Légende</summary>'
+        + "".join(rows)
+        + "</details>"
+    )
+
+
+_CSS = """
+.cpts-geo-title { position: absolute; top: 10px; left: 56px; z-index: 1000;
+  background: rgba(255,255,255,0.92); padding: 6px 14px; border-radius: 5px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.4); font: 14px/1.3 system-ui, sans-serif;
+  max-width: calc(100% - 420px); min-width: 200px; pointer-events: none; }
+.leaflet-control-attribution { font-size: 10px !important; max-width: 70%; }
+.cpts-geo-title .cpts-geo-main { font-size: 17px; font-weight: 600; }
+.cpts-geo-legend { position: absolute; bottom: 24px; left: 10px; z-index: 1000;
+  background: rgba(255,255,255,0.94); padding: 6px 10px; border-radius: 5px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.4); font: 12px/1.35 system-ui, sans-serif;
+  max-height: 60%; max-width: 360px; overflow: auto; }
+.cpts-geo-legend summary { font-weight: 600; cursor: pointer; }
+.cpts-geo-legend .cpts-geo-sec { font-weight: 600; margin-top: 6px; }
+.cpts-geo-legend .cpts-geo-swatch { vertical-align: middle; }
+.cpts-geo-legend .cpts-geo-source { margin-top: 6px; color: #444; }
+.cpts-geo-tip table { border-collapse: collapse; margin-top: 2px; }
+.cpts-geo-tip th { text-align: left; font-weight: normal; color: #555; padding: 0 8px 0 0; }
+.cpts-geo-tip td { padding: 0; }
+.cpts-geo-tip .cpts-geo-sub { margin-top: 4px; font-weight: 600; }
+"""
+
+
+class _Overlay(MacroElement):
+    """Title, legend and their CSS, drawn over the map (plain HTML, no script)."""
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}<style>{{ this.css }}</style>{% endmacro %}
+        {% macro html(this, kwargs) %}
+        <div class="cpts-geo-title" role="heading" aria-level="1">
+          <div class="cpts-geo-main">{{ this.main }}</div>
+          <div class="cpts-geo-subtitle">{{ this.sub }}</div>
+        </div>
+        {{ this.legend }}
+        {% endmacro %}
+        {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.attributionControl.addAttribution({{ this.attribution }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(self, main: str, sub: str, legend: str, attribution: str):
+        super().__init__()
+        self._name = "CptsGeoOverlay"
+        self.css = _CSS
+        self.main = esc(main)
+        self.sub = esc(sub)
+        self.legend = legend  # already built from escaped parts
+        self.attribution = js(esc(attribution))
+
+
+# ---------------------------------------------------------------------------------------------
+# GeoJSON layers with safe tooltips
+# ---------------------------------------------------------------------------------------------
+_HELPERS_JS = """
+var {{ this.get_name() }} = {
+  cpts: {{ this.cpts_js }},
+  n: function (v) {
+    return (v === null || v === undefined) ? "n.d." : Number(v).toLocaleString("fr-FR");
+  },
+  pct: function (v) {
+    return (v === null || v === undefined) ? "n.d."
+      : (100 * v).toLocaleString("fr-FR", {maximumFractionDigits: 0}) + " %";
+  },
+  // every string that reaches these functions was HTML-escaped in Python
+  table: function (title, rows) {
+    var h = '<div class="cpts-geo-tip"><b>' + title + "</b><table>";
+    for (var i = 0; i < rows.length; i++) {
+      h += "<tr><th>" + rows[i][0] + "</th><td>" + rows[i][1] + "</td></tr>";
+    }
+    return h + "</table></div>";
+  },
+  cptsRows: function (i) {
+    var c = this.cpts[i];
+    return [["Statut", c.statut], ["Population", this.n(c.pop) + " hab."],
+            ["Communes", this.n(c.n)], ["Taille ACI", c.taille],
+            ["Départements", c.deps]];
+  },
+  names: function (k) {
+    if (!k || k.length === 0) { return "aucune (zone blanche)"; }
+    var self = this;
+    return k.map(function (i) { return self.cpts[i].nom; }).join(" ; ");
+  },
+  cptsDetails: function (k) {
+    var h = "", self = this;
+    (k || []).forEach(function (i) {
+      h += '<div class="cpts-geo-sub">CPTS ' + self.cpts[i].nom + "</div>"
+        + self.table("", self.cptsRows(i));
+    });
+    return h;
+  }
+};
+"""
+
+
+class _MetricScale(MacroElement):
+    """A scale bar in kilometres only."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "L.control.scale({imperial: false}).addTo({{ this._parent.get_name() }});"
+        "{% endmacro %}"
+    )
+
+
+class _Helpers(MacroElement):
+    """Per-map JS helpers and the table of CPTS that tooltips refer to by index."""
+
+    _template = Template("{% macro script(this, kwargs) %}" + _HELPERS_JS + "{% endmacro %}")
+
+    def __init__(self, cpts: list[dict[str, Any]]):
+        super().__init__()
+        self._name = "CptsGeoHelpers"
+        self.cpts_js = js(cpts)
+
+
+class _GeoJsonLayer(MacroElement):
+    """A GeoJSON layer embedded as compact, script-safe JSON.
+
+    Its tooltips and popups are built by JS functions from properties that were HTML-escaped in
+    Python.
+    """
+
+    _template = Template(
+        """
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.geoJson({{ this.data_js }}, {
+            pane: {{ this.pane|tojson }},
+            interactive: {{ this.interactive|tojson }},
+            style: {{ this.style_js }}
+            {%- if this.interactive %},
+            onEachFeature: function (feature, layer) {
+                var H = {{ this.helpers }};
+                layer.bindTooltip(function (l) {
+                    return ({{ this.tooltip_js }})(l.feature.properties, H);
+                }, {sticky: true});
+                layer.bindPopup(function (l) {
+                    return ({{ this.popup_js }})(l.feature.properties, H);
+                }, {maxWidth: 380});
+            }
+            {%- endif %}
+        }).addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+        """
+    )
+
+    def __init__(
+        self,
+        properties: list[dict[str, Any]],
+        geometries: Sequence[Any],
+        *,
+        pane: str,
+        style: dict[str, Any] | None,
+        helpers: _Helpers,
+        tooltip_js: str | None = None,
+        popup_js: str | None = None,
+    ):
+        super().__init__()
+        self._name = "CptsGeoJson"
+        self.properties = properties
+        features = []
+        for props, geom in zip(properties, geometries, strict=True):
+            if geom is None or shapely.is_empty(geom):
+                continue
+            if shapely.get_type_id(geom) == 6 and shapely.get_num_geometries(geom) == 1:
+                geom = shapely.get_geometry(geom, 0)  # a Polygon is shorter to write
+            features.append(
+                '{"type":"Feature","properties":' + js(props)
+                + ',"geometry":' + shapely.to_geojson(geom) + "}"
+            )
+        self.n_features = len(features)
+        self.data_js = '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
+        self.pane = pane
+        self.style_js = ("function (f) { return f.properties.style; }" if style is None
+                         else js(style))
+        self.interactive = tooltip_js is not None
+        self.tooltip_js = tooltip_js
+        self.popup_js = popup_js or tooltip_js
+        self.helpers = helpers.get_name()
+
+
+_CPTS_TIP = "function (p, H) { return H.table(H.cpts[p.i].nom, H.cptsRows(p.i)); }"
+_COMMUNE_TIP = """function (p, H) {
+    return H.table(p.nom + " (" + p.insee + ")",
+                   [["Population", H.n(p.pop) + " hab."], ["CPTS", H.names(p.k)]]);
+}"""
+_COMMUNE_POPUP = """function (p, H) {
+    var dep = p.insee.slice(0, p.insee.slice(0, 2) === "97" ? 3 : 2);
+    return H.table(p.nom, [["Code INSEE", p.insee], ["Département", dep],
+                           ["Population", H.n(p.pop) + " hab."], ["CPTS", H.names(p.k)]])
+        + H.cptsDetails(p.k);
+}"""
+_GAP_TIP = """function (p, H) {
+    return H.table("Zone blanche n° " + p.zone,
+                   [["Communes", H.n(p.n)], ["Population", H.n(p.pop) + " hab."]]);
+}"""
+_GAP_POPUP = """function (p, H) {
+    return H.table("Zone blanche n° " + p.zone,
+                   [["Communes", H.n(p.n)], ["Population", H.n(p.pop) + " hab."],
+                    ["Noms", p.noms], ["CPTS voisines", p.voisines || "aucune"],
+                    ["Enclave", p.enclave ? "oui, dans " + p.enclave : "non"]]);
+}"""
+_OVERLAP_TIP = """function (p, H) {
+    return H.table("Chevauchement : " + p.nom + " (" + p.insee + ")",
+                   [["CPTS", H.names(p.k)], ["Parts revendiquées", H.pct(p.share)],
+                    ["Population comptée deux fois", H.n(p.ovpop) + " hab."]]);
+}"""
+
+
+def _cpts_records(layers: Layers) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    info = layers.cpts_info
+    index = {cid: i for i, cid in enumerate(info["cpts_id"])}
+    records = [
+        {
+            "nom": esc(r["cpts"]),
+            "statut": esc(status_of(r["status"])),
+            "pop": int_or_none(r["population"]),
+            "n": int_or_none(r["n_communes"]),
+            "taille": esc(size_label(r["size_class"])),
+            "deps": esc(r["departements"]),
+        }
+        for _, r in info.iterrows()
+    ]
+    return records, index
+
+
+def _k(cpts_ids: object, index: dict[str, int]) -> list[int]:
+    if not isinstance(cpts_ids, str) or not cpts_ids:
+        return []
+    return [index[c] for c in cpts_ids.split("; ") if c in index]
+
+
+def _add_layers(m: folium.Map, layers: Layers) -> None:
+    records, index = _cpts_records(layers)
+    helpers = _Helpers(records)
+    m.add_child(helpers)
+    panes = [("cpts_geo_cpts", 410, True), ("cpts_geo_gaps", 420, True),
+             ("cpts_geo_overlaps", 430, True), ("cpts_geo_communes", 440, True),
+             ("cpts_geo_departements", 450, False)]
+    for name, z, events in panes:
+        m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
+
+    # CPTS territories
+    cpts = layers.cpts
+    props = []
+    thin = len(layers.communes) > 3_000  # national or regional map: lighter lines
+    for _, r in cpts.iterrows():
+        fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
+        style = {"color": darker(r["colour"]), "weight": w / 2 if thin else w,
+                 "fillColor": r["colour"],
+                 "fillOpacity": fo, "opacity": 0.95}
+        if dash:
+            style["dashArray"] = dash
+        props.append({"i": index[r["cpts_id"]], "style": style})
+    group = folium.FeatureGroup(name=LAYER_CPTS, show=True)
+    group.add_child(_GeoJsonLayer(props, list(cpts.geometry), pane="cpts_geo_cpts", style=None,
+                                  helpers=helpers, tooltip_js=_CPTS_TIP))
+    m.add_child(group)
+
+    # gap zones
+    gaps = layers.gaps
+    cc = layers.communes
+    name_of = dict(zip(cc["insee"], cc["nom"] if "nom" in cc.columns else cc["insee"],
+                       strict=True))
+    props = []
+    for _, r in gaps.iterrows():
+        codes = str(r["insee"]).split(", ")
+        names = [str(name_of.get(c, c)) for c in codes]
+        listed = ", ".join(names[:MAX_LISTED_NAMES])
+        if len(names) > MAX_LISTED_NAMES:
+            listed += f" … et {len(names) - MAX_LISTED_NAMES} autres"
+        props.append({
+            "zone": int(r["zone"]), "n": int(r["n_communes"]),
+            "pop": int_or_none(r["population"]), "noms": esc(listed),
+            "voisines": esc(r["neighbour_cpts"]),
+            "enclave": esc(r["enclosed_by"]) if bool(r["enclave"]) else "",
+        })
+    group = folium.FeatureGroup(name=LAYER_GAPS, show=True)
+    group.add_child(_GeoJsonLayer(
+        props, list(gaps.geometry) if len(gaps) else [], pane="cpts_geo_gaps",
+        style={"color": GAP_LINE, "weight": 2, "fillColor": GAP_FILL, "fillOpacity": 0.4,
+               "opacity": 0.9},
+        helpers=helpers, tooltip_js=_GAP_TIP, popup_js=_GAP_POPUP))
+    m.add_child(group)
+
+    # overlaps
+    ov = layers.overlaps
+    props = [
+        {"nom": esc(r.get("nom", r["insee"])), "insee": esc(r["insee"]),
+         "k": _k(r["cpts_ids"], index), "share": float(r["claimed_share"]),
+         "ovpop": int_or_none(r["overlap_population"])}
+        for _, r in ov.iterrows()
+    ]
+    group = folium.FeatureGroup(name=LAYER_OVERLAPS, show=True)
+    group.add_child(_GeoJsonLayer(
+        props, list(ov.geometry), pane="cpts_geo_overlaps",
+        style={"color": OVERLAP_LINE, "weight": 2, "dashArray": "2 3",
+               "fillColor": OVERLAP_FILL, "fillOpacity": 0.45},
+        helpers=helpers, tooltip_js=_OVERLAP_TIP))
+    m.add_child(group)
+
+    # communes
+    noms = cc["nom"] if "nom" in cc.columns else cc["insee"]
+    props = [
+        {"nom": esc(nom), "insee": esc(code), "pop": int_or_none(pop), "k": _k(ids, index)}
+        for nom, code, pop, ids in zip(noms, cc["insee"], cc["population"], cc["cpts_ids"],
+                                       strict=True)
+    ]
+    group = folium.FeatureGroup(name=LAYER_COMMUNES, show=True)
+    group.add_child(_GeoJsonLayer(
+        props, list(cc.geometry), pane="cpts_geo_communes",
+        style={"color": "#555555", "weight": 0.3 if thin else 0.6, "opacity": 0.7, "fill": True,
+               "fillOpacity": 0.0},
+        helpers=helpers, tooltip_js=_COMMUNE_TIP, popup_js=_COMMUNE_POPUP))
+    m.add_child(group)
+
+    # département outlines (not interactive: they never hide the communes' tooltips)
+    deps = layers.departements
+    group = folium.FeatureGroup(name=LAYER_DEPARTEMENTS, show=True)
+    group.add_child(_GeoJsonLayer(
+        [{"nom": esc(n), "dep": esc(c)} for n, c in zip(deps["nom"], deps["departement"],
+                                                         strict=True)],
+        list(deps.geometry), pane="cpts_geo_departements",
+        style={"color": "#000000", "weight": 2.5 if len(deps) <= 5 else 1.2, "opacity": 0.9,
+               "fill": False},
+        helpers=helpers))
+    m.add_child(group)
+
+
+def _bounds(layers: Layers) -> list[list[float]] | None:
+    """Bounds to open the map on.
+
+    Metropolitan France when it is drawn (overseas départements stay reachable by panning), else
+    everything drawn.
+    """
+    cc = layers.communes
+    geoms = cc.geometry.to_numpy()
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    metro = ok & ~cc["departement"].astype(str).isin(list(LOCAL_CRS)).to_numpy()
+    chosen = geoms[metro] if metro.any() else geoms[ok]
+    if len(chosen) == 0:
+        return None
+    xmin, ymin, xmax, ymax = shapely.total_bounds(chosen)
+    return [[float(ymin), float(xmin)], [float(ymax), float(xmax)]]
+
+
+def _tile_layer(tiles: str) -> folium.TileLayer:
+    if re.match(r"^(https?:)?//|^/|\{z\}", tiles):
+        host = re.sub(r"^(https?:)?//", "", tiles).split("/")[0] or "serveur local"
+        return folium.TileLayer(tiles=tiles, attr=f"Fond de carte : {esc(host)}",
+                                name="Fond de carte", overlay=False, control=True)
+    return folium.TileLayer(tiles=tiles, name="Fond de carte", overlay=False, control=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------------
+@public
+def coverage_map(
+    communes: gpd.GeoDataFrame,
+    territories: pd.DataFrame,
+    *,
+    departements: str | Sequence[str] | None = None,
+    title: str | None = None,
+    offline: bool = True,
+    tiles: str | None = None,
+    simplify: Simplify = "auto",
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> folium.Map:
+    """Interactive map of the CPTS coverage of a territory.
+
+    Layers (switchable in the layer control): CPTS territories (one colour each, neighbours
+    never the same colour; fill and outline say the status), gap zones (communes covered by no
+    CPTS), overlaps, commune borders and département outlines. Hovering shows a tooltip,
+    clicking a popup (CPTS name, status, population, number of communes, ACI size class;
+    commune name, INSEE code, population and CPTS). The title gives the coverage rate of the
+    population of the départements shown; the legend explains the styles; the attribution
+    gives the source and vintage of the communes (``communes.attrs``) and of the territories.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`), a clean coverage (as in the bundle).
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`, or columns ``cpts``, ``insee``
+        and optionally ``status``, ``status_date``, ``share``).
+    departements : str or sequence of str, optional
+        Map only these départements (codes or names; the coverage rate is theirs), but draw
+        whole the CPTS that straddle into others (their other communes must be in
+        ``communes``). None: every commune of ``communes``.
+    title : str, optional
+        Main title (plain text); default ``"Couverture CPTS — <département>"``. The coverage rate
+        is always shown under it.
+    offline : bool
+        True (default): Leaflet is embedded in the page (``save``, Jupyter display), which then
+        loads nothing from the network. False: folium's CDN links.
+    tiles : str, optional
+        Background tiles: a URL template (``"https://tiles.example/{z}/{x}/{y}.png"``, e.g. an
+        intranet tile server) or a folium tile name (``"OpenStreetMap"``). None (default): no
+        background, nothing downloaded.
+    simplify : float, "auto" or None
+        Tolerance of the coverage simplification (``shapely.coverage_simplify``,
+        Visvalingam-Whyatt, in metres: about the square root of the area removed at a vertex),
+        applied in Lambert-93 (or the local CRS overseas). ``"auto"`` (default): 250 up to
+        2,000 communes drawn, 500 up to 10,000, 1,000 beyond (a national map stays under
+        15 MB). None: no simplification. Coordinates are rounded to 5 decimals either way.
+    as_of, statuses
+        Only the CPTS that had reached a status by this date / with these statuses, as in
+        :func:`cpts_geo.filter_territories` (the title gives the date in French).
+
+    Returns
+    -------
+    folium.Map
+        The map; display it in Jupyter, write it with :func:`save_map` (or ``m.save``), or get
+        the page with :func:`map_html`.
+
+    Raises
+    ------
+    InputError
+        If a frame is not what cpts_geo produces, a département is not in ``communes`` or a
+        parameter is malformed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": "Sud-Est Grenoblois", "status": "ACI signé",
+    ...                   "insee": ["38421", "38158", "38309", "38179", "38533"]})
+    >>> m = coverage_map(load_communes("38"), t)
+    >>> page = map_html(m)
+    >>> "Territoires CPTS" in page and "Zones blanches" in page
+    True
+    >>> "https://cdn" in page
+    False
+    """
+    p, deps = prepare_for_map(communes, territories, departements, as_of, statuses)
+    tolerance(simplify)  # fail early on a bad value
+    if tiles is not None and (not isinstance(tiles, str) or not tiles.strip()):
+        raise InputError(f"`tiles` was {tiles!r}; expected a URL template, a name or None")
+    return render_map(build_layers(p, deps, simplify), title=title, offline=offline,
+                      tiles=tiles)
+
+
+def render_map(layers: Layers, *, title: str | None = None, offline: bool = True,
+               tiles: str | None = None) -> folium.Map:
+    """The folium map of layers already built (:func:`cpts_geo.maps.layers.build_layers`)."""
+    main, sub = title_texts(layers, title)
+    big = len(layers.communes) > 3_000
+    m = _CoverageMap(
+        assets="inline" if offline else "cdn",
+        tiles=None,
+        control_scale=False,  # folium's scale shows miles too: a metric one is added below
+        prefer_canvas=big,
+        zoom_snap=0.25,
+        font_size="0.8rem",
+    )
+    root = m.get_root()
+    if isinstance(root, Figure):
+        root.title = esc(f"{main} — {sub}")
+    if tiles is not None:
+        m.add_child(_tile_layer(tiles))
+    _add_layers(m, layers)
+    m.add_child(_Overlay(main, sub, _legend_html(layers), vintage_text(layers)))
+    m.add_child(folium.LayerControl(collapsed=False, position="topright"))
+    m.add_child(_MetricScale())
+    bounds = _bounds(layers)
+    if bounds is not None:
+        m.fit_bounds(bounds)
+    return m
+
+
+def map_html(m: folium.Map, *, assets: str = "inline") -> str:
+    """Render the map as a complete HTML page.
+
+    Parameters
+    ----------
+    m : folium.Map
+        A map (from :func:`coverage_map`, or any folium map using only Leaflet core).
+    assets : str
+        ``"inline"`` (default): Leaflet's JS and CSS (with its images) are embedded, the page
+        works alone, offline. Any other string: a relative URL prefix (such as ``"../assets/"``)
+        where :func:`write_assets` put Leaflet's files, shared by the pages of a site.
+
+    Returns
+    -------
+    str
+        The page. folium's CDN links (jQuery, Bootstrap, Leaflet from a CDN) are not in it.
+
+    Examples
+    --------
+    >>> import folium
+    >>> page = map_html(folium.Map(tiles=None), assets="../assets/")
+    >>> '<script src="../assets/leaflet.js"></script>' in page
+    True
+    """
+    if not isinstance(m, folium.Map):
+        raise InputError(f"`m` was a {type(m).__name__}; expected a folium.Map")
+    if not isinstance(assets, str) or not assets:
+        raise InputError(
+            f"`assets` was {assets!r}; expected 'inline' or a relative URL prefix such as "
+            "'../assets/'"
+        )
+    if assets == "cdn":
+        raise InputError("`assets` 'cdn' is not offered: use 'inline' or a local URL prefix")
+    saved = {k: m.__dict__[k] for k in ("default_js", "default_css", "_cpts_geo_assets")
+             if k in m.__dict__}
+    try:
+        if isinstance(m, _CoverageMap):
+            m._cpts_geo_assets = assets
+        else:
+            _install_assets(m, assets)
+        return m.get_root().render()
+    finally:
+        for k in ("default_js", "default_css", "_cpts_geo_assets"):
+            if k in saved:
+                m.__dict__[k] = saved[k]
+            else:
+                m.__dict__.pop(k, None)
+        root = m.get_root()
+        if not isinstance(m, _CoverageMap) and isinstance(root, Figure):
+            root.header._children.pop(_ASSET_KEY, None)  # the user's map renders as before
+
+
+def save_map(m: folium.Map, path: str | os.PathLike[str], *, assets: str = "inline") -> None:
+    """Write the map's page to ``path`` atomically (a reader never sees a partial page).
+
+    Parameters
+    ----------
+    m : folium.Map
+        The map.
+    path : str or path-like
+        The HTML file to write (its directory is created).
+    assets : str
+        As in :func:`map_html`.
+
+    Examples
+    --------
+    >>> import folium, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "carte.html"
+    >>> save_map(folium.Map(tiles=None), out)
+    >>> "Leaflet" in out.read_text(encoding="utf-8")
+    True
+    """
+    write_text_atomic(path, map_html(m, assets=assets))
+
+

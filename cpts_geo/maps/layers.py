@@ -1,0 +1,291 @@
+"""Everything a map or a figure draws, computed once from prepared inputs, without folium.
+
+Geometries are simplified as a *coverage* (``shapely.coverage_simplify``: neighbours keep the
+same shared edges, so no gap or sliver opens between them) and rounded to 5 decimals (about a
+metre); CPTS outlines, gap zones and département outlines are unions of the simplified communes,
+so that all layers stay consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ..analysis.diagnostics import gap_zones, outline
+from ..analysis.inputs import Prepared
+from ..analysis.rates import area_rates, commune_figures, cpts_figures
+from ..errors import InputError
+from ..geography import LOCAL_CRS, METRO_CRS
+from ..geography import departements as all_departements
+from .styles import DECIMALS, colour_graph, fr_int, fr_pct, palette_colour
+
+__all__ = ["Layers", "build_layers"]
+
+Simplify = float | Literal["auto"] | None
+_LOCAL_CRS = LOCAL_CRS
+_METRO_CRS = METRO_CRS
+
+def auto_tolerance(n_communes: int) -> float:
+    """Visvalingam-Whyatt tolerance (metres, about the square root of the area removed)."""
+    if n_communes <= 2_000:
+        return 250.0
+    if n_communes <= 10_000:
+        return 500.0
+    return 1_000.0
+
+
+def simplified(
+    geoms: np.ndarray, deps: np.ndarray, crs: Any, tolerance: float | None
+) -> np.ndarray:
+    """Coverage-simplify ``geoms`` (per CRS group), return them in EPSG:4326, rounded."""
+    out = np.array(geoms, dtype=object)
+    present = ~(shapely.is_missing(out) | shapely.is_empty(out))
+    if crs is not None and not gpd.GeoSeries(crs=crs).crs.equals("EPSG:4326"):
+        out[present] = gpd.GeoSeries(out[present], crs=crs).to_crs(4326).to_numpy()
+    if tolerance:
+        local = pd.Series(deps, dtype=object).map(_LOCAL_CRS).fillna(_METRO_CRS).to_numpy()
+        for code in pd.unique(local[present]):
+            idx = np.flatnonzero(present & (local == code))
+            projected = gpd.GeoSeries(out[idx], crs=4326).to_crs(int(code)).to_numpy()
+            simple = shapely.coverage_simplify(projected, tolerance)
+            out[idx] = gpd.GeoSeries(simple, crs=int(code)).to_crs(4326).to_numpy()
+    out[present] = shapely.set_precision(out[present], 10.0**-DECIMALS, mode="pointwise")
+    return out
+
+
+def union(geoms: Any) -> Any:
+    """Outline of (simplified) commune geometries; None when there are none."""
+    arr = np.array(list(geoms), dtype=object)
+    if len(arr) == 0:
+        return None
+    return outline(arr)
+
+
+
+@dataclass
+class Layers:
+    """Everything a map or a figure draws, computed once."""
+
+    communes: gpd.GeoDataFrame  # drawn communes (simplified), with coverage columns
+    scope: np.ndarray  # boolean mask of `communes`: in the départements mapped
+    cpts: gpd.GeoDataFrame  # CPTS drawn: coverage(by="cpts") columns + colour + geometry
+    cpts_info: pd.DataFrame  # every CPTS of a drawn commune (for tooltips), indexed 0..n-1
+    gaps: gpd.GeoDataFrame  # gap zones of the scope (simplified geometry)
+    overlaps: gpd.GeoDataFrame  # overlapping communes drawn
+    departements: gpd.GeoDataFrame  # outline of each département mapped
+    rates: pd.DataFrame  # coverage(by="departement") of the scope
+    attrs: dict[str, Any]
+    territory_source: str | None
+    n_missing_geometry: int
+    filters: str  # French description of as_of / statuses, or ""
+
+
+
+def tolerance(simplify: Simplify) -> float | None:
+    """Check ``simplify``; the tolerance it gives (None for "auto" or no simplification)."""
+    if simplify == "auto" or simplify is None or simplify is False:
+        return None
+    try:
+        tolerance = float(simplify)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"`simplify` was {simplify!r}; expected a tolerance in metres, 'auto' or None"
+        ) from exc
+    if not np.isfinite(tolerance) or tolerance < 0:
+        raise InputError(f"`simplify` was {simplify!r}; expected a tolerance >= 0 in metres")
+    return tolerance
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Texts: title, legend, attribution
+# ---------------------------------------------------------------------------------------------
+def area_label(rates: pd.DataFrame) -> str:
+    """Name of the area of the départements in ``rates``: never a whole that is not whole."""
+    n = len(rates)
+    codes = set(rates["departement"])
+    if codes == set(all_departements()):
+        return "France"
+    if codes == {d for d in all_departements() if d not in LOCAL_CRS}:
+        return "France métropolitaine"
+    if n > 3:
+        return f"{n} départements"
+    return ", ".join(f"{nom} ({code})" for code, nom in zip(rates["departement"], rates["nom"],
+                                                             strict=True))
+
+
+def summary(layers: Layers) -> dict[str, Any]:
+    pop = float(layers.rates["population"].sum())
+    covered = float(layers.rates["covered_population"].sum())
+    return {
+        "population": pop,
+        "covered": covered,
+        "rate": covered / pop if pop > 0 else None,
+        "area": area_label(layers.rates),
+    }
+
+
+def title_texts(layers: Layers, title: str | None) -> tuple[str, str]:
+    """Return the main title and the subtitle, as plain text (escape them for HTML)."""
+    s = summary(layers)
+    main = title if title is not None else f"Couverture CPTS — {s['area']}"
+    year = layers.attrs.get("population_year")
+    sub = (
+        f"{fr_pct(s['rate'])} de la population couverte par une CPTS "
+        f"({fr_int(s['covered'])} / {fr_int(s['population'])} hab."
+        + (f", populations légales {year}" if year else "")
+        + ")"
+    )
+    if layers.filters:
+        sub += f" — {layers.filters}"
+    return main, sub
+
+
+def vintage_text(layers: Layers) -> str:
+    a = layers.attrs
+    parts = []
+    if a.get("source"):
+        parts.append(f"Communes : {a['source']}")
+    if a.get("cog_year"):
+        parts.append(f"COG {a['cog_year']}")
+    if a.get("population_year"):
+        census = f" (recensement {a['census_year']})" if a.get("census_year") else ""
+        parts.append(f"populations légales en vigueur en {a['population_year']}{census}")
+    if not parts:
+        parts.append("Communes : source et millésime non précisés (communes.attrs vide)")
+    if layers.territory_source:
+        parts.append(f"Territoires CPTS : {layers.territory_source}")
+    return " · ".join(parts)
+
+
+def vintage_short(layers: Layers) -> str:
+    a = layers.attrs
+    parts = []
+    if a.get("cog_year"):
+        parts.append(f"COG {a['cog_year']}")
+    if a.get("population_year"):
+        parts.append(f"populations légales {a['population_year']}")
+    return "Données : " + (", ".join(parts) if parts else "millésime non précisé")
+
+
+def filters_text(p: Prepared) -> str:
+    """French description of the filters applied (``as_of``, ``statuses``), or ""."""
+    parts = []
+    if p.as_of is not None:
+        parts.append(f"CPTS au {p.as_of.strftime('%d/%m/%Y')}")
+    if p.statuses is not None:
+        parts.append("statuts : " + ", ".join(p.statuses))
+    return " ; ".join(parts)
+
+
+def build_layers(
+    p: Prepared,
+    departements: Sequence[str] | None = None,
+    simplify: Simplify = "auto",
+) -> Layers:
+    """Everything a map of these départements draws (all of ``p.communes`` when None).
+
+    The CPTS that straddle into other départements are drawn whole (their other communes must
+    be in ``p.communes``); the coverage rate, gap zones and outlines are those of the
+    départements asked for.
+    """
+    communes = p.communes
+    if not isinstance(communes, gpd.GeoDataFrame) or "geometry" not in communes.columns:
+        raise InputError("`communes` has no geometry: maps need the boundaries of the communes")
+    tol = tolerance(simplify)
+    dep_col = communes["departement"].astype(str).to_numpy(dtype=object)
+    if departements is None:
+        in_scope = np.ones(len(communes), dtype=bool)
+    else:
+        in_scope = p.scoped(departements)
+        absent = sorted(set(departements) - set(dep_col[in_scope]))
+        if absent:
+            raise InputError(
+                f"`departements` asks for {absent} but `communes` has no commune there; load "
+                f"them too, e.g. load_communes({absent!r})"
+            )
+    m = p.membership
+    ins = p.inside
+    scope_ids = set(ins.loc[in_scope[ins["pos"].to_numpy()], "cpts_id"])
+    drawn_pos = np.union1d(np.flatnonzero(in_scope),
+                           ins.loc[ins["cpts_id"].isin(scope_ids), "pos"].to_numpy())
+    keep = np.zeros(len(communes), dtype=bool)
+    keep[drawn_pos] = True
+    scope = in_scope[keep]
+    cc_all = p.memo("commune_figures", commune_figures)
+    cc = cc_all[keep].reset_index(drop=True)
+    info_ids = set(ins.loc[keep[ins["pos"].to_numpy()], "cpts_id"])
+    table = p.memo("cpts_figures", cpts_figures)
+    info = table[table["cpts_id"].isin(info_ids)].reset_index(drop=True)
+    rates = area_rates(p, "departement", mask=in_scope)
+    gaps = gap_zones(p, mask=in_scope, geometry=False)
+
+    # geometry: simplify the drawn communes as one coverage, rebuild everything from them
+    tol = auto_tolerance(len(cc)) if simplify == "auto" else tol
+    geoms = simplified(cc.geometry.to_numpy(), cc["departement"].astype(str).to_numpy(),
+                       cc.crs, tol)
+    geom_of = pd.Series(geoms, index=cc["insee"].to_numpy())
+    cc = gpd.GeoDataFrame(cc.drop(columns="geometry"), geometry=geoms, crs=4326)
+    cc.attrs = dict(p.attrs)
+    n_missing = int((shapely.is_missing(geoms) & scope).sum())
+
+    # CPTS drawn: outline of their drawn communes, colours by adjacency
+    cpts = info[info["cpts_id"].isin(scope_ids)].reset_index(drop=True)
+    members = m[m["cpts_id"].isin(scope_ids)].groupby("cpts_id")["insee"].agg(list)
+    outlines = [union(geom_of.reindex(members.get(cid, [])).dropna().to_numpy())
+                for cid in cpts["cpts_id"]]
+    cpts = gpd.GeoDataFrame(cpts, geometry=outlines, crs=4326)
+    colours = colour_graph(outlines, list(cpts["cpts_id"]))
+    cpts["colour_index"] = colours
+    cpts["colour"] = [palette_colour(c) for c in colours]
+
+    # gap zones: union of the zone's simplified communes
+    if len(gaps):
+        zone_geoms = [union(geom_of.reindex(str(z).split(", ")).dropna().to_numpy())
+                      for z in gaps["insee"]]
+        gaps = gpd.GeoDataFrame(gaps.drop(columns="geometry"), geometry=zone_geoms, crs=4326)
+    overlaps = cc[cc["overlap"].to_numpy()].copy()
+    overlaps["overlap_population"] = (
+        pd.to_numeric(overlaps["population"], errors="coerce").fillna(0)
+        * np.clip(overlaps["claimed_share"] - 1, 0, 1)
+    )
+    # département outlines
+    names = dict(zip(rates["departement"], rates["nom"], strict=True))
+    dep_rows = [{"departement": str(code), "nom": names.get(str(code), str(code)),
+                 "geometry": union(grp.geometry.to_numpy())}
+                for code, grp in cc[scope].groupby("departement", sort=True)]
+    deps = gpd.GeoDataFrame(pd.DataFrame(dep_rows, columns=["departement", "nom", "geometry"]),
+                            geometry="geometry", crs=4326)
+    return Layers(
+        communes=cc, scope=scope, cpts=cpts, cpts_info=info, gaps=gaps, overlaps=overlaps,
+        departements=deps, rates=rates, attrs=dict(p.attrs),
+        territory_source=p.territory_source, n_missing_geometry=n_missing,
+        filters=filters_text(p),
+    )
+
+
+def prepare_for_map(
+    communes: gpd.GeoDataFrame, territories: pd.DataFrame, departements: object,
+    as_of: Any, statuses: Any,
+) -> tuple[Prepared, list[str] | None]:
+    """Prepare the inputs of a map: the CPTS of the départements drawn whole."""
+    from ..analysis.inputs import prepare
+    from ..geography import normalize_departements
+
+    if not isinstance(communes, gpd.GeoDataFrame):
+        raise InputError(
+            f"`communes` was a {type(communes).__name__}; expected the GeoDataFrame of "
+            "cpts_geo.load_communes()"
+        )
+    deps = normalize_departements(departements)
+    scope = deps if deps is not None else sorted(set(communes["departement"].astype(str)))
+    p = prepare(communes, territories, as_of=as_of, statuses=statuses, whole_cpts=scope,
+                whole_departements=deps,
+                needed=("insee", "population", "departement", "geometry"))
+    return p, None if deps is None else sorted(deps)

@@ -1,0 +1,297 @@
+"""The static coverage site: built in a temporary directory, then swapped in atomically.
+
+Layout of a published site (``out`` is a symbolic link to the current release, so a web server
+always sees a complete site, the previous one or the new one)::
+
+    out -> out.releases/20261123T020000-1234/
+        index.html            national, regional and departmental tables, national map, changes
+        map.html              national map (Leaflet served from assets/, no CDN)
+        summary.json          machine-readable figures, vintage and changes, for other tools
+        state.json            the snapshot the next run compares itself with
+        coverage_*.csv        downloads
+        assets/               Leaflet, style sheet, table sorting script
+        departements/42/      index.html, map.html, summary.json, CSV and GeoJSON downloads
+
+A run that fails or is killed leaves the previous release untouched and ``out`` pointing to it;
+a lock file refuses a second concurrent run. The inputs are validated and prepared once for the
+whole site.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .._atomic import default_mode
+from ..analysis.changes import check_snapshot, diff, snapshot
+from ..analysis.inputs import prepare
+from ..errors import InputError, public, warn
+from ..geography import normalize_departements
+from ..io.readers import read_territories
+from ..io.writers import records
+from ..sources.loaders import load_communes
+from .pages import departement_page, site_data
+from .release import current_release, lock, prune, swap
+from .render import environment, read_json, write_json, write_table
+
+__all__ = ["PublishResult", "publish"]
+
+log = logging.getLogger("cpts_geo.publish")
+KEEP_RELEASES = 3
+
+
+@dataclass
+class PublishResult:
+    """What a publication produced.
+
+    Attributes
+    ----------
+    out : Path
+        The published path (a symbolic link to ``release``).
+    release : Path
+        The directory of this release.
+    departements : list of str
+        Départements that got a page.
+    seconds : float
+        Wall time of the run.
+    changes : dict
+        Changes since the previous publication (see :func:`cpts_geo.analysis.changes.diff`),
+        ``{"first_publication": True}`` for the first one.
+    timings : dict
+        Seconds per step.
+    """
+
+    out: Path
+    release: Path
+    departements: list[str]
+    seconds: float
+    changes: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def _step(name: str, timings: dict[str, float]) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - t0, 3)
+    log.info("step %s done in %.2f s", name, timings[name])
+
+
+def _progress(items: Sequence[str], enabled: bool | None) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="départements", unit="dép", file=sys.stderr)
+
+
+def _copy_static(dest: Path) -> None:
+    from ..maps.assets import write_assets
+
+    dest.mkdir(parents=True, exist_ok=True)
+    write_assets(dest)
+    static = files("cpts_geo") / "templates" / "static"
+    for item in static.iterdir():
+        if item.is_file():
+            (dest / item.name).write_bytes(item.read_bytes())
+
+
+def _previous_state(out: Path) -> dict[str, Any] | None:
+    """The snapshot of the current release, None if there is none or it is damaged (warned)."""
+    previous = current_release(out)
+    if previous is None or not (previous / "state.json").is_file():
+        return None
+    try:
+        return check_snapshot(read_json(previous / "state.json"))
+    except (ValueError, InputError, OSError, RecursionError) as exc:
+        warn(f"the state of the previous publication ({previous / 'state.json'}) cannot be "
+             f"read ({exc}); the change report starts again from this publication")
+        return None
+
+
+def _changes(prev: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
+    if prev is None:
+        return {"first_publication": True}
+    return {"first_publication": False, **diff(prev, state)}
+
+
+@public
+def publish(
+    territories: str | os.PathLike[str] | pd.DataFrame | Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    year: int | None = None,
+    departements: str | Sequence[str] | None = None,
+    progress: bool | None = None,
+    keep: int = KEEP_RELEASES,
+) -> PublishResult:
+    """Build the static coverage site and publish it atomically at ``out``.
+
+    Parameters
+    ----------
+    territories : path, list of paths, folder or DataFrame
+        CPTS territories (read with :func:`cpts_geo.read_territories`, or its result).
+    out : path
+        Where the site is published: a symbolic link to the current release, swapped
+        atomically at the end of a successful run. Releases live next to it in
+        ``<out>.releases/``; the ``keep`` newest are kept.
+    year : int, optional
+        Population year (default: the newest bundled).
+    departements : str or sequence of str, optional
+        Départements that get a page (default: every département with at least one covered
+        commune). National and regional tables always cover all of France.
+    progress : bool, optional
+        Show a progress bar (default: when standard error is a terminal).
+    keep : int
+        Number of releases to keep (at least 2, so that the previous site stays available).
+
+    Returns
+    -------
+    PublishResult
+        Paths, départements, timings and changes since the previous publication.
+
+    Raises
+    ------
+    PublishError
+        If another run holds the lock, or ``out`` is an unrelated directory.
+    cpts_geo.errors.InputError
+        If the territories are invalid (nothing is published then).
+    """
+    from ..maps.interactive import map_html, render_map
+    from ..maps.layers import build_layers
+
+    t_start = time.perf_counter()
+    out = Path(out).absolute()
+    pages_wanted = normalize_departements(departements)
+    releases = out.with_name(out.name + ".releases")
+    timings: dict[str, float] = {}
+    with lock(out):
+        releases.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=".build-", dir=releases))
+        try:
+            with _step("read_territories", timings):
+                if isinstance(territories, pd.DataFrame):
+                    terr = territories
+                    source_name = str(territories.attrs.get("source", "DataFrame"))
+                else:
+                    terr = read_territories(territories)
+                    source_name = str(terr.attrs.get("source"))
+            with _step("prepare", timings):
+                communes = load_communes(year=year)
+                p = prepare(communes, terr, whole="nation",
+                            needed=("insee", "population", "departement", "geometry"))
+                attrs = dict(p.attrs)
+            with _step("coverage", timings):
+                data = site_data(p, None if pages_wanted is None else sorted(pages_wanted))
+            with _step("national_map", timings):
+                _copy_static(build / "assets")
+                national = render_map(build_layers(p, None),
+                                      title="CPTS : couverture nationale")
+                (build / "map.html").write_text(map_html(national, assets="assets/"),
+                                                encoding="utf-8")
+            env = environment()
+            with _step("departements", timings):
+                for code in _progress(data.pages, progress):
+                    page = departement_page(data, code)
+                    m = render_map(build_layers(p, [code]))
+                    _write_departement(env, build, page, m, map_html, attrs, source_name)
+            with _step("index", timings):
+                state = snapshot(p, "departement", data.departements)
+                changes = _changes(_previous_state(out), state)
+                generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+                downloads = (write_table(data.departements, build, "coverage_departements")
+                             + write_table(data.regions, build, "coverage_regions")
+                             + write_table(data.nation, build, "coverage_nation")
+                             + write_table(data.cpts, build, "cpts"))
+                summary = {
+                    "generated": generated,
+                    "territories": source_name,
+                    "vintage": state["vintage"],
+                    "source": attrs.get("source"),
+                    "nation": records(data.nation),
+                    "regions": records(data.regions),
+                    "departements": records(data.departements),
+                    "cpts": records(data.cpts),
+                    "pages": {c: f"departements/{c}/index.html" for c in data.pages},
+                    "changes": changes,
+                }
+                write_json(build / "summary.json", summary)
+                write_json(build / "state.json", state)
+                (build / "index.html").write_text(
+                    env.get_template("index.html").render(
+                        title="Couverture de la population par les CPTS",
+                        root="",
+                        nat=records(data.nation), reg=records(data.regions),
+                        dep=records(data.departements), pages=set(data.pages),
+                        cpts=records(data.cpts),
+                        overlaps=len(data.overlaps), changes=changes, attrs=attrs,
+                        generated=generated, territories=source_name, downloads=downloads,
+                    ),
+                    encoding="utf-8",
+                )
+            with _step("swap", timings):
+                release = releases / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
+                for item in build.rglob("*"):
+                    if item.is_file():
+                        with open(item, "rb") as fh:
+                            os.fsync(fh.fileno())
+                os.chmod(build, default_mode(directory=True))  # mkdtemp makes 0700
+                os.replace(build, release)
+                swap(out, release)
+                prune(releases, max(keep, 2), release)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+    seconds = round(time.perf_counter() - t_start, 2)
+    log.info("published %s (%d département pages) in %.1f s", out, len(data.pages), seconds)
+    return PublishResult(out=out, release=release, departements=data.pages, seconds=seconds,
+                         changes=changes, timings=timings)
+
+
+def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
+                       attrs: dict[str, Any], source_name: str) -> None:
+    d = build / "departements" / page.code
+    d.mkdir(parents=True)
+    (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
+    downloads = (
+        write_table(page.coverage, d, "coverage")
+        + write_table(page.cpts, d, "cpts")
+        + write_table(page.gaps, d, "gaps")
+        + write_table(page.overlaps, d, "overlaps")
+        + write_table(page.communes, d, "communes")
+    )
+    row = records(page.coverage)[0]
+    summary = {
+        "departement": page.code,
+        "nom": row["nom"],
+        "vintage": {k: attrs.get(k) for k in ("cog_year", "population_year", "census_year")},
+        "coverage": row,
+        "cpts": records(page.cpts),
+        "gaps": records(page.gaps),
+        "overlaps": records(page.overlaps),
+        "downloads": downloads,
+    }
+    write_json(d / "summary.json", summary)
+    (d / "index.html").write_text(
+        env.get_template("departement.html").render(
+            title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
+            cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
+            downloads=downloads, attrs=attrs, territories=source_name,
+        ),
+        encoding="utf-8",
+    )
