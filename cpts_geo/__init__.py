@@ -55,7 +55,7 @@ from .sources.loaders import load_communes
 if TYPE_CHECKING:
     from .maps.assets import write_assets
     from .maps.figure import coverage_figure
-    from .maps.interactive import coverage_map, map_html, save_map
+    from .maps.interactive import coverage_map, map_html, overview_map, save_map
     from .publishing.site import PublishResult, publish
 
 __version__ = "0.2.0"
@@ -64,6 +64,7 @@ _LAZY = {
     "coverage_map": "cpts_geo.maps.interactive",
     "map_html": "cpts_geo.maps.interactive",
     "save_map": "cpts_geo.maps.interactive",
+    "overview_map": "cpts_geo.maps.interactive",
     "coverage_figure": "cpts_geo.maps.figure",
     "write_assets": "cpts_geo.maps.assets",
     "publish": "cpts_geo.publishing.site",
@@ -124,6 +125,7 @@ __all__ = [
     "normalize_insee",
     "normalize_status",
     "outline_fractions",
+    "overview_map",
     "population_years",
     "publish",
     "read_territories",

@@ -34,11 +34,11 @@ from .geography import normalize_departements
 __all__ = [
     "CodeMatch",
     "NameMatch",
+    "commune_departement",
+    "commune_name",
     "match_name",
     "name_key",
     "normalize_insee",
-    "commune_departement",
-    "commune_name",
     "resolve_code",
     "resolve_codes",
     "resolve_communes",
@@ -493,8 +493,8 @@ def resolve_communes(
     names : iterable of str
         Commune names.
     departements : str, int or sequence, optional
-        Département code(s) or name(s) where the communes are (strongly recommended: many names exist in
-        several départements).
+        Département code(s) or name(s) where the communes are (strongly recommended: many
+        names exist in several départements).
     fuzzy : bool
         Opt in to close matches (a single candidate with similarity >= 0.85), with a warning.
 

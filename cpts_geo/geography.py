@@ -1,5 +1,7 @@
-"""The administrative geography of France that every layer needs: départements, régions, the
-municipal arrondissements of Paris, Lyon and Marseille, and the projections used for areas.
+"""The administrative geography of France that every layer needs.
+
+Départements, régions, the municipal arrondissements of Paris, Lyon and Marseille, and the
+projections used for areas.
 
 The tables come from the bundle's manifest (COG 2026, written by ``scripts/build_reference.py``),
 so this module reads no Parquet file and imports neither pandas nor geopandas.
@@ -110,7 +112,8 @@ def arrondissements() -> dict[str, tuple[str, ...]]:
     >>> {city: len(codes) for city, codes in arrondissements().items()}
     {'13055': 16, '69123': 9, '75056': 20}
     """
-    return {city: tuple(codes) for city, codes in manifest()["geography"]["arrondissements"].items()}
+    table = manifest()["geography"]["arrondissements"]
+    return {city: tuple(codes) for city, codes in table.items()}
 
 
 @lru_cache(maxsize=1)
@@ -286,6 +289,13 @@ def normalize_departements(value: object, *, what: str = "departements") -> list
     >>> normalize_departements(["Rhône", 42, "69"])
     ['69', '42']
     """
+    items = _items(value, what, "a département code or name")
+    return None if items is None else list(dict.fromkeys(normalize_departement(v)
+                                                         for v in items))
+
+
+def _items(value: object, what: str, expected: str) -> list[object] | None:
+    """One code or several: a ``str`` (or number) is one item, never its characters."""
     if value is None:
         return None
     items: list[object]
@@ -294,12 +304,10 @@ def normalize_departements(value: object, *, what: str = "departements") -> list
     elif isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
         items = list(value)
     else:
-        raise InputError(
-            f"`{what}` was {value!r}; expected a département code or name, or a list of them"
-        )
+        raise InputError(f"`{what}` was {value!r}; expected {expected}, or a list of them")
     if not items:
         raise InputError(f"`{what}` is an empty list: pass None for no restriction, or codes")
-    return list(dict.fromkeys(normalize_departement(v) for v in items))
+    return items
 
 
 def normalize_region(value: object) -> str:
@@ -335,15 +343,5 @@ def normalize_regions(value: object, *, what: str = "regions") -> list[str] | No
     >>> normalize_regions("93"), normalize_regions(["Corse", 84])
     (['93'], ['94', '84'])
     """
-    if value is None:
-        return None
-    items: list[object]
-    if isinstance(value, str | int | float) and not isinstance(value, bool):
-        items = [value]
-    elif isinstance(value, Iterable) and not isinstance(value, bytes | Mapping):
-        items = list(value)
-    else:
-        raise InputError(f"`{what}` was {value!r}; expected a région code or name, or a list")
-    if not items:
-        raise InputError(f"`{what}` is an empty list: pass None for no restriction, or codes")
-    return list(dict.fromkeys(normalize_region(v) for v in items))
+    items = _items(value, what, "a région code or name")
+    return None if items is None else list(dict.fromkeys(normalize_region(v) for v in items))

@@ -612,7 +612,7 @@ def _parse_entry(
     title, value = get("status_date")
     date = None
     try:
-        date = parse_date(value, what="status date")
+        date = parse_date(value, what="status date")  # type: ignore[arg-type]
     except InputError as exc:
         report.problem(row, title, value, str(exc))
     _, value = get("source")
@@ -1071,11 +1071,6 @@ def as_membership(territories: pd.DataFrame, *, name: str = "DataFrame") -> pd.D
                       else np.arange(2, n + 2, dtype="int64"))
         out.attrs = {k: v for k, v in t.attrs.items() if _scalar_attr(v)}
         return out
-    if "cpts" not in territories.columns:
-        raise InputError(
-            f"`territories` lacks the column 'cpts'; pass the table returned by "
-            f"cpts_geo.read_territories() (columns found: {list(territories.columns)})"
-        )
     frame = validate_table(frame_table(territories.reset_index(drop=True), name))
     frame.attrs = {**{k: v for k, v in territories.attrs.items() if _scalar_attr(v)},
                    **frame.attrs}

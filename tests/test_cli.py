@@ -31,6 +31,7 @@ def test_communes_csv_prints_the_table(capsys):
     assert table.set_index("insee").loc["42110", "nom"] == "L'Horme"
 
 
+@pytest.mark.slow
 def test_console_script_is_installed():
     exe = shutil.which("cpts-geo")
     if exe is None:
@@ -126,6 +127,7 @@ def test_missing_file_and_bad_departement(capsys, tmp_path):
     assert code == 2 and "'420' is not a département" in err
 
 
+@pytest.mark.slow
 def test_subprocess_error_has_no_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("cpts,commune\nA,12\n", encoding="utf-8")

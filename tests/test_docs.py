@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import doctest
 import html
 import json
 import re
+import warnings
 
 import folium
+import pytest
 from helpers import ROOT
 
 
+@pytest.mark.slow
 def test_tour_notebook_runs(monkeypatch):
     nb = json.loads((ROOT / "notebooks" / "tour.ipynb").read_text("utf-8"))
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
@@ -28,10 +32,14 @@ def test_tour_notebook_runs(monkeypatch):
                          html.unescape(inline))
 
 
-def test_readme_python_tour_runs(monkeypatch):
+@pytest.mark.slow
+def test_readme_python_tour_runs_and_prints_what_it_says(monkeypatch):
     text = (ROOT / "README.md").read_text("utf-8")
-    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```pycon\n(.*?)```", text, re.S).group(1)
     monkeypatch.chdir(ROOT)
-    namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
-    assert isinstance(namespace["loire"], namespace["cpts_geo"].load_communes("42").__class__)
+    test = doctest.DocTestParser().get_doctest(block, {}, "README.md", "README.md", 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tour emits no warning
+        runner.run(test)
+    assert runner.failures == 0 and runner.tries >= 10

@@ -88,23 +88,31 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
         empty.attrs = dict(p.attrs)
         return empty
     deps = c["departement"].astype(str).to_numpy(dtype=object)[idx]
-    labels = p.graph.components(codes)
+    graph = p.graph
+    node = graph.nodes(codes)
+    labels = graph.components(codes)
     if by_departement:
         labels = pd.factorize(pd.Series(labels).astype(str) + "|" + deps)[0]
-    zone_of = dict(zip(codes, labels, strict=True))
-    border = p.graph.border(codes)
-    border["zone"] = border["a"].map(zone_of).to_numpy()
-    b_zone = border["b"].map(zone_of).to_numpy()
-    inner = (b_zone == border["zone"].to_numpy()) & (border["b"] != "").to_numpy()
-    border = border[~inner & (border["length_km"] > 0).to_numpy()]
+    # borders of the zones, on node ids: with other zones' or covered communes, and the outside
+    zone_of_node = np.full(len(graph.codes), -1, dtype=np.int64)
+    zone_of_node[node[node >= 0]] = labels[node >= 0]
+    ea, eb, _ = graph.border_arrays(node)
+    ez = zone_of_node[ea]
+    keep = zone_of_node[eb] != ez
+    ez, eb = ez[keep], eb[keep]
+    pair = np.unique(ez * len(graph.codes) + eb)  # (zone, neighbour) once
+    pz, pn = pair // len(graph.codes), pair % len(graph.codes)
+    outside = np.bincount(labels, weights=graph.exterior(node), minlength=labels.max() + 1)
     # CPTS of the neighbouring communes (they may lie outside `communes`)
     m = p.membership
-    near = set(border["b"].to_numpy(dtype=object))
-    m_near = m[m["insee"].isin(near)]
-    cpts_of: dict[str, frozenset[str]] = {
-        k: frozenset(v) for k, v in m_near.groupby("insee", sort=False)["cpts"]
-        .agg(lambda s: set(s)).items()
-    }
+    m_node = graph.nodes(m["insee"].to_numpy(dtype=object))
+    cpts_names = m["cpts"].to_numpy(dtype=object)
+    cpts_of: dict[int, set[str]] = {}
+    wanted = np.zeros(len(graph.codes), dtype=bool)
+    wanted[pn] = True
+    for nd, name in zip(m_node, cpts_names, strict=True):
+        if nd >= 0 and wanted[nd]:
+            cpts_of.setdefault(int(nd), set()).add(name)
     pop = p.population[idx]
     missing_pop = p.pop_missing[idx]
     area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()[idx]
@@ -113,30 +121,27 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
             else np.full(len(idx), "", dtype=object))
     geoms = (c.geometry.to_numpy()[idx] if "geometry" in c.columns
              else np.full(len(idx), None, dtype=object))
+    no_geom = shapely.is_missing(geoms)
     order = np.argsort(labels, kind="stable")
     starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
     ends = np.r_[starts[1:], len(order)]
-    by_zone = dict(iter(border.groupby("zone", sort=False)))
-    empty_border = border.iloc[:0]
+    p_starts = np.searchsorted(pz, np.arange(labels.max() + 2))
     rows = []
     for s, e in zip(starts, ends, strict=True):
         members = order[s:e]
         label = labels[members[0]]
-        b = by_zone.get(label, empty_border)
-        outside = float(b.loc[b["b"] == "", "length_km"].sum())
-        neighbours = b.loc[b["b"] != "", "b"].unique()
-        sets = [cpts_of.get(n, frozenset()) for n in neighbours]
+        neighbours = pn[p_starts[label]:p_starts[label + 1]]
+        sets = [cpts_of.get(int(n), set()) for n in neighbours]
         names = sorted(set().union(*sets)) if sets else []
-        common = frozenset.intersection(*sets) if sets else frozenset()
-        no_geom = bool(shapely.is_missing(geoms[members]).all())
-        enclave = bool(len(neighbours) and common and outside < 1e-3 and not no_geom)
-        all_missing = bool(missing_pop[members].all())
+        common = set.intersection(*sets) if sets else set()
+        enclave = bool(len(neighbours) and common and outside[label] < 1e-3
+                       and not no_geom[members].all())
         rows.append({
             "n_communes": len(members),
             "insee": ", ".join(codes[members]),
             "noms": ", ".join(noms[members]),
             "departements": ",".join(sorted(set(deps[members]))),
-            "population": np.nan if all_missing else float(pop[members].sum()),
+            "population": np.nan if missing_pop[members].all() else float(pop[members].sum()),
             "area_km2": float(np.nansum(area[members])) if not np.isnan(area[members]).all()
             else np.nan,
             "neighbour_cpts": "; ".join(names),

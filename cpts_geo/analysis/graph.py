@@ -43,6 +43,8 @@ class ContiguityGraph:
     >>> g = ContiguityGraph(links)
     >>> g.components(["1", "2", "3"]).tolist()  # 2 and 3 touch at a point only
     [0, 0, 1]
+    >>> g.neighbours("2"), len(g.edges(touching=True))
+    (['1'], 2)
     """
 
     def __init__(self, links: pd.DataFrame):
@@ -55,20 +57,26 @@ class ContiguityGraph:
         b = links["b"].to_numpy(dtype=object)
         length = links["length_km"].to_numpy(dtype=float)
         outside = b == ""
-        self._exterior = pd.Series(length[outside], index=a[outside]).groupby(level=0).sum()
-        inner = ~outside & (length > 0)
-        a, b, length = a[inner], b[inner], length[inner]
-        # symmetric: keep what is given, add the reverse of pairs given one way only
-        codes, inv = np.unique(np.concatenate([a, b]).astype(str), return_inverse=True)
-        ia, ib = inv[: len(a)], inv[len(a):]
+        inner = ~outside
+        codes, inv = np.unique(np.concatenate([a, b[inner]]).astype(str), return_inverse=True)
+        ia_all, ib = inv[: len(a)], inv[len(a):]
+        ext = np.bincount(ia_all[outside], weights=length[outside], minlength=len(codes))
+        ia, length = ia_all[inner], length[inner]
+        # symmetric: each pair once, then both directions (pairs given one way are completed)
         key = np.minimum(ia, ib) * len(codes) + np.maximum(ia, ib)
         _, first = np.unique(key, return_index=True)
         ia, ib, length = ia[first], ib[first], length[first]
         keep = ia != ib
+        self._init(codes, np.concatenate([ia[keep], ib[keep]]),
+                   np.concatenate([ib[keep], ia[keep]]),
+                   np.concatenate([length[keep], length[keep]]), ext)
+
+    def _init(self, codes: np.ndarray, a: np.ndarray, b: np.ndarray, length: np.ndarray,
+              exterior: np.ndarray) -> None:
+        order = np.lexsort((b, a))
         self.codes = codes  # sorted node codes
-        self._a = np.concatenate([ia[keep], ib[keep]])
-        self._b = np.concatenate([ib[keep], ia[keep]])
-        self._length = np.concatenate([length[keep], length[keep]])
+        self._a, self._b, self._length = a[order], b[order], length[order]
+        self._exterior = exterior  # border with no commune, by node
         self._index = pd.Index(codes)
 
     # -- construction -------------------------------------------------------------------------
@@ -76,12 +84,9 @@ class ContiguityGraph:
         out = object.__new__(ContiguityGraph)
         keep_edge = keep_node[self._a] & keep_node[self._b]
         new_id = np.cumsum(keep_node) - 1
-        out.codes = self.codes[keep_node]
-        out._a = new_id[self._a[keep_edge]]
-        out._b = new_id[self._b[keep_edge]]
-        out._length = self._length[keep_edge]
-        out._index = pd.Index(out.codes)
-        out._exterior = self._exterior[self._exterior.index.isin(set(out.codes))]
+        out._init(self.codes[keep_node], new_id[self._a[keep_edge]],
+                  new_id[self._b[keep_edge]], self._length[keep_edge],
+                  self._exterior[keep_node])
         return out
 
     def at_granularity(self, in_use: Iterable[str]) -> ContiguityGraph:
@@ -100,29 +105,34 @@ class ContiguityGraph:
         return self._subset_nodes(np.asarray(keep))
 
     # -- queries --------------------------------------------------------------------------------
-    def _positions(self, codes: Iterable[str]) -> np.ndarray:
+    def nodes(self, codes: Iterable[str] | np.ndarray) -> np.ndarray:
         """Node id of each code (-1 for a code the graph does not know: no neighbour)."""
-        return self._index.get_indexer(pd.Index(list(codes), dtype=object))
+        values = codes if isinstance(codes, np.ndarray) else np.asarray(list(codes), dtype=object)
+        return self._index.get_indexer(pd.Index(values, dtype=object))
 
-    def components(self, codes: Iterable[str]) -> np.ndarray:
+    def _mask(self, node: np.ndarray) -> np.ndarray:
+        mask = np.zeros(len(self.codes), dtype=bool)
+        mask[node[node >= 0]] = True
+        return mask
+
+    def components(self, codes: Iterable[str] | np.ndarray) -> np.ndarray:
         """Label the connected groups of ``codes`` (by position, labels 0, 1, ...).
 
-        Only borders between two of ``codes`` count. A code without a known neighbour is a group
-        of its own.
+        Only borders of positive length between two of ``codes`` count. A code without a known
+        neighbour is a group of its own.
         """
         from scipy.sparse import coo_array
         from scipy.sparse.csgraph import connected_components
 
-        codes = list(codes)
-        n = len(codes)
+        node = self.nodes(codes)
+        n = len(node)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        node = self._positions(codes)
         local = np.full(len(self.codes), -1, dtype=np.int64)
         known = node >= 0
         local[node[known]] = np.flatnonzero(known)
         la, lb = local[self._a], local[self._b]
-        sel = (la >= 0) & (lb >= 0)
+        sel = (la >= 0) & (lb >= 0) & (self._length > 0)
         graph = coo_array((np.ones(int(sel.sum())), (la[sel], lb[sel])), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         return labels.astype(np.int64)
@@ -130,8 +140,8 @@ class ContiguityGraph:
     def group_components(self, groups: pd.DataFrame, key: str = "cpts_id") -> np.ndarray:
         """Label connected groups within each group of a (``key``, ``insee``) table at once.
 
-        Two rows are joined when they have the same ``key`` and their communes share a border.
-        Returns one label per row (labels unique across groups).
+        Two rows are joined when they have the same ``key`` and their communes share a border of
+        positive length. Returns one label per row (labels unique across groups).
         """
         from scipy.sparse import coo_array
         from scipy.sparse.csgraph import connected_components
@@ -139,11 +149,13 @@ class ContiguityGraph:
         n = len(groups)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        node = self._positions(groups["insee"].to_numpy(dtype=object))
+        node = self.nodes(groups["insee"].to_numpy(dtype=object))
         gkey = pd.factorize(groups[key].to_numpy(dtype=object))[0]
+        mask = self._mask(node)
+        sel = mask[self._a] & mask[self._b] & (self._length > 0)
         rows = pd.DataFrame({"row": np.arange(n), "node": node, "g": gkey})
         rows = rows[rows["node"] >= 0]
-        edges = pd.DataFrame({"node": self._a, "nb": self._b})
+        edges = pd.DataFrame({"node": self._a[sel], "nb": self._b[sel]})
         pairs = rows.merge(edges, on="node").merge(
             rows.rename(columns={"node": "nb", "row": "row_b"}), on=["nb", "g"]
         )
@@ -154,8 +166,20 @@ class ContiguityGraph:
         _, labels = connected_components(graph, directed=False)
         return labels.astype(np.int64)
 
+    def border_arrays(self, node: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Borders of positive length from the nodes ``node``: (from, to, length_km) arrays."""
+        sel = self._mask(node)[self._a] & (self._length > 0)
+        return self._a[sel], self._b[sel], self._length[sel]
+
+    def exterior(self, node: np.ndarray) -> np.ndarray:
+        """Length (km) of each node's border with no commune (0 for an unknown node)."""
+        out = np.zeros(len(node))
+        known = node >= 0
+        out[known] = self._exterior[node[known]]
+        return out
+
     def border(self, codes: Iterable[str]) -> pd.DataFrame:
-        """Borders of ``codes`` with every neighbour, and with the outside.
+        """Borders of ``codes`` with every neighbour (positive length), and with the outside.
 
         Returns
         -------
@@ -163,36 +187,36 @@ class ContiguityGraph:
             Columns ``a`` (one of ``codes``), ``b`` (a neighbour, ``""`` for the outside: sea,
             foreign country or a hole of the boundary data) and ``length_km``.
         """
-        codes = list(codes)
-        node = self._positions(codes)
-        mask = np.zeros(len(self.codes), dtype=bool)
-        mask[node[node >= 0]] = True
-        sel = mask[self._a]
-        inner = pd.DataFrame({
-            "a": self.codes[self._a[sel]],
-            "b": self.codes[self._b[sel]],
-            "length_km": self._length[sel],
+        node = self.nodes(codes)
+        a, b, length = self.border_arrays(node)
+        known = np.unique(node[node >= 0])
+        ext = self._exterior[known]
+        outer = known[ext > 0]
+        return pd.DataFrame({
+            "a": np.concatenate([self.codes[a], self.codes[outer]]),
+            "b": np.concatenate([self.codes[b], np.full(len(outer), "", dtype=object)]),
+            "length_km": np.concatenate([length, self._exterior[outer]]),
         })
-        ext = self._exterior[self._exterior.index.isin(set(codes))]
-        ext = ext[ext > 0]
-        outer = pd.DataFrame({"a": ext.index.to_numpy(dtype=object), "b": "",
-                              "length_km": ext.to_numpy()})
-        return pd.concat([inner, outer], ignore_index=True)
 
     def neighbours(self, code: str) -> list[str]:
-        """Codes of the communes sharing a border with ``code``."""
-        pos = self._positions([code])[0]
+        """Codes of the communes sharing a border of positive length with ``code``."""
+        pos = self.nodes([code])[0]
         if pos < 0:
             return []
-        return sorted(self.codes[self._b[self._a == pos]].tolist())
+        sel = (self._a == pos) & (self._length > 0)
+        return sorted(self.codes[self._b[sel]].tolist())
 
-    def edges(self, codes: Iterable[str] | None = None) -> pd.DataFrame:
-        """Each pair of neighbours once (``a < b``), optionally among ``codes`` only."""
+    def edges(self, codes: Iterable[str] | None = None, *, touching: bool = False
+              ) -> pd.DataFrame:
+        """Each pair of neighbours once (``a < b``), optionally among ``codes`` only.
+
+        ``touching``: also the pairs that touch at a point only (length 0).
+        """
         sel = self._a < self._b
+        if not touching:
+            sel &= self._length > 0
         if codes is not None:
-            node = self._positions(list(codes))
-            mask = np.zeros(len(self.codes), dtype=bool)
-            mask[node[node >= 0]] = True
+            mask = self._mask(self.nodes(list(codes)))
             sel &= mask[self._a] & mask[self._b]
         return pd.DataFrame({"a": self.codes[self._a[sel]], "b": self.codes[self._b[sel]],
                              "length_km": self._length[sel]})
@@ -219,4 +243,5 @@ class ContiguityGraph:
         return len(self.codes)
 
     def __repr__(self) -> str:
-        return f"ContiguityGraph({len(self.codes)} communes, {len(self._a) // 2} borders)"
+        n = int((self._length > 0).sum()) // 2
+        return f"ContiguityGraph({len(self.codes)} communes, {n} borders)"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import geopandas as gpd
 import pandas as pd
@@ -22,7 +23,7 @@ from .tables import EXTENSIONS, load_source
 
 __all__ = ["outline_fractions", "read_territories"]
 
-Input = str | os.PathLike[str] | pd.DataFrame
+Input: TypeAlias = str | os.PathLike[str] | pd.DataFrame
 
 
 @public
@@ -197,7 +198,7 @@ def _read_one(
         frame.attrs["source"] = name
         return frame
     report = Report(name)
-    entries, members, groups, _fractions, ignored = _outline_members(
+    _entries, members, groups, _fractions, ignored = _outline_members(
         loaded, communes=communes, threshold=threshold, report=report
     )
     report.warn()

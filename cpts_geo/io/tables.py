@@ -242,6 +242,11 @@ def _geo_or_table(df: pd.DataFrame, name: str) -> gpd.GeoDataFrame | RawTable:
 def load_source(
     source: str | os.PathLike[str] | pd.DataFrame, sheet: str | int | None
 ) -> tuple[str, gpd.GeoDataFrame | RawTable]:
+    """Read one territory input into raw cells or outlines; return its name and the content.
+
+    A (Geo)DataFrame is taken as it is (outlines when it holds polygons); a file is read by its
+    extension (:data:`EXTENSIONS`). Errors name the file.
+    """
     if isinstance(source, pd.DataFrame):
         if sheet is not None:
             raise InputError("`sheet` only applies to Excel workbooks and GeoPackage layers")

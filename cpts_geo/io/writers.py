@@ -80,15 +80,15 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def terminal_safe(text: str) -> str:
-    """Text with control characters and bidirectional overrides shown as escapes.
+    r"""Text with control characters and bidirectional overrides shown as escapes.
 
     Names from input files may hold terminal escape sequences or right-to-left overrides; a
-    table printed in a terminal shows them as ``\\x1b`` or ``\\u202e`` instead of obeying them.
+    table printed in a terminal shows them as ``\x1b`` or ``\u202e`` instead of obeying them.
 
     Examples
     --------
-    >>> terminal_safe("Gier\\x1b[31m")
-    'Gier\\\\x1b[31m'
+    >>> terminal_safe("Gier\x1b[31m")
+    'Gier\\x1b[31m'
     """
     def esc(m: re.Match[str]) -> str:
         ch = m.group(0)

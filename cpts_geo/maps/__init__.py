@@ -1,5 +1,7 @@
-"""Coverage maps: layer data (no folium), styles, offline Leaflet assets, the interactive map
-(folium) and the static figure (matplotlib).
+"""Coverage maps.
+
+Layer data (no folium), styles, offline Leaflet assets, the interactive map (folium) and the
+static figure (matplotlib).
 
 Importing :mod:`cpts_geo` does not import folium or matplotlib: they are imported when a map or a
 figure is asked for.
@@ -9,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["coverage_figure", "coverage_map", "map_html", "save_map", "write_assets"]
+__all__ = ["coverage_figure", "coverage_map", "map_html", "overview_map", "save_map",
+           "write_assets"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("coverage_map", "map_html", "save_map"):
+    if name in ("coverage_map", "map_html", "overview_map", "save_map"):
         from . import interactive
 
         return getattr(interactive, name)

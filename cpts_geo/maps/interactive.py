@@ -50,10 +50,12 @@ from .styles import (
     LAYER_DEPARTEMENTS,
     LAYER_GAPS,
     LAYER_OVERLAPS,
+    LAYER_RATES,
     MAX_LISTED_CPTS,
     MAX_LISTED_NAMES,
     OVERLAP_FILL,
     OVERLAP_LINE,
+    RATE_CLASSES,
     STATUS_ORDER,
     STATUS_STYLE,
     UNKNOWN_STATUS,
@@ -63,12 +65,13 @@ from .styles import (
     int_or_none,
     js,
     plural,
+    rate_colour,
     size_label,
     status_of,
     swatch,
 )
 
-__all__ = ["coverage_map", "map_html", "render_map", "save_map"]
+__all__ = ["coverage_map", "map_html", "overview_map", "render_map", "save_map"]
 
 _FOLIUM_ASSET_NAMES = frozenset(name for name, _ in [*folium.Map.default_js,
                                                        *folium.Map.default_css])
@@ -165,14 +168,24 @@ def _legend_html(layers: Layers) -> str:
         f"couverte par aucune CPTS <small>({plural(n_gap, 'commune')}, "
         f"{fr_int(gap_pop)} hab., {plural(len(gaps), 'zone')})</small></div>"
     )
-    rows.append(
-        f"<div>{swatch(OVERLAP_FILL, OVERLAP_LINE, 0.45, 2, '2 2')} <b>Chevauchement</b> : "
-        f"commune revendiquée par plusieurs CPTS <small>("
-        f"{plural(len(layers.overlaps), 'commune')})</small></div>"
-    )
-    rows.append(f"<div>{swatch(None, '#555555', 0, 1, None)} {esc(LAYER_COMMUNES)}</div>")
-    rows.append(f"<div>{swatch(None, '#000000', 0, 2.5, None)} "
-                f"{esc(LAYER_DEPARTEMENTS)}</div>")
+    if layers.overview:
+        rows.append(f'<div class="cpts-geo-sec">{esc(LAYER_RATES)}</div>')
+        bounds = [low for low, _ in RATE_CLASSES] + [1.0]
+        for (low, colour), high in zip(RATE_CLASSES, bounds[1:], strict=True):
+            label = (f"{round(100 * low)} % et plus" if high >= 1.0
+                     else f"{round(100 * low)} à {round(100 * high)} %")
+            rows.append(f"<div>{swatch(colour, '#666666', 0.75, 1, None)} {esc(label)}</div>")
+        rows.append("<div><small>Les communes sont sur la carte de chaque département.</small>"
+                    "</div>")
+    else:
+        rows.append(
+            f"<div>{swatch(OVERLAP_FILL, OVERLAP_LINE, 0.45, 2, '2 2')} <b>Chevauchement</b> : "
+            f"commune revendiquée par plusieurs CPTS <small>("
+            f"{plural(len(layers.overlaps), 'commune')})</small></div>"
+        )
+        rows.append(f"<div>{swatch(None, '#555555', 0, 1, None)} {esc(LAYER_COMMUNES)}</div>")
+        rows.append(f"<div>{swatch(None, '#000000', 0, 2.5, None)} "
+                    f"{esc(LAYER_DEPARTEMENTS)}</div>")
     if layers.n_missing_geometry:
         rows.append(
             f"<div><small>{layers.n_missing_geometry} commune(s) sans contour dans les données "
@@ -396,6 +409,20 @@ _OVERLAP_TIP = """function (p, H) {
 }"""
 
 
+_RATE_TIP = """function (p, H) {
+    return H.table(p.nom + " (" + p.dep + ")",
+                   [["Couverture", H.pct(p.rate)], ["Population", H.n(p.pop) + " hab."],
+                    ["Couverte", H.n(p.cov) + " hab."], ["CPTS", H.n(p.n)]]);
+}"""
+_RATE_POPUP = """function (p, H) {
+    var h = H.table(p.nom + " (" + p.dep + ")",
+                    [["Couverture", H.pct(p.rate)], ["Population", H.n(p.pop) + " hab."],
+                     ["Couverte", H.n(p.cov) + " hab."], ["CPTS", H.n(p.n)]]);
+    return p.url ? h + '<p><a href="' + p.url + '" target="_top">Page du département</a></p>'
+                 : h;
+}"""
+
+
 def _cpts_records(layers: Layers) -> tuple[list[dict[str, Any]], dict[str, int]]:
     info = layers.cpts_info
     index = {cid: i for i, cid in enumerate(info["cpts_id"])}
@@ -423,21 +450,24 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
     records, index = _cpts_records(layers)
     helpers = _Helpers(records)
     m.add_child(helpers)
-    panes = [("cpts_geo_cpts", 410, True), ("cpts_geo_gaps", 420, True),
-             ("cpts_geo_overlaps", 430, True), ("cpts_geo_communes", 440, True),
-             ("cpts_geo_departements", 450, False)]
+    panes = [("cpts_geo_rates", 405, True), ("cpts_geo_cpts", 410, True),
+             ("cpts_geo_gaps", 420, True), ("cpts_geo_overlaps", 430, True),
+             ("cpts_geo_communes", 440, True), ("cpts_geo_departements", 450, False)]
     for name, z, events in panes:
         m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
+
+    if layers.overview:
+        _add_rates(m, layers, helpers)
 
     # CPTS territories
     cpts = layers.cpts
     props = []
-    thin = len(layers.communes) > 3_000  # national or regional map: lighter lines
+    thin = len(layers.communes) > 3_000 or layers.overview  # national map: lighter lines
     for _, r in cpts.iterrows():
         fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
         style = {"color": darker(r["colour"]), "weight": w / 2 if thin else w,
                  "fillColor": r["colour"],
-                 "fillOpacity": fo, "opacity": 0.95}
+                 "fillOpacity": fo / 3 if layers.overview else fo, "opacity": 0.95}
         if dash:
             style["dashArray"] = dash
         props.append({"i": index[r["cpts_id"]], "style": style})
@@ -449,12 +479,9 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
     # gap zones
     gaps = layers.gaps
     cc = layers.communes
-    name_of = dict(zip(cc["insee"], cc["nom"] if "nom" in cc.columns else cc["insee"],
-                       strict=True))
     props = []
     for _, r in gaps.iterrows():
-        codes = str(r["insee"]).split(", ")
-        names = [str(name_of.get(c, c)) for c in codes]
+        names = str(r["noms"]).split(", ")
         listed = ", ".join(names[:MAX_LISTED_NAMES])
         if len(names) > MAX_LISTED_NAMES:
             listed += f" … et {len(names) - MAX_LISTED_NAMES} autres"
@@ -467,10 +494,13 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
     group = folium.FeatureGroup(name=LAYER_GAPS, show=True)
     group.add_child(_GeoJsonLayer(
         props, list(gaps.geometry) if len(gaps) else [], pane="cpts_geo_gaps",
-        style={"color": GAP_LINE, "weight": 2, "fillColor": GAP_FILL, "fillOpacity": 0.4,
-               "opacity": 0.9},
+        style={"color": GAP_LINE, "weight": 1 if layers.overview else 2, "fillColor": GAP_FILL,
+               "fillOpacity": 0.25 if layers.overview else 0.4, "opacity": 0.9},
         helpers=helpers, tooltip_js=_GAP_TIP, popup_js=_GAP_POPUP))
     m.add_child(group)
+
+    if layers.overview:
+        return
 
     # overlaps
     ov = layers.overlaps
@@ -516,13 +546,31 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
     m.add_child(group)
 
 
+def _add_rates(m: folium.Map, layers: Layers, helpers: _Helpers) -> None:
+    """Départements shaded by their coverage rate (the overview map)."""
+    deps = layers.departements
+    props = []
+    for r in deps.to_dict("records"):
+        props.append({
+            "nom": esc(r["nom"]), "dep": esc(r["departement"]), "rate": r["coverage_rate"],
+            "pop": int_or_none(r["population"]), "cov": int_or_none(r["covered_population"]),
+            "n": int_or_none(r["n_cpts"]), "url": esc(layers.links.get(r["departement"], "")),
+            "style": {"color": "#666666", "weight": 0.5, "fillColor": rate_colour(
+                r["coverage_rate"]), "fillOpacity": 0.75},
+        })
+    group = folium.FeatureGroup(name=LAYER_RATES, show=True)
+    group.add_child(_GeoJsonLayer(props, list(deps.geometry), pane="cpts_geo_rates", style=None,
+                                  helpers=helpers, tooltip_js=_RATE_TIP, popup_js=_RATE_POPUP))
+    m.add_child(group)
+
+
 def _bounds(layers: Layers) -> list[list[float]] | None:
     """Bounds to open the map on.
 
     Metropolitan France when it is drawn (overseas départements stay reachable by panning), else
     everything drawn.
     """
-    cc = layers.communes
+    cc = layers.departements if layers.overview else layers.communes
     geoms = cc.geometry.to_numpy()
     ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     metro = ok & ~cc["departement"].astype(str).isin(list(LOCAL_CRS)).to_numpy()
@@ -623,12 +671,59 @@ def coverage_map(
     >>> "https://cdn" in page
     False
     """
-    p, deps = prepare_for_map(communes, territories, departements, as_of, statuses)
     tolerance(simplify)  # fail early on a bad value
     if tiles is not None and (not isinstance(tiles, str) or not tiles.strip()):
         raise InputError(f"`tiles` was {tiles!r}; expected a URL template, a name or None")
+    p, deps = prepare_for_map(communes, territories, departements, as_of, statuses)
     return render_map(build_layers(p, deps, simplify), title=title, offline=offline,
                       tiles=tiles)
+
+
+@public
+def overview_map(
+    communes: gpd.GeoDataFrame,
+    territories: pd.DataFrame,
+    *,
+    title: str | None = None,
+    offline: bool = True,
+    tiles: str | None = None,
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> folium.Map:
+    """A light map of the whole of France: départements shaded by coverage, CPTS, gap zones.
+
+    Meant for a weak intranet PC: no commune layer (the communes are on each département's
+    :func:`coverage_map`), outlines simplified to about 400 m (2 km for département borders).
+    Every département's figures cover it whole (communes missing from ``communes`` are loaded
+    from their source and vintage, with a warning).
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`).
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`).
+    title, offline, tiles, as_of, statuses
+        As in :func:`coverage_map`.
+
+    Returns
+    -------
+    folium.Map
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": "Sud-Est Grenoblois",
+    ...                   "insee": ["38421", "38158", "38309", "38179", "38533"]})
+    >>> page = map_html(overview_map(load_communes("38"), t))
+    >>> "Taux de couverture des départements" in page and "Limites communales" not in page
+    True
+    """
+    from .layers import build_overview
+
+    p, _ = prepare_for_map(communes, territories, None, as_of, statuses, whole="departement")
+    return render_map(build_overview(p), title=title, offline=offline, tiles=tiles)
 
 
 def render_map(layers: Layers, *, title: str | None = None, offline: bool = True,

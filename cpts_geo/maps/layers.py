@@ -9,7 +9,7 @@ so that all layers stay consistent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import geopandas as gpd
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ..analysis.diagnostics import gap_zones, outline
+from ..analysis.diagnostics import gap_zones, outline, territory_outlines
 from ..analysis.inputs import Prepared
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..errors import InputError
-from ..geography import LOCAL_CRS, METRO_CRS
+from ..geography import LOCAL_CRS, METRO_CRS, city_of_arrondissement
 from ..geography import departements as all_departements
 from .styles import DECIMALS, colour_graph, fr_int, fr_pct, palette_colour
 
@@ -84,6 +84,8 @@ class Layers:
     territory_source: str | None
     n_missing_geometry: int
     filters: str  # French description of as_of / statuses, or ""
+    overview: bool = False  # départements shaded by rate, no commune layer
+    links: dict[str, str] = field(default_factory=dict)  # département -> page (site)
 
 
 
@@ -224,7 +226,12 @@ def build_layers(
     table = p.memo("cpts_figures", cpts_figures)
     info = table[table["cpts_id"].isin(info_ids)].reset_index(drop=True)
     rates = area_rates(p, "departement", mask=in_scope)
-    gaps = gap_zones(p, mask=in_scope, geometry=False)
+    if departements is not None and len(departements) == 1:  # the zones of a département page
+        national = p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
+        gaps = national[national["departements"] == departements[0]].reset_index(drop=True)
+        gaps["zone"] = np.arange(1, len(gaps) + 1)
+    else:
+        gaps = gap_zones(p, mask=in_scope, geometry=False)
 
     # geometry: simplify the drawn communes as one coverage, rebuild everything from them
     tol = auto_tolerance(len(cc)) if simplify == "auto" else tol
@@ -272,7 +279,7 @@ def build_layers(
 
 def prepare_for_map(
     communes: gpd.GeoDataFrame, territories: pd.DataFrame, departements: object,
-    as_of: Any, statuses: Any,
+    as_of: Any, statuses: Any, whole: Any = None,
 ) -> tuple[Prepared, list[str] | None]:
     """Prepare the inputs of a map: the CPTS of the départements drawn whole."""
     from ..analysis.inputs import prepare
@@ -286,6 +293,102 @@ def prepare_for_map(
     deps = normalize_departements(departements)
     scope = deps if deps is not None else sorted(set(communes["departement"].astype(str)))
     p = prepare(communes, territories, as_of=as_of, statuses=statuses, whole_cpts=scope,
-                whole_departements=deps,
+                whole_departements=deps, whole=whole,
                 needed=("insee", "population", "departement", "geometry"))
     return p, None if deps is None else sorted(deps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The national overview: départements shaded by coverage, CPTS outlines, gap zones
+# ---------------------------------------------------------------------------------------------
+#: Tolerances of the overview (metres): département outlines are coverage-simplified together
+#: (Visvalingam-Whyatt, shared edges kept), CPTS and gap-zone outlines with Douglas-Peucker.
+OVERVIEW_COVERAGE_TOLERANCE = 2_000.0
+OVERVIEW_OUTLINE_TOLERANCE = 400.0
+
+
+def _by_local_crs(geoms: np.ndarray, deps: np.ndarray, simplify: Any) -> np.ndarray:
+    """Apply ``simplify`` to each group of geometries in its local projection (4326 in/out)."""
+    out = np.array(geoms, dtype=object)
+    present = ~(shapely.is_missing(out) | shapely.is_empty(out))
+    local = pd.Series(deps, dtype=object).map(_LOCAL_CRS).fillna(_METRO_CRS).to_numpy()
+    for code in pd.unique(local[present]):
+        idx = np.flatnonzero(present & (local == code))
+        projected = gpd.GeoSeries(out[idx], crs=4326).to_crs(int(code)).to_numpy()
+        out[idx] = gpd.GeoSeries(simplify(projected), crs=int(code)).to_crs(4326).to_numpy()
+    out[present] = shapely.make_valid(
+        shapely.set_precision(out[present], 10.0**-DECIMALS, mode="pointwise"))
+    return out
+
+
+def _first_departement(codes: pd.Series) -> np.ndarray:
+    return codes.astype(str).str.split(",").str[0].to_numpy(dtype=object)
+
+
+def departement_outlines(p: Prepared) -> gpd.GeoDataFrame:
+    """Outline of each département of ``p.communes`` (the coverage union of its communes).
+
+    The bundle's own outlines (the same union, computed when it was built) when the communes
+    are the bundle's and every département is whole.
+    """
+    deps = p.communes["departement"].astype(str).to_numpy(dtype=object)
+    codes, inv = np.unique(deps, return_inverse=True)
+    counts = np.bincount(inv)
+    split = any(c in city_of_arrondissement() for c in p.codes)
+    whole = all(int(n) == (all_departements()[d].n_units_arrondissements if split
+                           else all_departements()[d].n_communes)
+                for d, n in zip(codes, counts, strict=True) if d in all_departements())
+    if p.attrs.get("source_kind") == "bundled" and whole:
+        from ..sources.bundle import load_departements
+
+        bundled = load_departements(list(codes))
+        return gpd.GeoDataFrame({"departement": bundled["departement"].to_numpy()},
+                                geometry=bundled.geometry.to_numpy(), crs=4326)
+    geoms = p.communes.geometry.to_numpy()
+    shapes = [outline(geoms[inv == i]) for i in range(len(codes))]
+    return gpd.GeoDataFrame({"departement": codes}, geometry=shapes, crs=4326)
+
+
+def build_overview(p: Prepared) -> Layers:
+    """The layers of the national overview map of prepared inputs.
+
+    Départements shaded by their coverage rate, CPTS outlines and gap zones (zones within each
+    département); no commune layer, so that the page stays light (communes are drawn on the
+    départements' own maps).
+    """
+    rates = area_rates(p, "departement")
+    outlines_ = p.memo("departement_outlines", departement_outlines)
+    deps = outlines_.merge(rates, on="departement")
+    deps["geometry"] = _by_local_crs(
+        deps.geometry.to_numpy(), deps["departement"].to_numpy(),
+        lambda g: shapely.coverage_simplify(g, OVERVIEW_COVERAGE_TOLERANCE))
+    deps = gpd.GeoDataFrame(deps, geometry="geometry", crs=4326)
+
+    def dp(g: np.ndarray) -> np.ndarray:
+        return shapely.simplify(g, OVERVIEW_OUTLINE_TOLERANCE, preserve_topology=True)
+
+    table = p.memo("cpts_figures", cpts_figures)
+    cpts = p.memo("cpts_outlines", lambda q: territory_outlines(q, table))
+    cpts = cpts[cpts.geometry.notna()].reset_index(drop=True)
+    cpts = gpd.GeoDataFrame(
+        cpts.drop(columns="geometry"),
+        geometry=_by_local_crs(cpts.geometry.to_numpy(), _first_departement(cpts["departements"]),
+                               dp), crs=4326)
+    colours = colour_graph(list(cpts.geometry), list(cpts["cpts_id"]))
+    cpts["colour_index"] = colours
+    cpts["colour"] = [palette_colour(c) for c in colours]
+    gaps = p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
+    gaps = gpd.GeoDataFrame(
+        gaps.drop(columns="geometry"),
+        geometry=_by_local_crs(gaps.geometry.to_numpy(), gaps["departements"].to_numpy(), dp),
+        crs=4326)
+    empty = gpd.GeoDataFrame(
+        {col: [] for col in ("insee", "nom", "departement", "population", "cpts_ids",
+                             "claimed_share", "overlap", "overlap_population")},
+        geometry=[], crs=4326)
+    return Layers(
+        communes=empty, scope=np.zeros(0, dtype=bool), cpts=cpts, cpts_info=table,
+        gaps=gaps, overlaps=empty, departements=deps, rates=rates, attrs=dict(p.attrs),
+        territory_source=p.territory_source, n_missing_geometry=0, filters=filters_text(p),
+        overview=True,
+    )

@@ -59,6 +59,35 @@ LAYER_GAPS = "Zones blanches (communes non couvertes)"
 LAYER_OVERLAPS = "Chevauchements entre CPTS"
 LAYER_COMMUNES = "Limites communales"
 LAYER_DEPARTEMENTS = "Limites départementales"
+LAYER_RATES = "Taux de couverture des départements"
+
+#: Classes of the overview map's département shading: (lower bound of the rate, colour), a
+#: sequential yellow-green scale (ColorBrewer YlGn, colour-blind safe), never red nor violet.
+RATE_CLASSES: tuple[tuple[float, str], ...] = (
+    (0.0, "#ffffcc"),
+    (0.2, "#d9f0a3"),
+    (0.4, "#addd8e"),
+    (0.6, "#78c679"),
+    (0.8, "#31a354"),
+    (0.9, "#006837"),
+)
+
+
+def rate_colour(rate: object) -> str:
+    """Fill colour of a coverage rate on the overview map (grey when unknown).
+
+    Examples
+    --------
+    >>> rate_colour(0.0), rate_colour(0.85), rate_colour(1.0), rate_colour(None)
+    ('#ffffcc', '#31a354', '#006837', '#cccccc')
+    """
+    if rate is None or pd.isna(rate):
+        return "#cccccc"
+    colour = RATE_CLASSES[0][1]
+    for low, c in RATE_CLASSES:
+        if float(rate) >= low:  # type: ignore[arg-type]
+            colour = c
+    return colour
 
 DECIMALS = 5  # about 1 m: a clean coverage stays clean (coverage_is_valid) at this precision
 MAX_LISTED_CPTS = 25

@@ -52,7 +52,7 @@ def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
     """National figures of prepared national inputs; ``pages`` default: départements with CPTS."""
     cc = p.memo("commune_figures", commune_figures)
     table = p.memo("cpts_figures", cpts_figures)
-    cpts = territory_outlines(p, table)
+    cpts = p.memo("cpts_outlines", lambda q: territory_outlines(q, table))
     deps = area_rates(p, "departement")
     touched = sorted(set(cc.loc[cc["covered"], "departement"]))
     return SiteData(
@@ -62,7 +62,7 @@ def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
         cpts=cpts,
         communes=cc,
         overlaps=overlap_communes(p, cc),
-        gaps=gap_zones(p, by_departement=True),
+        gaps=p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
         pages=touched if pages is None else pages,
     )
 

@@ -23,6 +23,13 @@ __all__ = ["current_release", "lock", "prune", "swap"]
 
 @contextlib.contextmanager
 def lock(out: Path) -> Iterator[None]:
+    """Hold the publication lock of ``out`` (``<out>.lock``) or refuse a second run.
+
+    Raises
+    ------
+    PublishError
+        If another process holds the lock (the message gives its pid).
+    """
     path = out.with_name(out.name + ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
@@ -48,6 +55,7 @@ def lock(out: Path) -> Iterator[None]:
 
 
 def current_release(out: Path) -> Path | None:
+    """The release directory ``out`` points to (``out`` itself for a plain directory)."""
     if out.is_symlink():
         target = out.resolve()
         return target if target.is_dir() else None

@@ -173,7 +173,7 @@ def publish(
         If the territories are invalid (nothing is published then).
     """
     from ..maps.interactive import map_html, render_map
-    from ..maps.layers import build_layers
+    from ..maps.layers import build_layers, build_overview
 
     t_start = time.perf_counter()
     out = Path(out).absolute()
@@ -200,8 +200,9 @@ def publish(
                 data = site_data(p, None if pages_wanted is None else sorted(pages_wanted))
             with _step("national_map", timings):
                 _copy_static(build / "assets")
-                national = render_map(build_layers(p, None),
-                                      title="CPTS : couverture nationale")
+                overview = build_overview(p)
+                overview.links = {c: f"departements/{c}/index.html" for c in data.pages}
+                national = render_map(overview, title="CPTS : couverture nationale")
                 (build / "map.html").write_text(map_html(national, assets="assets/"),
                                                 encoding="utf-8")
             env = environment()

@@ -1,5 +1,8 @@
-"""Reference data providers: the bundle shipped in the package (offline, the default), and the
-geo.api.gouv.fr and IGN Géoplateforme web services, with one HTTP client and one atomic cache."""
+"""Reference data providers.
+
+The bundle shipped in the package (offline, the default), and the geo.api.gouv.fr and IGN
+Géoplateforme web services, with one HTTP client and one atomic cache.
+"""
 
 from .bundle import (
     bundle_info,

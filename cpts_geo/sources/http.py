@@ -103,6 +103,7 @@ class HttpClient:
         self.retries = retries
 
     def close(self) -> None:
+        """Close the session if this client opened it."""
         if self._own:
             self.session.close()
 

@@ -57,7 +57,8 @@ def no_warning():
 # ---------------------------------------------------------------------------------------------
 def test_statuses_follow_the_life_cycle():
     assert STATUSES == (
-        "proposition", "pré-projet", "lettre d'intention validée", "projet de santé validé", "ACI signé"
+        "proposition", "pré-projet", "lettre d'intention validée", "projet de santé validé",
+        "ACI signé",
     )
 
 
@@ -85,7 +86,8 @@ def test_normalize_status_empty_is_none(empty):
 
 @pytest.mark.parametrize("bad", ["signature en cours", "validé", 3])
 def test_normalize_status_unknown(bad):
-    with pytest.raises(InputError, match="is not a CPTS status: expected one of 'proposition', 'pré-projet'"):
+    with pytest.raises(InputError,
+                       match="is not a CPTS status: expected one of 'proposition', 'pré-projet'"):
         normalize_status(bad)
 
 

@@ -107,6 +107,7 @@ def _run(chromium: Path, profile: Path, url: str, *action: str) -> subprocess.Co
     return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.slow
 def test_offline_map_in_headless_chromium(tmp_path, server, loire_rhone):
     chromium = _chromium()
     base, site, requested = server

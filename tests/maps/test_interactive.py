@@ -18,9 +18,17 @@ import shapely
 import cpts_geo
 from cpts_geo import coverage
 from cpts_geo.analysis.inputs import prepare
-from cpts_geo.maps import interactive, layers as map_layers, styles
 from cpts_geo.errors import CptsGeoWarning, InputError
-from cpts_geo.maps import coverage_figure, coverage_map, map_html, save_map, write_assets
+from cpts_geo.maps import (
+    coverage_figure,
+    coverage_map,
+    interactive,
+    map_html,
+    save_map,
+    styles,
+    write_assets,
+)
+from cpts_geo.maps import layers as map_layers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -423,6 +431,7 @@ def test_status_styles(loire, loire_epci):
 # ---------------------------------------------------------------------------------------------
 # Static figure
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_coverage_figure_png_and_svg(tmp_path, loire_rhone, seeds):
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
@@ -443,6 +452,7 @@ def test_coverage_figure_png_and_svg(tmp_path, loire_rhone, seeds):
     assert coverage_figure(loire_rhone, seeds, departements="42", ax=ax) is outer
 
 
+@pytest.mark.slow
 def test_national_map_under_15_mb(seeds):
     """Every commune of France (about 6 s; the worst case is in benchmarks/bench_maps.py)."""
     france = cpts_geo.load_communes()
@@ -465,3 +475,28 @@ def test_each_cpts_gets_its_own_colour_while_the_palette_allows():
     touching = [shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)]
     first, second = styles.colour_graph(touching, ["a", "b"])
     assert first != second
+
+
+def test_as_of_is_read_like_everywhere_and_titled_in_french(isere):
+    # the issue: "07/12/2020" filtered on 7 December but was titled "2020-07-12", and
+    # "9 juillet 2020" crashed the map after every layer was computed
+    t = pd.DataFrame({"cpts": "Sud-Est Grenoblois", "status": "ACI signé",
+                      "status_date": "09/07/2020",
+                      "insee": ["38421", "38158", "38309", "38179", "38533"]})
+    page = map_html(coverage_map(isere, t, as_of="07/12/2020"))
+    assert "CPTS au 07/12/2020" in page and "2020-07-12" not in page
+    page = map_html(coverage_map(isere, t, as_of="9 juillet 2020"))
+    assert "CPTS au 09/07/2020" in page and "Sud-Est Grenoblois" in page
+    with pytest.raises(InputError, match="`as_of` '31/02/2021' is not a valid date"):
+        coverage_map(isere, t, as_of="31/02/2021")
+
+
+@pytest.mark.slow
+def test_overview_map_of_france_is_light(seeds):
+    france = cpts_geo.load_communes()
+    page = map_html(cpts_geo.overview_map(france, seeds), assets="assets/")
+    assert len(page.encode()) < 3_000_000
+    assert "Taux de couverture des départements" in page
+    assert "Limites communales" not in page  # communes are on the départements' maps
+    props = re.findall(r'"dep":"([0-9AB]{2,3})"', page)
+    assert len(set(props)) == 101

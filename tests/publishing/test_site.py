@@ -23,8 +23,12 @@ from helpers import ROOT, SEEDS
 
 from cpts_geo.cli import main
 from cpts_geo.errors import PublishError, TerritoryError
+from cpts_geo.io import readers
+from cpts_geo.publishing import site as site_module
 from cpts_geo.publishing.release import lock as _lock
 from cpts_geo.publishing.site import publish
+
+pytestmark = pytest.mark.slow  # every test here publishes a site
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -181,7 +185,7 @@ def test_a_failed_run_leaves_the_previous_site_intact(site, tmp_path):
     assert not list((tmp / "site.releases").glob(".build-*"))
 
 
-def test_a_killed_run_leaves_the_previous_site_intact(site):
+def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     tmp, result = site
     out = tmp / "site"
     before = _tree_digest(out)
@@ -200,8 +204,22 @@ def test_a_killed_run_leaves_the_previous_site_intact(site):
     proc.wait(10)
     assert out.resolve() == result.release.resolve()
     assert _tree_digest(out) == before
-    # the lock died with the process: the next run succeeds and clears the killed build
-    again = publish(SEEDS, out, progress=False)
+    # the lock died with the process: the next run succeeds and clears the killed build; it
+    # validates and prepares its inputs once, and publishes the one département asked for
+    calls = {"validate": 0, "prepare": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(readers, "validate_table", counted("validate", readers.validate_table))
+    monkeypatch.setattr(site_module, "prepare", counted("prepare", site_module.prepare))
+    again = publish(SEEDS, out, progress=False, departements="42")
+    assert calls == {"validate": 1, "prepare": 1}
+    assert again.departements == ["42"]
+    assert sorted(p.name for p in (out / "departements").iterdir()) == ["42"]
     assert out.resolve() == again.release.resolve()
     assert not list(releases.glob(".build-*"))
     # its change report compares with the fixture's publication (the hostile CPTS is gone)

@@ -29,9 +29,9 @@ from pytest_httpserver import HTTPServer
 from shapely.geometry import MultiPolygon
 from werkzeug import Request, Response
 
+from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
 from cpts_geo.sources import cache as cache_module
 from cpts_geo.sources import features, geoapi, http, ign, online
-from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
 
 COLUMNS = ["insee", "nom", "departement", "region", "epci", "population", "geometry"]
 

@@ -1,0 +1,55 @@
+"""The contiguity graph shared by gap zones, CPTS parts, map colouring and proposals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import cpts_geo
+from cpts_geo.analysis.graph import ContiguityGraph
+from cpts_geo.analysis.inputs import bundled_graph
+
+
+def test_components_need_a_border_of_positive_length():
+    links = pd.DataFrame({"a": ["1", "2", "3", "1"], "b": ["2", "3", "", "4"],
+                          "length_km": [1.0, 0.0, 2.5, 3.0]})
+    g = ContiguityGraph(links)  # pairs given one way are made symmetric
+    assert g.components(["1", "2", "3", "4"]).tolist() == [0, 0, 1, 0]  # 2-3 touch at a point
+    assert g.neighbours("1") == ["2", "4"] and g.neighbours("4") == ["1"]
+    assert g.components(["1", "9"]).tolist() == [0, 1]  # an unknown code is alone
+    border = g.border(["3"])
+    assert border.values.tolist() == [["3", "", 2.5]]
+    assert len(g.edges()) == 2 and len(g.edges(touching=True)) == 3
+
+
+def test_bundled_graph_at_both_granularities():
+    g = bundled_graph()
+    lyon, lyon3 = "69123", "69383"
+    whole = g.at_granularity(["69266"])
+    split = g.at_granularity([lyon3])
+    assert lyon in whole.neighbours("69266") and lyon3 not in whole.neighbours("69266")
+    assert lyon not in split.neighbours("69266") and "69386" in split.neighbours("69266")
+    # Villeurbanne borders Lyon 6e; L'Horme borders Saint-Chamond
+    assert "42207" in g.neighbours("42110")
+
+
+def test_group_components_count_the_parts_of_each_cpts_at_once():
+    g = bundled_graph()
+    rows = pd.DataFrame({"cpts_id": ["a", "a", "a", "b", "b"],
+                         "insee": ["38421", "38309", "38158", "38421", "38053"]})
+    labels = g.group_components(rows)
+    assert len(set(labels[:3])) == 1 and labels[3] != labels[4]
+    assert not set(labels[:3]) & set(labels[3:])
+
+
+def test_libpysal_adapter():
+    pytest.importorskip("libpysal")
+    loire = cpts_geo.load_communes("42")["insee"].tolist()
+    graph = bundled_graph().to_libpysal(loire)
+    assert graph.n == 320
+    assert "42207" in set(graph["42110"].index)  # L'Horme borders Saint-Chamond
+    # weights are the shared border lengths
+    edge = bundled_graph().edges(["42110", "42207"])
+    assert graph["42110"]["42207"] == pytest.approx(edge["length_km"].iloc[0])
+    assert np.isclose(graph.adjacency.sum(), 2 * bundled_graph().edges(loire)["length_km"].sum())
