@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis.aci import SIZE_CLASSES, size_class
 from .analysis.changes import Comparison, compare
+from .analysis.claims import reconcile
 from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
 from .analysis.graph import ContiguityGraph
 from .analysis.inputs import filter_territories
@@ -47,6 +48,7 @@ from .sources.bundle import (
     load_departements,
     load_epci,
     load_former_communes,
+    load_published_figures,
     load_regions,
     population_years,
 )
@@ -119,6 +121,7 @@ __all__ = [
     "load_departements",
     "load_epci",
     "load_former_communes",
+    "load_published_figures",
     "load_regions",
     "map_html",
     "normalize_departements",
@@ -129,6 +132,7 @@ __all__ = [
     "population_years",
     "publish",
     "read_territories",
+    "reconcile",
     "resolve_codes",
     "resolve_communes",
     "save_map",

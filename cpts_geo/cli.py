@@ -40,9 +40,23 @@ def _add_area(p: argparse.ArgumentParser) -> None:
     p.add_argument("--year", type=int, help="population year (default: newest bundled)")
 
 
-def _add_territories(p: argparse.ArgumentParser) -> None:
+_TERRITORIES_HELP = ("CPTS territories: CSV, XLSX, GeoJSON or GeoPackage files, or a folder of "
+                     "them (several files or folders allowed)")
+
+
+def _territories_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE",
-                   help="CPTS territories: CSV, XLSX, GeoJSON or GeoPackage")
+                   nargs="+", action="extend", help=_TERRITORIES_HELP)
+
+
+def _complete_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--complete", action="append", metavar="LEVEL:CODE", default=[],
+                   help="an area the territory files list completely (every CPTS there), "
+                   "e.g. region:93 for the ARS PACA listing; its published figures are compared")
+
+
+def _add_territories(p: argparse.ArgumentParser) -> None:
+    _territories_arg(p)
     p.add_argument("--as-of", metavar="DATE", help="count only CPTS with a status date on or "
                    "before DATE (YYYY-MM-DD)")
     p.add_argument("--status", action="append", metavar="STATUS",
@@ -89,12 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, geo=True)
 
     p = sub.add_parser("publish", help="build the static coverage site (atomic)")
-    p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE")
+    _territories_arg(p)
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    _complete_arg(p)
     p.add_argument("--year", type=int)
     p.add_argument("--departement", "-d", action="append", metavar="CODE",
                    help="publish only these départements (default: all with a CPTS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("reconcile", help="published coverage figures beside the computed ones")
+    _territories_arg(p)
+    _complete_arg(p)
+    p.add_argument("--as-of", metavar="DATE", help="date of the territory files")
+    _add_output(p)
 
     sub.add_parser("info", help="vintages, sources and licences of the reference data")
     return parser
@@ -155,6 +176,20 @@ def _load(
     return territories, communes, wanted
 
 
+def _complete(items: list[str]) -> dict[str, list[str]]:
+    """``["region:93", "departement:05"]`` -> ``{"region": ["93"], "departement": ["05"]}``."""
+    from .errors import InputError
+
+    out: dict[str, list[str]] = {}
+    for item in items:
+        level, _, code = item.partition(":")
+        if level not in ("departement", "region", "nation") or (not code and level != "nation"):
+            raise InputError(f"--complete {item!r}: expected LEVEL:CODE with LEVEL departement, "
+                             "region or nation, e.g. region:93")
+        out.setdefault(level, []).append(code or "FR")
+    return out
+
+
 def _restrict(
     df: pd.DataFrame, wanted: list[str] | None, column: str = "departement"
 ) -> pd.DataFrame:
@@ -193,7 +228,17 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
         publish(args.territories, args.out, year=args.year, departements=args.departement,
-                progress=False if args.no_progress else None)
+                progress=False if args.no_progress else None,
+                complete=_complete(args.complete))
+        return 0
+
+    if args.command == "reconcile":
+        from .analysis.claims import reconcile
+        from .io.readers import read_territories
+
+        table = reconcile(None, read_territories(args.territories),
+                          complete=_complete(args.complete), as_of=args.as_of)
+        _emit(table, args.format, args.output)
         return 0
 
     from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries

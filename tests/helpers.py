@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = ROOT / "data" / "cpts_seeds.csv"
+SEEDS = ROOT / "data" / "territories" / "cpts_seeds.csv"
 
 # Seed 002 (communiqué CPAM de la Loire / ARS ARA): the communes of the CPTS Vallée du Gier,
 # in the order and spelling of the press release (typographic apostrophe in L’Horme).

@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import SEEDS
+from helpers import ROOT, SEEDS
 
 import cpts_geo
 from cpts_geo.cli import main
@@ -136,3 +136,15 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert "bad.csv" in res.stderr and "row 2" in res.stderr and "'12'" in res.stderr
+
+
+def test_reconcile_compares_the_areas_listed_completely(capsys):
+    code, out, _ = run(capsys, "reconcile", "-t", str(ROOT / "data" / "territories"),
+                       "--complete", "region:93", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    compared = {(r["scope"], r["metric"], r["claim_date"]) for r in rows if r["compared"]}
+    assert ("93", "coverage_rate", "2024-03") in compared
+    assert not any(r["compared"] for r in rows if r["scope"] == "42")
+    code, _, err = run(capsys, "reconcile", "-t", str(SEEDS), "--complete", "canton:12")
+    assert code == 2 and "--complete 'canton:12'" in err

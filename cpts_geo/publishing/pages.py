@@ -17,6 +17,7 @@ import pandas as pd
 from ..analysis.diagnostics import gap_zones, overlap_communes, territory_outlines
 from ..analysis.inputs import Prepared
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
+from ..geography import departements
 
 __all__ = ["DepartementPage", "SiteData", "departement_page", "site_data"]
 
@@ -46,6 +47,7 @@ class DepartementPage:
     gaps: gpd.GeoDataFrame
     overlaps: gpd.GeoDataFrame
     communes: gpd.GeoDataFrame
+    claims: pd.DataFrame  # published figures about this département or its région
 
 
 def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
@@ -67,8 +69,13 @@ def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
     )
 
 
-def departement_page(data: SiteData, code: str) -> DepartementPage:
-    """The figures of one département, taken from the national ones."""
+def departement_page(data: SiteData, code: str,
+                     claims: pd.DataFrame | None = None) -> DepartementPage:
+    """The figures of one département, taken from the national ones.
+
+    ``claims``: the published-versus-computed table; the page keeps the claims about the
+    département and its région.
+    """
     dep = data.departements
     cov = dep[dep["departement"] == code].reset_index(drop=True)
     cpts = data.cpts[data.cpts["departements"].str.split(",").map(lambda ds: code in ds)]
@@ -76,6 +83,10 @@ def departement_page(data: SiteData, code: str) -> DepartementPage:
     gaps["zone"] = np.arange(1, len(gaps) + 1)
     overlaps = data.overlaps[data.overlaps["departement"] == code]
     communes = data.communes[data.communes["departement"] == code]
+    region = departements()[code].region
+    mine = pd.DataFrame() if claims is None else claims[
+        ((claims["scope_type"] == "departement") & (claims["scope"] == code))
+        | ((claims["scope_type"] == "region") & (claims["scope"] == region))]
     return DepartementPage(
         code=code,
         row=cov.iloc[0].to_dict(),
@@ -84,4 +95,5 @@ def departement_page(data: SiteData, code: str) -> DepartementPage:
         gaps=gaps.reset_index(drop=True),
         overlaps=overlaps.reset_index(drop=True),
         communes=communes.reset_index(drop=True),
+        claims=mine.reset_index(drop=True),
     )

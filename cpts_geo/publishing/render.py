@@ -37,6 +37,35 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}".replace(".", ",") + "\u202f%"
 
 
+def _metric(value: Any, metric: str, signed: bool = False) -> str:
+    """A published or computed figure as French text: rates in percent, counts in units."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return ""
+    rate = "rate" in metric or metric.startswith("share")
+    number = 100 * float(value) if rate else float(value)
+    text = _num(number, 1 if rate else 0)
+    if signed and number > 0:
+        text = "+" + text
+    return text + ("\u202f%" if rate else "")
+
+
+_METRIC_LABELS = {
+    "coverage_rate": "taux de couverture",
+    "coverage_rate_target": "objectif de taux de couverture",
+    "n_cpts": "nombre de CPTS",
+    "n_cpts_signed": "CPTS signataires de l'ACI",
+    "n_cpts_target": "objectif de nombre de CPTS",
+    "n_cpts_active": "CPTS actives",
+    "n_cpts_projects": "projets de CPTS",
+    "n_cpts_projects_funded": "projets de CPTS financés",
+    "n_cpts_other": "autres CPTS",
+    "n_communes_covered": "communes couvertes",
+    "population_covered": "population couverte",
+    "population_uncovered": "population non couverte",
+    "share_population_uncovered": "part de la population non couverte",
+}
+
+
 def environment() -> jinja2.Environment:
     """The Jinja environment of the site's templates (autoescape on, strict undefined)."""
     env = jinja2.Environment(
@@ -48,6 +77,8 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["metric"] = _metric
+    env.filters["metric_label"] = lambda m: _METRIC_LABELS.get(str(m), str(m))
     env.filters["sortkey"] = lambda v: "" if v is None or pd.isna(v) else v
     return env
 

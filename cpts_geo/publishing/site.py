@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -37,11 +37,13 @@ import pandas as pd
 
 from .._atomic import default_mode
 from ..analysis.changes import check_snapshot, diff, snapshot
+from ..analysis.claims import claims_table, complete_areas
 from ..analysis.inputs import prepare
 from ..errors import InputError, public, warn
 from ..geography import normalize_departements
 from ..io.readers import read_territories
 from ..io.writers import records
+from ..sources.bundle import load_published_figures
 from ..sources.loaders import load_communes
 from .pages import departement_page, site_data
 from .release import current_release, lock, prune, swap
@@ -124,6 +126,20 @@ def _previous_state(out: Path) -> dict[str, Any] | None:
         return None
 
 
+def _claims(p: Any, terr: pd.DataFrame, communes: pd.DataFrame,
+            complete: Mapping[str, Iterable[str]] | None) -> pd.DataFrame:
+    """The published-versus-computed table, reusing the site's national preparation."""
+    year = p.attrs.get("population_year")
+
+    def prepared_at(y: int, deps: set[str]) -> Any:
+        if y == year:
+            return p
+        base = load_communes(sorted(deps), year=y)
+        return prepare(base, terr, whole="departement")
+
+    return claims_table(load_published_figures(), prepared_at, complete_areas(complete))
+
+
 def _changes(prev: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
     if prev is None:
         return {"first_publication": True}
@@ -139,6 +155,7 @@ def publish(
     departements: str | Sequence[str] | None = None,
     progress: bool | None = None,
     keep: int = KEEP_RELEASES,
+    complete: Mapping[str, Iterable[str]] | None = None,
 ) -> PublishResult:
     """Build the static coverage site and publish it atomically at ``out``.
 
@@ -159,6 +176,10 @@ def publish(
         Show a progress bar (default: when standard error is a terminal).
     keep : int
         Number of releases to keep (at least 2, so that the previous site stays available).
+    complete : mapping, optional
+        The areas the territory files list completely, e.g. ``{"region": ["93"]}``: their
+        published figures are compared with the computed ones in the "published vs computed"
+        table (:func:`cpts_geo.reconcile`); the others are listed as not covered.
 
     Returns
     -------
@@ -198,6 +219,8 @@ def publish(
                 attrs = dict(p.attrs)
             with _step("coverage", timings):
                 data = site_data(p, None if pages_wanted is None else sorted(pages_wanted))
+            with _step("reconcile", timings):
+                claims = _claims(p, terr, communes, complete)
             with _step("national_map", timings):
                 _copy_static(build / "assets")
                 overview = build_overview(p)
@@ -208,7 +231,7 @@ def publish(
             env = environment()
             with _step("departements", timings):
                 for code in _progress(data.pages, progress):
-                    page = departement_page(data, code)
+                    page = departement_page(data, code, claims)
                     m = render_map(build_layers(p, [code]))
                     _write_departement(env, build, page, m, map_html, attrs, source_name)
             with _step("index", timings):
@@ -231,6 +254,8 @@ def publish(
                     "pages": {c: f"departements/{c}/index.html" for c in data.pages},
                     "changes": changes,
                 }
+                summary["published_vs_computed"] = records(claims)
+                downloads += write_table(claims, build, "published_vs_computed")
                 write_json(build / "summary.json", summary)
                 write_json(build / "state.json", state)
                 (build / "index.html").write_text(
@@ -242,6 +267,7 @@ def publish(
                         cpts=records(data.cpts),
                         overlaps=len(data.overlaps), changes=changes, attrs=attrs,
                         generated=generated, territories=source_name, downloads=downloads,
+                        claims=records(claims),
                     ),
                     encoding="utf-8",
                 )
@@ -293,6 +319,7 @@ def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
             title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
             cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
             downloads=downloads, attrs=attrs, territories=source_name,
+            claims=records(page.claims),
         ),
         encoding="utf-8",
     )

@@ -10,6 +10,7 @@ from .bundle import (
     load_departements,
     load_epci,
     load_former_communes,
+    load_published_figures,
     load_regions,
     population_years,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "load_departements",
     "load_epci",
     "load_former_communes",
+    "load_published_figures",
     "load_regions",
     "population_years",
 ]

@@ -29,6 +29,7 @@ __all__ = [
     "load_departements",
     "load_epci",
     "load_former_communes",
+    "load_published_figures",
     "load_regions",
     "population_years",
 ]
@@ -345,3 +346,32 @@ def load_former_communes(*, geometry: bool = False) -> pd.DataFrame:
     if geometry:
         return gpd.read_parquet(_path("former_communes.parquet"))
     return _former().copy()
+
+
+def load_published_figures() -> pd.DataFrame:
+    """Coverage figures and CPTS counts published by ARS, Assurance Maladie, FCPTS and others.
+
+    Each row is one claim, with its source and the sentence quoted (see
+    ``cpts_geo/data/README.md`` for how they were collected); :func:`cpts_geo.reconcile` puts
+    them beside the figures computed from a territory file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``scope_type`` (departement, region, nation), ``scope`` (code, ``"FR"`` for France),
+        ``scope_name``, ``metric`` (``coverage_rate`` as a fraction, ``n_cpts``,
+        ``n_cpts_signed``, ``population_covered``...), ``value``, ``qualifier`` (« plus de »,
+        « bientôt »...), ``date`` (ISO, or the year/month the source gives), ``statuses_counted``,
+        ``source_title``, ``source_url``, ``quote``, ``note``.
+
+    Examples
+    --------
+    >>> claims = load_published_figures()
+    >>> loire = claims[(claims["scope"] == "42") & (claims["metric"] == "coverage_rate")]
+    >>> loire["value"].tolist()
+    [0.4, 0.7, 0.8, 0.9]
+    """
+    df = pd.read_csv(_path("published_figures.csv"), dtype=str, keep_default_na=False)
+    df = df.replace({"": None})
+    df["value"] = pd.to_numeric(df["value"])
+    return df

@@ -189,7 +189,7 @@ def test_municipal_arrondissements_are_kept(no_warning):
 
 
 def test_seed_file_of_the_repository(no_warning):
-    df = read_territories(ROOT / "data" / "cpts_seeds.csv")
+    df = read_territories(ROOT / "data" / "territories" / "cpts_seeds.csv")
     assert df.attrs["n_cpts"] == 3
     gier = df[df["cpts_id"] == "vallee-du-gier"]
     assert gier["insee"].tolist() == GIER_CODES

@@ -112,7 +112,8 @@ def test_offline_map_in_headless_chromium(tmp_path, server, loire_rhone):
     chromium = _chromium()
     base, site, requested = server
 
-    seeds = pd.read_csv(ROOT / "data" / "cpts_seeds.csv", dtype=str, keep_default_na=False)
+    seeds = pd.read_csv(ROOT / "data" / "territories" / "cpts_seeds.csv", dtype=str,
+                        keep_default_na=False)
     terr = seeds[["cpts", "insee", "status"]]
     loire = loire_rhone[loire_rhone["departement"] == "42"]
     epcis = sorted(loire["epci"].dropna().unique())

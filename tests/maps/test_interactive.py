@@ -40,7 +40,8 @@ HAY = "L'Haÿ-les-Roses"
 @pytest.fixture(scope="module")
 def seeds() -> pd.DataFrame:
     """The shipped territories, read as a plain table (not through read_territories)."""
-    df = pd.read_csv(ROOT / "data" / "cpts_seeds.csv", dtype=str, keep_default_na=False)
+    df = pd.read_csv(ROOT / "data" / "territories" / "cpts_seeds.csv", dtype=str,
+                        keep_default_na=False)
     out = df[["cpts", "cpts_id", "insee", "status"]].copy()
     out.attrs["source"] = "cpts_seeds.csv"
     return out
