@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ._data import bundle_path, manifest
@@ -128,6 +130,20 @@ class _Index:
     former: dict[str, list[_Unit]] = field(default_factory=dict)
     by_full: dict[str, list[_Unit]] = field(default_factory=lambda: defaultdict(list))
     by_loose: dict[str, list[_Unit]] = field(default_factory=lambda: defaultdict(list))
+
+
+@lru_cache(maxsize=1)
+def _code_set() -> pa.Array:
+    """Every current code of the bundle (communes and arrondissements), for vectorised checks."""
+    table = pq.read_table(bundle_path("communes.parquet"), columns=["insee"])
+    return pc.cast(table.column("insee").combine_chunks(), pa.large_string())
+
+
+@lru_cache(maxsize=1)
+def _name_array() -> pa.Array:
+    """Official names aligned on :func:`_code_set`."""
+    table = pq.read_table(bundle_path("communes.parquet"), columns=["nom"])
+    return pc.cast(table.column("nom").combine_chunks(), pa.large_string())
 
 
 @lru_cache(maxsize=1)

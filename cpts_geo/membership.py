@@ -37,10 +37,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._text import fold
 from .codes import (
+    _code_set,
     _index,
+    _name_array,
     cog_year,
     match_name,
     name_key,
@@ -429,29 +433,53 @@ def _parse_departements(value: object) -> set[str]:
     return deps
 
 
-@dataclass(frozen=True)
 class RawTable:
     """Raw cells of a table as read from a file: header and rows with their row numbers.
 
-    Attributes
+    Parameters
     ----------
     source : str
         The file name (and sheet), for messages.
     header : list of str
         Column titles.
-    rows : list of (int, list)
-        Each data row with the number a spreadsheet user sees.
+    rows : list of (int, list), optional
+        Each data row with the number a spreadsheet user sees (empty rows left out).
     header_row : int
         The row number of the header.
     sheet : str, optional
         The sheet of a workbook.
+    frame : pandas.DataFrame, optional
+        The data rows as text cells (``""`` when empty), indexed by row number: a text file's
+        cells, read at once. ``rows`` is then built from it only when needed (the validator's
+        vectorised path reads the frame).
     """
 
-    source: str
-    header: list[str]
-    rows: list[tuple[int, list[object]]]
-    header_row: int = 1
-    sheet: str | None = None
+    def __init__(self, source: str, header: list[str],
+                 rows: list[tuple[int, list[object]]] | None = None, header_row: int = 1,
+                 sheet: str | None = None, frame: pd.DataFrame | None = None):
+        self.source = source
+        self.header = header
+        self.header_row = header_row
+        self.sheet = sheet
+        self.frame = frame
+        self._rows = rows
+
+    @property
+    def empty(self) -> bool:
+        """Whether the table has no data row."""
+        return self.frame.empty if self._rows is None and self.frame is not None else (
+            not self.rows)
+
+    @property
+    def rows(self) -> list[tuple[int, list[object]]]:
+        """The non-empty data rows with their numbers."""
+        if self._rows is None:
+            assert self.frame is not None
+            values = self.frame.to_numpy(dtype=object)
+            keep = (values != "").any(axis=1)
+            self._rows = [(int(n), list(v)) for n, v, k in
+                          zip(self.frame.index, values, keep, strict=True) if k]
+        return self._rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,6 +566,10 @@ class _Group:
     status_date: pd.Timestamp | None = None
 
 
+#: How many rows a warning lists (it always gives the total).
+_LISTED = 20
+
+
 class Report:
     """Problems and warnings of one input, reported at once.
 
@@ -577,7 +609,9 @@ class Report:
             "shares": "commune(s) have shares adding up to more than 1: counted as overlaps",
         }
         for kind, texts in self.notes.items():
-            warn(f"{self.source}: {len(texts)} {titles[kind]}: {'; '.join(texts)}")
+            shown = "; ".join(texts[:_LISTED])
+            more = f"; … and {len(texts) - _LISTED} more" if len(texts) > _LISTED else ""
+            warn(f"{self.source}: {len(texts)} {titles[kind]}: {shown}{more}")
 
 
 def _getter(values: list[object], header: list[str], cols: dict[str, int]) -> Callable[
@@ -936,10 +970,15 @@ def validate_table(
     """
     report = Report(table.source)
     cols, ignored = _map_columns(table.header, table.source, ["cpts", "commune"], list(_ALIASES))
-    if not table.rows:
+    if table.empty:
         raise InputError(
             f"{table.source}: the file has a header (row {table.header_row}) but no data rows"
         )
+    if table.frame is not None:
+        fast = _fast_table(table, cols)
+        if fast is not None:
+            fast.attrs = {"form": "long", "ignored_columns": ignored}
+            return finish(fast)
     entries, members, wide = _table_members(table, cols, scope=scope, fuzzy=fuzzy, report=report)
     titles = {c: table.header[i] for c, i in cols.items()}
     groups = _group_cpts(entries, titles, report)
@@ -951,6 +990,148 @@ def validate_table(
     if table.sheet is not None:
         frame.attrs["sheet"] = table.sheet
     return finish(frame)
+
+
+def _unique_map(values: pd.Series, parse: Callable[[Any], object]) -> pd.Series | None:
+    """``parse`` applied to each distinct value (None when one fails: the careful path reports)."""
+    codes, uniques = pd.factorize(values)
+    out = []
+    for value in uniques:
+        try:
+            out.append(parse(value))
+        except (ValueError, InputError):
+            return None
+    mapped = np.empty(len(out), dtype=object)
+    mapped[:] = out
+    return pd.Series(mapped[codes], index=values.index)
+
+
+_FAST_CODE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
+
+
+def _fast_table(table: RawTable, cols: dict[str, int]) -> pd.DataFrame | None:
+    """The membership table of a clean long-form table of codes, vectorised.
+
+    Returns None as soon as anything needs the careful, row-by-row validator: a name to resolve,
+    a code that is not a current commune, a value to report or warn about, a CPTS-level
+    conflict, a duplicate. The careful validator then gives the exact messages; the result is
+    the same either way.
+    """
+    f = table.frame
+    assert f is not None
+    if "insee" not in cols or "commune" in cols or "commune_name" in cols:
+        return None
+    width = len(table.header)
+    if f.shape[1] > width and (f.iloc[:, width:] != "").any().any():
+        return None
+    if f.shape[1] < width:
+        return None
+
+    def col(name: str) -> pd.Series | None:
+        return f.iloc[:, cols[name]] if name in cols else None
+
+    cpts = col("cpts")
+    insee = col("insee")
+    assert cpts is not None and insee is not None
+    if (cpts == "").any() or (insee == "").any():
+        return None
+    if pc.any(pc.match_substring_regex(pa.array(cpts, type=pa.large_string()),
+                                       r"\s\s|[\x{a0}\x{202f}\t]")).as_py():
+        cpts = cpts.str.replace(r"[\s\u00a0\u202f]+", " ", regex=True).str.strip()
+    codes_arr = pa.array(insee, type=pa.large_string())
+    if not pc.all(pc.match_substring_regex(codes_arr, r"^(\d{5}|2[AB]\d{3})$")).as_py():
+        insee = insee.str.replace(r"\s+", "", regex=True).str.upper()
+        insee = insee.str.replace(r"^(\d{4,5})\.0+$", r"\1", regex=True)
+        insee = insee.where(insee.str.len() != 4, "0" + insee)
+        if not insee.str.match(_FAST_CODE).all():
+            return None
+        codes_arr = pa.array(insee, type=pa.large_string())
+    where = pc.index_in(codes_arr, value_set=_code_set())
+    if where.null_count:
+        return None  # a former code: resolved with a warning by the careful path
+    keys = _unique_map(cpts, slug)
+    if keys is None:
+        return None
+    given_ids = col("cpts_id")
+    status = _unique_map(col("status"), normalize_status) if "status" in cols else None
+    dates = (_unique_map(col("status_date"), _to_timestamp) if "status_date" in cols
+             else None)
+    shares = _unique_map(col("share"), parse_share) if "share" in cols else None
+    if ("status" in cols and status is None) or ("status_date" in cols and dates is None) or (
+            "share" in cols and shares is None):
+        return None
+    if "departement" in cols:
+        deps = _unique_map(col("departement"), lambda v: None if _is_empty(v)
+                           else frozenset(_parse_departements(v)))
+        if deps is None:
+            return None
+        dep_of = insee.str[:2].where(~insee.str.startswith("97"), insee.str[:3])
+        if any(d is not None and c not in d for d, c in zip(deps, dep_of, strict=True)):
+            return None
+    # one spelling, one id, one status, one date per CPTS; one CPTS per id; no duplicate
+    group = pd.factorize(keys)[0]
+    frame = pd.DataFrame({"g": group, "name": cpts})
+    checks = {"name": cpts}
+    if given_ids is not None:
+        ids = given_ids.where(given_ids != "", None)
+        checks["id"] = ids
+    if status is not None:
+        checks["status"] = status
+    if dates is not None:
+        checks["date"] = dates
+    for key, values in checks.items():
+        frame[key] = values.to_numpy()
+        if (frame.groupby("g")[key].nunique() > 1).any():
+            return None
+    first_id = (frame.groupby("g")["id"].first() if "id" in frame.columns
+                else pd.Series(dtype=object))
+    cpts_id = pd.Series(np.asarray(keys, dtype=object), index=f.index)
+    if given_ids is not None:
+        id_of_group = first_id.reindex(range(group.max() + 1))
+        known = id_of_group.notna().to_numpy()[group]
+        cpts_id = cpts_id.where(~known, id_of_group.to_numpy()[group])
+    if (pd.DataFrame({"id": cpts_id.to_numpy(), "g": group}).groupby("id")["g"].nunique()
+            > 1).any():
+        return None  # one id for two CPTS: the careful path reports it
+    pair = pd.Series(group.astype(np.int64)).astype(str) + "|" + insee.to_numpy()
+    if pair.duplicated().any():
+        return None
+    city_of = city_of_arrondissement()
+    listed = set(zip(group.tolist(), insee.tolist(), strict=True))
+    if any((g, city_of[c]) in listed for g, c in listed if c in city_of):
+        return None
+    share = (pd.Series([v[0] for v in shares], index=f.index) if shares is not None
+             else pd.Series(1.0, index=f.index))
+    if shares is not None:
+        given = pd.Series([v[1] for v in shares], index=f.index)
+        per_commune = pd.DataFrame({"c": insee, "s": share, "g": given})
+        totals = per_commune.groupby("c").agg(n=("s", "size"), s=("s", "sum"), g=("g", "any"))
+        if ((totals["n"] > 1) & totals["g"] & (totals["s"] > 1 + 1e-6)).any():
+            return None  # commune claimed more than whole: the careful path warns
+    def per_group(values: pd.Series | None) -> np.ndarray:
+        if values is None:
+            return np.full(len(f), None, dtype=object)
+        frame_ = pd.DataFrame({"g": group, "v": values.to_numpy()})
+        first = frame_.dropna().groupby("g")["v"].first()
+        return first.reindex(range(group.max() + 1)).to_numpy(dtype=object)[group]
+
+    source = col("source")
+    noms = pc.take(_name_array(), where).to_numpy(zero_copy_only=False)
+    status_values = per_group(status)
+    date_values = per_group(dates)
+    return pd.DataFrame({
+        "cpts": pd.Series(cpts.to_numpy(), dtype="str"),
+        "cpts_id": pd.Series(cpts_id.to_numpy(), dtype="str"),
+        "insee": pd.Series(insee.to_numpy(), dtype="str"),
+        "nom": pd.Series(noms, dtype="str"),
+        "share": pd.Series(share.to_numpy(dtype=float), dtype="float64"),
+        "status": pd.Series(pd.Categorical(status_values, dtype=STATUS_DTYPE)),
+        "status_date": pd.Series(pd.to_datetime(pd.Series(date_values, dtype=object)),
+                                 dtype="datetime64[ns]"),
+        "source": pd.Series(source.where(source != "", None).to_numpy()
+                            if source is not None else [None] * len(f), dtype="str"),
+        "row": pd.Series(f.index.to_numpy(dtype="int64")),
+    })
 
 
 def finish(frame: pd.DataFrame, **attrs: Any) -> pd.DataFrame:
@@ -978,30 +1159,73 @@ def frame_table(df: pd.DataFrame, name: str) -> RawTable:
 # ---------------------------------------------------------------------------------------------
 # Tables already in memory
 # ---------------------------------------------------------------------------------------------
+def _str_column(s: pd.Series) -> pd.Series:
+    """A text column as pandas' Arrow-backed ``str`` (no copy when it already is)."""
+    return s if s.dtype == "str" else s.astype("str")
+
+
 def _looks_validated(t: pd.DataFrame) -> bool:
-    """Tell whether ``t`` has the types :func:`validate_table` produces (the fast path)."""
+    """Tell whether ``t`` has the types :func:`validate_table` produces (the fast path).
+
+    Vectorised: codes are checked against the bundle's with ``pyarrow.compute.is_in``, the
+    (CPTS, commune) pairs and the CPTS-level attributes on factorised integer keys.
+    """
     if not {"cpts", "cpts_id", "insee"} <= set(t.columns):
         return False
     if t["cpts"].isna().any() or t["insee"].isna().any() or t["cpts_id"].isna().any():
         return False
-    current = _index().current
-    codes = t["insee"].to_numpy(dtype=object)
-    if not all(isinstance(c, str) and c in current for c in codes):
+    if not all(pd.api.types.is_string_dtype(t[c]) or t[c].dtype == object
+               for c in ("cpts", "cpts_id", "insee")):
+        return False
+    insee = pa.array(_str_column(t["insee"]), type=pa.large_string())
+    if not pc.all(pc.is_in(insee, value_set=_code_set())).as_py():
         return False
     if "share" in t.columns and (
         not pd.api.types.is_float_dtype(t["share"]) or t["share"].isna().any()
         or not ((t["share"] > 0) & (t["share"] <= 1)).all()
     ):
         return False
-    if "status" in t.columns and not set(t["status"].dropna().astype(str)) <= set(STATUSES):
-        return False
+    if "status" in t.columns:
+        status = t["status"]
+        if not (isinstance(status.dtype, pd.CategoricalDtype)
+                and list(status.dtype.categories) == list(STATUSES)):
+            if not set(status.dropna().astype(str).unique()) <= set(STATUSES):
+                return False
     if "status_date" in t.columns and not pd.api.types.is_datetime64_any_dtype(t["status_date"]):
         return False
-    if t.duplicated(["cpts_id", "insee"]).any():
+    ids = pd.factorize(t["cpts_id"])[0]
+    codes, uniques = pd.factorize(t["insee"])
+    key = ids.astype(np.int64) * (len(uniques) + 1) + codes
+    if len(np.unique(key)) != len(key):  # a commune twice in a CPTS
         return False
+    # one name, one status and one date per CPTS, as the validator requires
+    per_cpts = [pd.factorize(t["cpts"])[0]]
+    if "status" in t.columns:
+        per_cpts.append(pd.factorize(t["status"], use_na_sentinel=False)[0])
+    if "status_date" in t.columns:
+        per_cpts.append(pd.factorize(t["status_date"], use_na_sentinel=False)[0])
+    for values in per_cpts:
+        frame = pd.DataFrame({"id": ids, "v": values})
+        if (frame.groupby("id")["v"].nunique() > 1).any():
+            return False
+    if (pd.Series(pd.factorize(t["cpts"])[0]).groupby(ids).nunique() > 1).any():
+        return False
+    # a CPTS listing both a city and one of its arrondissements
     city_of = city_of_arrondissement()
-    pairs = set(zip(t["cpts_id"].to_numpy(dtype=object), codes, strict=True))
-    return not any((cid, city_of[c]) in pairs for cid, c in pairs if c in city_of)
+    arms = np.flatnonzero(pc.is_in(pa.array(uniques, type=pa.large_string()),
+                                   value_set=pa.array(list(city_of), type=pa.large_string()))
+                          .to_numpy(zero_copy_only=False)).tolist()
+    if arms:
+        pos = {c: i for i, c in enumerate(uniques)}
+        pairs = set(key.tolist())
+        for i in arms:
+            city = pos.get(city_of[uniques[i]])
+            if city is None:
+                continue
+            for cid in np.unique(ids[codes == i]):
+                if int(cid) * (len(uniques) + 1) + city in pairs:
+                    return False
+    return True
 
 
 def as_membership(territories: pd.DataFrame, *, name: str = "DataFrame") -> pd.DataFrame:
@@ -1048,28 +1272,46 @@ def as_membership(territories: pd.DataFrame, *, name: str = "DataFrame") -> pd.D
         empty.attrs = {k: v for k, v in territories.attrs.items() if _scalar_attr(v)}
         return empty
     if _looks_validated(territories):
-        t = territories
+        t = territories.reset_index(drop=True)
         n = len(t)
+        index = pd.RangeIndex(n)
+        insee = _str_column(t["insee"])
+        if "nom" in t.columns:
+            nom = _str_column(t["nom"])
+        else:
+            current = _index().current
+            codes, uniques = pd.factorize(insee)
+            nom = pd.Series(np.asarray([current[c].nom for c in uniques], dtype=object)[codes],
+                            index=index, dtype="str")
+        if "status" in t.columns and t["status"].dtype == STATUS_DTYPE:
+            status = t["status"]
+        elif "status" in t.columns:
+            status = pd.Series(pd.Categorical(t["status"].astype(object), dtype=STATUS_DTYPE),
+                               index=index)
+        else:
+            status = pd.Series(pd.Categorical([None] * n, dtype=STATUS_DTYPE), index=index)
+        if "status_date" in t.columns and t["status_date"].dtype == "datetime64[ns]":
+            status_date = t["status_date"]
+        elif "status_date" in t.columns:
+            status_date = pd.Series(pd.to_datetime(t["status_date"]).dt.as_unit("ns"),
+                                    index=index)
+        else:
+            status_date = pd.Series(pd.NaT, index=index, dtype="datetime64[ns]")
         out = pd.DataFrame({
-            "cpts": t["cpts"].astype("str").to_numpy(),
-            "cpts_id": t["cpts_id"].astype("str").to_numpy(),
-            "insee": t["insee"].astype("str").to_numpy(),
-        })
-        current = _index().current
-        out["nom"] = (t["nom"].astype("str").to_numpy() if "nom" in t.columns
-                      else [current[c].nom for c in out["insee"]])
-        out["share"] = t["share"].to_numpy(dtype=float) if "share" in t.columns else 1.0
-        out["status"] = (pd.Categorical(t["status"].astype(object).to_numpy(),
-                                        dtype=STATUS_DTYPE) if "status" in t.columns
-                         else pd.Categorical([None] * n, dtype=STATUS_DTYPE))
-        out["status_date"] = (pd.to_datetime(t["status_date"].to_numpy()).as_unit("ns")
-                              if "status_date" in t.columns
-                              else pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns]"))
-        out["source"] = (t["source"].astype("str").to_numpy() if "source" in t.columns
-                         else pd.Series(pd.NA, index=out.index, dtype="str"))
-        out["row"] = (t["row"].to_numpy(dtype="int64") if "row" in t.columns
-                      else np.arange(2, n + 2, dtype="int64"))
-        out.attrs = {k: v for k, v in t.attrs.items() if _scalar_attr(v)}
+            "cpts": _str_column(t["cpts"]),
+            "cpts_id": _str_column(t["cpts_id"]),
+            "insee": insee,
+            "nom": nom,
+            "share": (t["share"].astype("float64") if "share" in t.columns
+                      else pd.Series(1.0, index=index)),
+            "status": status,
+            "status_date": status_date,
+            "source": (_str_column(t["source"]) if "source" in t.columns
+                       else pd.Series(pd.NA, index=index, dtype="str")),
+            "row": (t["row"].astype("int64") if "row" in t.columns
+                    else pd.Series(np.arange(2, n + 2, dtype="int64"), index=index)),
+        }, copy=False)
+        out.attrs = {k: v for k, v in territories.attrs.items() if _scalar_attr(v)}
         return out
     frame = validate_table(frame_table(territories.reset_index(drop=True), name))
     frame.attrs = {**{k: v for k, v in territories.attrs.items() if _scalar_attr(v)},

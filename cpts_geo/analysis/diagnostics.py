@@ -105,7 +105,7 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
     outside = np.bincount(labels, weights=graph.exterior(node), minlength=labels.max() + 1)
     # CPTS of the neighbouring communes (they may lie outside `communes`)
     m = p.membership
-    m_node = graph.nodes(m["insee"].to_numpy(dtype=object))
+    m_node = graph.nodes(m["insee"])
     cpts_names = m["cpts"].to_numpy(dtype=object)
     cpts_of: dict[int, set[str]] = {}
     wanted = np.zeros(len(graph.codes), dtype=bool)

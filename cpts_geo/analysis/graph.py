@@ -96,19 +96,30 @@ class ContiguityGraph:
         node is dropped, else its arrondissements' nodes are.
         """
         used = set(in_use)
-        split = {city for a, city in city_of_arrondissement().items() if a in used}
-        drop = split | {a for city, arms in arrondissements().items() if city not in split
-                        for a in arms}
-        keep = ~self._index.isin(list(drop))
-        if keep.all():
-            return self
-        return self._subset_nodes(np.asarray(keep))
+        split = frozenset(city for a, city in city_of_arrondissement().items() if a in used)
+        cache = self.__dict__.setdefault("_granularities", {})
+        if split not in cache:
+            drop = split | {a for city, arms in arrondissements().items() if city not in split
+                            for a in arms}
+            keep = ~self._index.isin(list(drop))
+            cache[split] = self if keep.all() else self._subset_nodes(np.asarray(keep))
+        return cache[split]
 
     # -- queries --------------------------------------------------------------------------------
-    def nodes(self, codes: Iterable[str] | np.ndarray) -> np.ndarray:
+    def nodes(self, codes: Iterable[str] | np.ndarray | pd.Series) -> np.ndarray:
         """Node id of each code (-1 for a code the graph does not know: no neighbour)."""
-        values = codes if isinstance(codes, np.ndarray) else np.asarray(list(codes), dtype=object)
-        return self._index.get_indexer(pd.Index(values, dtype=object))
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if isinstance(codes, pd.Series):
+            values = pa.array(codes.astype("str"), type=pa.large_string())
+        else:
+            items = codes if isinstance(codes, np.ndarray) else list(codes)
+            values = pa.array(np.asarray(items, dtype=object), type=pa.large_string())
+        if "_arrow_codes" not in self.__dict__:
+            self._arrow_codes = pa.array(self.codes, type=pa.large_string())
+        found = pc.index_in(values, value_set=self._arrow_codes)
+        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def _mask(self, node: np.ndarray) -> np.ndarray:
         mask = np.zeros(len(self.codes), dtype=bool)
@@ -149,8 +160,8 @@ class ContiguityGraph:
         n = len(groups)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        node = self.nodes(groups["insee"].to_numpy(dtype=object))
-        gkey = pd.factorize(groups[key].to_numpy(dtype=object))[0]
+        node = self.nodes(groups["insee"])
+        gkey = pd.factorize(groups[key])[0]
         mask = self._mask(node)
         sel = mask[self._a] & mask[self._b] & (self._length > 0)
         rows = pd.DataFrame({"row": np.arange(n), "node": node, "g": gkey})

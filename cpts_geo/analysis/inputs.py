@@ -18,6 +18,8 @@ from typing import Any, Literal
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InputError, warn
 from ..geography import (
@@ -85,10 +87,10 @@ class Prepared:
     def inside(self) -> pd.DataFrame:
         """Membership rows whose commune is in ``communes``, with its position ``pos``."""
         m = self.membership
-        pos = self.position.reindex(m["insee"].to_numpy()).to_numpy()
-        keep = ~np.isnan(pos)
-        out = m[keep].copy()
-        out["pos"] = pos[keep].astype(np.int64)
+        pos = index_in(m["insee"], self.communes["insee"])
+        keep = pos >= 0
+        out = m[keep].copy() if not keep.all() else m.copy()
+        out["pos"] = pos[keep]
         return out
 
     @cached_property
@@ -143,6 +145,28 @@ class Prepared:
 # ---------------------------------------------------------------------------------------------
 # Checks
 # ---------------------------------------------------------------------------------------------
+def _arrow(values: pd.Series) -> pa.Array:
+    """Text values as an Arrow array (no copy for pandas' Arrow-backed ``str`` columns)."""
+    return pa.array(values if values.dtype == "str" else values.astype("str"),
+                    type=pa.large_string())
+
+
+def index_in(values: pd.Series, universe: pd.Series) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 when absent), vectorised with pyarrow."""
+    found = pc.index_in(_arrow(values), value_set=_arrow(universe))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _plm_codes() -> list[str]:
+    return [*arrondissements(), *city_of_arrondissement()]
+
+
+def _present(communes: pd.DataFrame) -> set[str]:
+    """The codes of Paris, Lyon, Marseille and their arrondissements that ``communes`` holds."""
+    plm = communes["insee"][communes["insee"].isin(_plm_codes())]
+    return set(plm.astype(object))
+
+
 def check_communes(communes: object, needed: Iterable[str] = ("insee", "population")) -> None:
     """Refuse what is not a frame of communes as :func:`cpts_geo.load_communes` gives them."""
     if not isinstance(communes, pd.DataFrame):
@@ -156,10 +180,10 @@ def check_communes(communes: object, needed: Iterable[str] = ("insee", "populati
             f"`communes` lacks column(s) {missing}; expected the GeoDataFrame of "
             f"cpts_geo.load_communes() (columns found: {list(communes.columns)})"
         )
-    if communes["insee"].duplicated().any():
+    codes = _present(communes)
+    if not communes["insee"].is_unique:
         dups = communes.loc[communes["insee"].duplicated(), "insee"].unique()[:10]
         raise InputError(f"`communes` has duplicate INSEE codes: {list(dups)}")
-    codes = set(communes["insee"].to_numpy(dtype=object))
     both = sorted(city for city, arms in arrondissements().items()
                   if city in codes and codes.intersection(arms))
     if both:
@@ -262,22 +286,22 @@ def _expected_units(dep: str, split: bool) -> int:
 
 def _missing_departements(communes: pd.DataFrame, wanted: Iterable[str]) -> list[str]:
     """Départements of ``wanted`` whose communes are not all in ``communes``."""
-    codes = communes["insee"].to_numpy(dtype=object)
-    dep = communes["departement"].astype(str).to_numpy(dtype=object)
-    counts = pd.Series(dep).value_counts()
-    city_of = city_of_arrondissement()
-    split = {departement_of(city_of[c]) for c in codes if c in city_of}
+    counts = communes["departement"].astype(str).value_counts()
+    present = _present(communes)
+    split = {departement_of(city) for city, arms in arrondissements().items()
+             if present.intersection(arms)}
     return sorted(d for d in set(wanted)
                   if int(counts.get(d, 0)) < _expected_units(d, d in split))
 
 
 def _lacking_codes(communes: pd.DataFrame, m: pd.DataFrame) -> set[str]:
     """Codes of the membership that ``communes`` lacks, at either granularity."""
-    present = set(communes["insee"].to_numpy(dtype=object))
+    present = _present(communes)
     city_of = city_of_arrondissement()
     arms_of = arrondissements()
     out = set()
-    for code in set(m["insee"].to_numpy(dtype=object)) - present:
+    outside = m["insee"][index_in(m["insee"], communes["insee"]) < 0]
+    for code in set(outside.astype(object)):
         if code in city_of and city_of[code] in present:
             continue  # an arrondissement of a city `communes` has whole
         if code in arms_of and present.intersection(arms_of[code]):
@@ -340,8 +364,8 @@ def _harmonize(communes: pd.DataFrame, m: pd.DataFrame) -> tuple[pd.DataFrame, p
     """
     city_of = city_of_arrondissement()
     arms_of = arrondissements()
-    codes = set(communes["insee"].to_numpy(dtype=object))
-    listed = set(m["insee"].to_numpy(dtype=object))
+    codes = _present(communes)
+    listed = set(m["insee"][m["insee"].isin(_plm_codes())].astype(object))
     # 1. city listed whole, communes at arrondissement level -> expand the membership
     split = {c for c in arms_of if c in listed and c not in codes and codes & set(arms_of[c])}
     if split:
@@ -441,7 +465,7 @@ def prepare(
     if whole is not None or whole_cpts or whole_departements:
         if "departement" not in communes.columns:
             raise InputError("`communes` lacks the column 'departement'")
-        present = set(communes["departement"].astype(str))
+        present = set(communes["departement"].astype(str).unique())
         wanted: set[str] = set()
         if whole == "departement":
             wanted |= present
@@ -479,7 +503,9 @@ def prepare(
         graph = contiguity
     else:
         graph = bundled_graph() if contiguity is None else ContiguityGraph(contiguity)
-    in_use = set(base["insee"].to_numpy(dtype=object)) | set(m["insee"].to_numpy(dtype=object))
-    graph = graph.at_granularity(in_use)
+    present = _present(base)
+    listed = set(m["insee"][m["insee"].isin(_plm_codes())].astype(object))
+    graph = graph.at_granularity({a for a in city_of_arrondissement()
+                                  if a in present or a in listed})
     attrs = {k: v for k, v in communes.attrs.items() if not isinstance(v, pd.DataFrame)}
     return Prepared(base, m, attrs, graph, when, wanted_statuses, source)

@@ -81,10 +81,10 @@ def area_rates(p: Prepared, by: Level = "departement",
     per = p.per_commune
     sel = np.ones(len(c), dtype=bool) if mask is None else mask
     if by == "nation":
-        key = np.full(int(sel.sum()), NATION, dtype=object)
+        codes, inv = np.array([NATION], dtype=object), np.zeros(int(sel.sum()), dtype=np.int64)
     else:
-        key = c[by].astype(str).to_numpy(dtype=object)[sel]
-    codes, inv = np.unique(key, return_inverse=True)
+        inv, uniques = pd.factorize(c[by].astype(str)[sel], sort=True)
+        codes = np.asarray(uniques, dtype=object)
     k = len(codes)
 
     def total(values: np.ndarray) -> np.ndarray:
@@ -173,10 +173,11 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
     m = p.membership
     ins = p.inside
     pos = ins["pos"].to_numpy()
-    ids, inv = np.unique(m["cpts_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    inv, ids_ = pd.factorize(m["cpts_id"], sort=True)
+    ids = np.asarray(ids_, dtype=object)
     k = len(ids)
-    row_of = pd.Series(np.arange(k), index=ids)
-    g = row_of.reindex(ins["cpts_id"].to_numpy()).to_numpy()
+    g = inv[ins.index.to_numpy()] if len(ins) == len(m) else pd.Series(
+        np.arange(k), index=ids_).reindex(ins["cpts_id"]).to_numpy()
     pop_share = p.population[pos] * ins["share"].to_numpy()
     area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()
             if "area_km2" in c.columns else np.full(len(c), np.nan))

@@ -116,6 +116,9 @@ def _read_csv(path: Path, name: str) -> RawTable:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(text)
     if m := re.match(r"sep=(.)\r?\n", text):  # Excel's delimiter hint, hidden when opened
         delimiter, text = m[1], text[m.end():]
+    fast = _frame_of_text(text, delimiter, name)
+    if fast is not None:
+        return fast
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     raw: list[tuple[int, list[object]]] = []
     try:
@@ -127,6 +130,36 @@ def _read_csv(path: Path, name: str) -> RawTable:
             "not closed?)"
         ) from None
     return _find_header(name, raw)
+
+
+def _frame_of_text(text: str, delimiter: str, name: str) -> RawTable | None:
+    """Read a delimited text at once with pandas' C parser (None: use the careful reader).
+
+    Only for the plain case: every line a record (no quoted new line), no blank line, no title
+    rows above the header; anything else goes to :mod:`csv`, which keeps the row numbers a
+    spreadsheet user sees and reports a malformed file precisely.
+    """
+    if '"' in text and re.search(r'"[^"]*\n', text):  # maybe a quoted new line: careful path
+        return None
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=delimiter, dtype=str, header=None,
+                            keep_default_na=False, skip_blank_lines=False, engine="c",
+                            quotechar='"')
+    except (pd.errors.ParserError, ValueError):
+        return None
+    if frame.empty:
+        return None
+    frame = frame.fillna("")
+    frame.index = pd.RangeIndex(1, 1 + len(frame))  # one record a line: the line number
+    header = [str(v).strip() for v in frame.iloc[0]]
+    columns = {_HEADER_TO_COLUMN.get(_header_key(v)) for v in header if v}
+    if not ("cpts" in columns and columns & set(_COMMUNE_COLUMNS)):
+        return None  # title rows above the header, or a header to report: careful path
+    while header and not header[-1]:
+        header.pop()
+    data = frame.iloc[1:].apply(lambda col: col.str.strip())
+    data = data[(data != "").any(axis=1)]
+    return RawTable(name, header, header_row=1, frame=data)
 
 
 def _read_excel(path: Path, name: str, sheet: str | int | None) -> RawTable:
