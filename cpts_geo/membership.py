@@ -1164,6 +1164,45 @@ def _str_column(s: pd.Series) -> pd.Series:
     return s if s.dtype == "str" else s.astype("str")
 
 
+_FACTS: dict[int, tuple[Any, tuple[np.ndarray, pd.Index, bool]]] = {}
+
+
+def _text_facts(s: pd.Series) -> tuple[np.ndarray, pd.Index, bool]:
+    """Factorised codes, distinct values, and whether every value is a current INSEE code.
+
+    Memoised on the column's Arrow data, which is immutable: a table validated once is checked
+    again in microseconds (a planner calls several functions on the same table). The memo holds
+    the Arrow array weakly and checks it is the very same object, so a changed column (pandas
+    gives it new Arrow data) is always checked anew.
+    """
+    data = s.array.__arrow_array__() if s.dtype == "str" else None
+    if data is not None:
+        hit = _FACTS.get(id(data))
+        if hit is not None and hit[0]() is data:
+            return hit[1]
+    codes, uniques = pd.factorize(s)
+    arrow = pa.array(np.asarray(uniques, dtype=object), type=pa.large_string())
+    current = bool(pc.all(pc.is_in(arrow, value_set=_code_set())).as_py())
+    facts = (codes, uniques, current)
+    if data is not None:
+        import weakref
+
+        key = id(data)
+
+        def forget(_ref: object, k: int = key) -> None:
+            _FACTS.pop(k, None)
+
+        _FACTS[key] = (weakref.ref(data, forget), facts)
+    return facts
+
+
+def _one_per_group(groups: np.ndarray, values: np.ndarray) -> bool:
+    """Whether every group (integer ids) has a single value (integer codes)."""
+    order = np.lexsort((values, groups))
+    g, v = groups[order], values[order]
+    return not bool(((g[1:] == g[:-1]) & (v[1:] != v[:-1])).any())
+
+
 def _looks_validated(t: pd.DataFrame) -> bool:
     """Tell whether ``t`` has the types :func:`validate_table` produces (the fast path).
 
@@ -1177,8 +1216,8 @@ def _looks_validated(t: pd.DataFrame) -> bool:
     if not all(pd.api.types.is_string_dtype(t[c]) or t[c].dtype == object
                for c in ("cpts", "cpts_id", "insee")):
         return False
-    insee = pa.array(_str_column(t["insee"]), type=pa.large_string())
-    if not pc.all(pc.is_in(insee, value_set=_code_set())).as_py():
+    codes, uniques, current = _text_facts(t["insee"])
+    if not current:
         return False
     if "share" in t.columns and (
         not pd.api.types.is_float_dtype(t["share"]) or t["share"].isna().any()
@@ -1193,23 +1232,24 @@ def _looks_validated(t: pd.DataFrame) -> bool:
                 return False
     if "status_date" in t.columns and not pd.api.types.is_datetime64_any_dtype(t["status_date"]):
         return False
-    ids = pd.factorize(t["cpts_id"])[0]
-    codes, uniques = pd.factorize(t["insee"])
+    ids = _text_facts(t["cpts_id"])[0]
     key = ids.astype(np.int64) * (len(uniques) + 1) + codes
     if len(np.unique(key)) != len(key):  # a commune twice in a CPTS
         return False
-    # one name, one status and one date per CPTS, as the validator requires
-    per_cpts = [pd.factorize(t["cpts"])[0]]
-    if "status" in t.columns:
-        per_cpts.append(pd.factorize(t["status"], use_na_sentinel=False)[0])
-    if "status_date" in t.columns:
-        per_cpts.append(pd.factorize(t["status_date"], use_na_sentinel=False)[0])
-    for values in per_cpts:
-        frame = pd.DataFrame({"id": ids, "v": values})
-        if (frame.groupby("id")["v"].nunique() > 1).any():
-            return False
-    if (pd.Series(pd.factorize(t["cpts"])[0]).groupby(ids).nunique() > 1).any():
+    # one name, one status and one date per CPTS, one CPTS per name, as the validator requires
+    names = _text_facts(t["cpts"])[0]
+    if not (_one_per_group(ids, names) and _one_per_group(names, ids)):
         return False
+    if "status" in t.columns:
+        status = (t["status"].cat.codes.to_numpy() if isinstance(
+            t["status"].dtype, pd.CategoricalDtype) else pd.factorize(
+            t["status"], use_na_sentinel=False)[0])
+        if not _one_per_group(ids, np.asarray(status, dtype=np.int64)):
+            return False
+    if "status_date" in t.columns:
+        dates = t["status_date"].to_numpy().astype("datetime64[ns]").view("i8")
+        if not _one_per_group(ids, dates):
+            return False
     # a CPTS listing both a city and one of its arrondissements
     city_of = city_of_arrondissement()
     arms = np.flatnonzero(pc.is_in(pa.array(uniques, type=pa.large_string()),

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -19,7 +20,7 @@ import shapely
 from ..errors import public
 from ..typing import DateLike
 from .inputs import Prepared, prepare
-from .rates import commune_figures, cpts_figures
+from .rates import _joined, cpts_figures
 
 __all__ = [
     "GAP_COLUMNS",
@@ -47,9 +48,22 @@ def outline(geoms: np.ndarray) -> shapely.Geometry | None:
         merged = shapely.coverage_union_all(geoms)
     except shapely.errors.GEOSException:  # not a clean coverage (e.g. online data)
         merged = shapely.union_all(geoms)
-    if merged.geom_type == "Polygon":
-        merged = shapely.MultiPolygon([merged])
+    if shapely.get_type_id(merged) == 3:  # a Polygon: outlines are MultiPolygons
+        merged = shapely.multipolygons([merged])
     return merged
+
+
+def grouped_outlines(p: Prepared, keys: pd.Series, positions: np.ndarray) -> dict[Any, Any]:
+    """The outline of the communes of each group (``keys`` aligned with ``positions``)."""
+    geoms = p.communes.geometry.to_numpy()
+    if not len(positions):
+        return {}
+    group, uniques = pd.factorize(keys)
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+    parts = np.split(positions[order], bounds[1:])
+    return {uniques[group[order][b]]: outline(geoms[part])
+            for b, part in zip(bounds, parts, strict=True)}
 
 
 def _crs(p: Prepared) -> object:
@@ -162,8 +176,18 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
 
 def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """Communes in two or more CPTS, of prepared inputs (see :func:`find_overlaps`)."""
-    cc = commune_figures(p) if cc is None else cc
-    over = cc[cc["overlap"].to_numpy()].copy()
+    per = p.per_commune
+    if cc is None:
+        where = np.flatnonzero(per["overlap"].to_numpy())
+        ins = p.inside
+        names, ids = _joined(p, ins[np.isin(ins["pos"].to_numpy(), where)])
+        over = p.communes.iloc[where].copy()
+        for col in ("n_cpts", "claimed_share"):
+            over[col] = per[col].to_numpy()[where]
+        over["cpts"] = pd.array(names[where], dtype="str")
+        over["cpts_ids"] = pd.array(ids[where], dtype="str")
+    else:
+        over = cc[cc["overlap"].to_numpy()].copy()
     over["overlap_population"] = (
         pd.to_numeric(over["population"], errors="coerce").fillna(0).to_numpy()
         * np.clip(over["claimed_share"].to_numpy() - 1, 0, 1)
@@ -181,10 +205,7 @@ def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoData
 def territory_outlines(p: Prepared, table: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """One outline per CPTS of prepared inputs (see :func:`territory_geometries`)."""
     table = cpts_figures(p) if table is None else table
-    ins = p.inside
-    geoms = p.communes.geometry.to_numpy()
-    shapes = {cid: outline(geoms[grp.to_numpy()])
-              for cid, grp in ins.groupby("cpts_id", sort=False)["pos"]}
+    shapes = grouped_outlines(p, p.inside["cpts_id"], p.inside["pos"].to_numpy())
     out = gpd.GeoDataFrame(table, geometry=table["cpts_id"].map(shapes).to_numpy(),
                            crs=_crs(p))
     out["contiguous"] = out["n_parts"] == 1

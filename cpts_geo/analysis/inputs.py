@@ -163,8 +163,9 @@ def _plm_codes() -> list[str]:
 
 def _present(communes: pd.DataFrame) -> set[str]:
     """The codes of Paris, Lyon, Marseille and their arrondissements that ``communes`` holds."""
-    plm = communes["insee"][communes["insee"].isin(_plm_codes())]
-    return set(plm.astype(object))
+    found = pc.filter(_arrow(communes["insee"]), pc.is_in(
+        _arrow(communes["insee"]), value_set=pa.array(_plm_codes(), type=pa.large_string())))
+    return set(found.to_pylist())
 
 
 def check_communes(communes: object, needed: Iterable[str] = ("insee", "population")) -> None:
@@ -365,7 +366,7 @@ def _harmonize(communes: pd.DataFrame, m: pd.DataFrame) -> tuple[pd.DataFrame, p
     city_of = city_of_arrondissement()
     arms_of = arrondissements()
     codes = _present(communes)
-    listed = set(m["insee"][m["insee"].isin(_plm_codes())].astype(object))
+    listed = _present(m)
     # 1. city listed whole, communes at arrondissement level -> expand the membership
     split = {c for c in arms_of if c in listed and c not in codes and codes & set(arms_of[c])}
     if split:
@@ -504,7 +505,7 @@ def prepare(
     else:
         graph = bundled_graph() if contiguity is None else ContiguityGraph(contiguity)
     present = _present(base)
-    listed = set(m["insee"][m["insee"].isin(_plm_codes())].astype(object))
+    listed = _present(m)
     graph = graph.at_granularity({a for a in city_of_arrondissement()
                                   if a in present or a in listed})
     attrs = {k: v for k, v in communes.attrs.items() if not isinstance(v, pd.DataFrame)}

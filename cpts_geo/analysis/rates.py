@@ -133,31 +133,49 @@ def area_rates(p: Prepared, by: Level = "departement",
     return out
 
 
+def _joined(p: Prepared, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Names and ids of the CPTS of each commune ("; "-joined), for the positions of ``rows``.
+
+    Vectorised for the communes in one CPTS; a loop over the few in several.
+    """
+    n = len(p.codes)
+    names = np.full(n, None, dtype=object)
+    ids = np.full(n, None, dtype=object)
+    if not len(rows):
+        return names, ids
+    pos = rows["pos"].to_numpy()
+    count = np.bincount(pos, minlength=n)
+    single = count[pos] == 1
+    names[pos[single]] = rows["cpts"].to_numpy(dtype=object)[single]
+    ids[pos[single]] = rows["cpts_id"].to_numpy(dtype=object)[single]
+    multi = rows[~single]
+    if len(multi):
+        m_pos = multi["pos"].to_numpy()
+        m_cpts = multi["cpts"].to_numpy(dtype=object)
+        m_ids = multi["cpts_id"].to_numpy(dtype=object)
+        order = np.lexsort((m_cpts.astype(str), m_pos))
+        m_pos, m_cpts, m_ids = m_pos[order], m_cpts[order], m_ids[order]
+        starts = np.flatnonzero(np.r_[True, m_pos[1:] != m_pos[:-1]])
+        for start, end in zip(starts, np.r_[starts[1:], len(m_pos)], strict=True):
+            names[m_pos[start]] = "; ".join(dict.fromkeys(m_cpts[start:end]))
+            ids[m_pos[start]] = "; ".join(dict.fromkeys(m_ids[start:end]))
+    return names, ids
+
+
 def commune_figures(p: Prepared) -> pd.DataFrame:
     """Which CPTS each commune belongs to, for prepared inputs (see :func:`commune_coverage`)."""
     per = p.per_commune
-    ins = p.inside.sort_values(["pos", "cpts"], kind="stable")
-    pos = ins["pos"].to_numpy()
-    names: dict[int, str] = {}
-    ids: dict[int, str] = {}
-    if len(ins):
-        starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]])
-        ends = np.r_[starts[1:], len(pos)]
-        cpts = ins["cpts"].to_numpy(dtype=object)
-        cids = ins["cpts_id"].to_numpy(dtype=object)
-        for s, e in zip(starts, ends, strict=True):
-            names[int(pos[s])] = "; ".join(dict.fromkeys(cpts[s:e]))
-            ids[int(pos[s])] = "; ".join(dict.fromkeys(cids[s:e]))
-    status = ins.groupby("pos", sort=False, observed=True)["status"].max()
+    ins = p.inside
+    names, ids = _joined(p, ins)
+    n = len(p.codes)
+    codes = ins["status"].cat.codes.to_numpy()
+    best = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(best, ins["pos"].to_numpy(), codes)
     out = p.communes.copy()
-    n = len(out)
     out["n_cpts"] = per["n_cpts"].to_numpy()
-    out["cpts"] = pd.array([names.get(i) for i in range(n)], dtype="str")
-    out["cpts_ids"] = pd.array([ids.get(i) for i in range(n)], dtype="str")
-    out["status"] = pd.Categorical(
-        pd.Series(np.arange(n)).map(status).to_numpy(),
-        categories=p.membership["status"].cat.categories, ordered=True,
-    )
+    out["cpts"] = pd.array(names, dtype="str")
+    out["cpts_ids"] = pd.array(ids, dtype="str")
+    out["status"] = pd.Categorical.from_codes(best, dtype=p.membership["status"].dtype)
     out["claimed_share"] = per["claimed_share"].to_numpy()
     out["covered_share"] = per["covered_share"].to_numpy()
     out["covered_population"] = per["covered_population"].to_numpy()
