@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._about import show_versions
 from .analysis.aci import SIZE_CLASSES, size_class
 from .analysis.changes import Comparison, compare
 from .analysis.claims import reconcile
@@ -136,6 +137,7 @@ __all__ = [
     "resolve_codes",
     "resolve_communes",
     "save_map",
+    "show_versions",
     "size_class",
     "territory_geometries",
     "write_assets",

@@ -19,6 +19,7 @@ PACKAGE = ROOT / "cpts_geo"
 # layer, only from its own subpackage or from a module of a lower rank).
 RANKS = {
     "errors": 0, "typing": 0, "_data": 0.1, "_text": 0, "_atomic": 0, "geography": 0.2,
+    "_about": 0.2,
     "codes": 1, "membership": 1.1,
     "sources": 2,
     "io": 3,
