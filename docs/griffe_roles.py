@@ -14,5 +14,6 @@ class SphinxRoles(griffe.Extension):
     """Rewrite the roles of every docstring before it is parsed."""
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: Any) -> None:
+        """Replace the roles of ``obj``'s docstring."""
         if obj.docstring is not None:
             obj.docstring.value = _ROLE.sub(r"`\1`", obj.docstring.value)
