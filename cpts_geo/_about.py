@@ -18,7 +18,7 @@ _PACKAGES = ("cpts-geo", "geopandas", "shapely", "pandas", "numpy", "pyarrow", "
 def versions() -> dict[str, object]:
     """The versions and vintages :func:`show_versions` prints, as a dict."""
     info = manifest()
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             packages[name] = metadata.version(name)
