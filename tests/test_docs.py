@@ -1,35 +1,13 @@
-"""The Jupyter tour runs from top to bottom (code cells executed in order, without Jupyter)."""
+"""The README's Python tour runs and prints what it says."""
 
 from __future__ import annotations
 
 import doctest
-import html
-import json
 import re
 import warnings
 
-import folium
 import pytest
 from helpers import ROOT
-
-
-@pytest.mark.slow
-def test_tour_notebook_runs(monkeypatch):
-    nb = json.loads((ROOT / "notebooks" / "tour.ipynb").read_text("utf-8"))
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
-    monkeypatch.chdir(ROOT / "notebooks")
-    namespace: dict = {}
-    for cell in nb["cells"]:
-        if cell["cell_type"] == "code":
-            exec(compile("".join(cell["source"]), "tour.ipynb", "exec"), namespace)
-    assert len(namespace["loire"]) == 320
-    assert set(namespace["territories"]["cpts"]) >= {"Vallée du Gier", "Sud-Est Grenoblois"}
-    m = namespace["cpts_geo"].coverage_map(namespace["communes"], namespace["territories"],
-                                           departements="42")
-    inline = m._repr_html_()  # what Jupyter shows: Leaflet inlined, nothing from a CDN
-    assert isinstance(m, folium.Map) and "L.map(" in html.unescape(inline)
-    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\S*https?://",
-                         html.unescape(inline))
 
 
 @pytest.mark.slow

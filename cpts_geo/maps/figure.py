@@ -48,6 +48,25 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+def inline_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure that Jupyter displays inline as PNG, without ``%matplotlib inline``.
+
+    The figure is built with the object API (no pyplot state); IPython shows any object with a
+    ``_repr_png_`` method as an image.
+    """
+    import io
+
+    mpl = _matplotlib()
+
+    class InlineFigure(mpl.figure.Figure):  # type: ignore[name-defined]
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return InlineFigure(**kwargs)
+
+
 def _rgba(hex_colour: str, alpha: float) -> tuple[float, float, float, float]:
     r, g, b = (int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
     return (r, g, b, alpha)
@@ -138,14 +157,14 @@ def coverage_figure(
     >>> "de la population couverte" in fig.axes[0].get_title()
     True
     """
-    mpl = _matplotlib()
+    _matplotlib()
     from matplotlib.patches import Patch
 
     p, deps = prepare_for_map(communes, territories, departements, as_of, statuses)
     layers = build_layers(p, deps, "auto")
     main, sub = title_texts(layers, title)
     if ax is None:
-        fig = mpl.figure.Figure(figsize=(10, 10), layout="constrained")
+        fig = inline_figure(figsize=(10, 10), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
