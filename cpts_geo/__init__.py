@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .analysis.aci import SIZE_CLASSES, size_class
 from .analysis.changes import Comparison, compare
 from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
+from .analysis.funding import aci_funding
 from .analysis.graph import ContiguityGraph
 from .analysis.inputs import filter_territories
 from .analysis.rates import commune_coverage, coverage, cpts_table
@@ -104,6 +105,7 @@ __all__ = [
     "ResourceLimitError",
     "TerritoryError",
     "UnknownCommuneError",
+    "aci_funding",
     "bundle_info",
     "commune_coverage",
     "compare",

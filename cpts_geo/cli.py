@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_area(p)
     _add_output(p, geo=True)
 
+    p = sub.add_parser("funding", help="ACI funding rules of each CPTS's size class, sourced")
+    _add_territories(p)
+    _add_area(p)
+    p.add_argument("--rules", type=Path, metavar="FILE",
+                   help="ACI rules file (JSON; default: the one shipped in the package)")
+    _add_output(p)
+
     p = sub.add_parser("publish", help="build the static coverage site (atomic)")
     p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
@@ -225,6 +232,11 @@ def _run(args: argparse.Namespace) -> int:
         _emit(_restrict(table, wanted), args.format, args.output)
     elif args.command == "outlines":
         table = territory_geometries(communes, territories, **filters)
+        _emit(_restrict(table, wanted, "departements"), args.format, args.output)
+    elif args.command == "funding":
+        from .analysis.funding import aci_funding
+
+        table = aci_funding(communes, territories, rules=args.rules, **filters)
         _emit(_restrict(table, wanted, "departements"), args.format, args.output)
     return 0
 

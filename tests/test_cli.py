@@ -136,3 +136,20 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     assert res.returncode == 2
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
     assert "bad.csv" in res.stderr and "row 2" in res.stderr and "'12'" in res.stderr
+
+
+def test_funding_json_gives_each_cpts_its_class_amounts_and_sources(capsys, tmp_path):
+    code, out, _ = run(capsys, "funding", "-t", str(SEEDS), "--departement", "38",
+                       "--format", "json")
+    assert code == 0
+    [seg] = json.loads(out)  # only the CPTS of the Isère
+    assert (seg["cpts"], seg["size_class"], seg["rules_version"]) == (
+        "Sud-Est Grenoblois", 2, "aci-2019")
+    assert (seg["fonctionnement_eur"], seg["max_annual_total_eur"]) == (60_000, 287_000)
+    assert seg["mission_parcours_eur"] is None  # not established: absent, not guessed
+    assert "https://medecine-generale.lequotidiendumedecin.fr/" in seg["sources"]
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"schema_version": 2}', encoding="utf-8")
+    code, _, err = run(capsys, "funding", "-t", str(SEEDS), "--rules", str(rules))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: ") and "rules.json: not a cpts_geo ACI rules file" in err
