@@ -10,7 +10,7 @@
 """
 
 from .aci import SIZE_CLASSES, size_class
-from .changes import Comparison, compare
+from .changes import Comparison, compare, coverage_timeline
 from .diagnostics import find_gaps, find_overlaps, territory_geometries
 from .funding import aci_funding
 from .graph import ContiguityGraph
@@ -26,6 +26,7 @@ __all__ = [
     "commune_coverage",
     "compare",
     "coverage",
+    "coverage_timeline",
     "cpts_table",
     "filter_territories",
     "find_gaps",
