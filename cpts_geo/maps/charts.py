@@ -294,12 +294,12 @@ def timeline_figure(
     ('Population couverte', ['Loire (42)'])
     """
     mpl = _matplotlib()
-    table = coverage_timeline(communes, territories, by=by, statuses=statuses)
     deps = normalize_departements(departements, what="departements")
+    if deps is not None and by != "departement":
+        raise InputError("`departements` selects lines of a timeline by département: use it "
+                         "with by='departement'")
+    table = coverage_timeline(communes, territories, by=by, statuses=statuses)
     if deps is not None:
-        if by != "departement":
-            raise InputError("`departements` selects lines of a timeline by département: use "
-                             "it with by='departement'")
         table = table[table["departement"].isin(deps)]
     series = timeline_series(table, by)
     if ax is None:

@@ -891,7 +891,8 @@ def _comparison_texts(layers: Any, title: str | None) -> tuple[str, str, dict[st
     after = float(areas["after_covered_population"].sum())
     rate_b = before / pop if pop > 0 else None
     rate_a = after / pop if pop > 0 else None
-    counts = {k: int((layers.communes["change"] == k).sum()) for k in CHANGE_STYLE}
+    scope = layers.communes[layers.communes["in_scope"].to_numpy()]
+    counts = {k: int((scope["change"] == k).sum()) for k in CHANGE_STYLE}
     place = area_label(areas.rename(columns={"after_rate": "coverage_rate"}))
     main = title if title is not None else f"Comparaison de deux états — {place}"
     delta = ("" if rate_a is None or rate_b is None

@@ -433,7 +433,7 @@ def build_comparison(pa: Prepared, pb: Prepared, departements: Sequence[str],
     after) that touch them. The figures are those of
     :func:`cpts_geo.analysis.changes.compare_prepared`.
     """
-    from ..analysis.changes import compare_prepared
+    from ..analysis.changes import compare_prepared, diff, snapshot
 
     for p in (pa, pb):
         if not isinstance(p.communes, gpd.GeoDataFrame) or "geometry" not in p.communes:
@@ -457,17 +457,22 @@ def build_comparison(pa: Prepared, pb: Prepared, departements: Sequence[str],
     drawn = gpd.GeoDataFrame(drawn, geometry="geometry", crs=pa.communes.crs)
     in_scope = drawn["departement"].astype(str).isin(deps).to_numpy()
 
-    names_a = p_names(pa)
-    names_b = p_names(pb)
-    change = {r["insee"]: r["change"] for r in comparison.result["communes"]}
+    names_a = p_names(pa).to_dict()
+    names_b = p_names(pb).to_dict()
+    # the changes of every commune drawn, including those of the CPTS drawn whole outside the
+    # départements (the figures and counts are the départements' own)
+    rates = area_rates(pa, "departement", mask=pa.scoped(deps))
+    every = diff(snapshot(pa, "departement", rates), snapshot(pb, "departement", rates))
+    change = {r["insee"]: r["change"] for r in every["communes"]}
     tol = auto_tolerance(len(drawn)) if simplify == "auto" else tolerance(simplify)
     geoms = simplified(drawn.geometry.to_numpy(), drawn["departement"].astype(str).to_numpy(),
                        drawn.crs, tol)
     geom_of = pd.Series(geoms, index=drawn["insee"].to_numpy())
     cc = gpd.GeoDataFrame(drawn.drop(columns="geometry"), geometry=geoms, crs=4326)
-    cc["change"] = cc["insee"].map(change).fillna("")
-    cc["before"] = cc["insee"].map(names_a).fillna("")
-    cc["after"] = cc["insee"].map(names_b).fillna("")
+    codes = cc["insee"].astype(str)
+    cc["change"] = [change.get(c, "") for c in codes]
+    cc["before"] = [names_a.get(c, "") for c in codes]
+    cc["after"] = [names_b.get(c, "") for c in codes]
     cc["in_scope"] = in_scope
     n_missing = int((shapely.is_missing(geoms) & in_scope).sum())
 
