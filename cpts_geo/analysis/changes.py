@@ -27,7 +27,7 @@ from ..errors import InputError, public, warn
 from ..geography import departement_of
 from ..typing import DateLike, Level
 from .inputs import Prepared, prepare
-from .rates import NATION, _check_level, area_rates
+from .rates import NATION, _check_level, area_names, area_rates
 
 __all__ = ["TIMELINE_COLUMNS", "Comparison", "compare", "compare_prepared", "coverage_timeline",
            "diff", "snapshot", "timeline_figures"]
@@ -386,45 +386,54 @@ def compare_prepared(pa: Prepared, pb: Prepared, by: Level = "departement",
 def timeline_figures(p: Prepared, by: Level = "departement") -> pd.DataFrame:
     """The coverage timeline of prepared inputs (see :func:`coverage_timeline`).
 
-    The CPTS without a status date are left out; ``attrs["undated_cpts"]`` names them.
+    The states of the map are built one status date after the other: the CPTS of a date are
+    added to the state of the previous one, and the areas their communes are in are counted
+    again with the rules of :func:`~cpts_geo.analysis.rates.area_rates` (shares of a commune
+    added up and capped at 1; a CPTS present in an area through any of its communes), so that
+    each step is what :func:`compare` reports between two consecutive states (a test checks
+    it) at the cost of the CPTS that enter rather than of the whole map. The CPTS without a
+    status date are left out; ``attrs["undated_cpts"]`` names them.
     """
     m = p.membership
-    dates_col = m["status_date"]
-    dated = dates_col.notna().to_numpy()
-    undated = sorted(set(m.loc[~dated, "cpts"].astype(str)))
-    dates = sorted(pd.unique(dates_col[dated]))
+    undated = sorted(set(m.loc[m["status_date"].isna(), "cpts"].astype(str)))
     c = p.communes
     area_of = (np.full(len(c), NATION, dtype=object) if by == "nation"
                else c[by].astype(str).to_numpy(dtype=object))
-    when = dates_col.to_numpy()
+    codes, area_idx = np.unique(area_of, return_inverse=True)
+    names = area_names(by, codes)
+    pop = p.population
+    area_pop = np.bincount(area_idx, weights=pop, minlength=len(codes))
+    order = np.argsort(area_idx, kind="stable")
+    bounds = np.searchsorted(area_idx[order], np.arange(len(codes) + 1))
+    members = [order[bounds[i]:bounds[i + 1]] for i in range(len(codes))]
+    ins = p.inside
+    ins = ins[ins["status_date"].notna().to_numpy()].sort_values("status_date", kind="stable")
+    claimed = np.zeros(len(c))
+    present: set[tuple[int, str]] = set()
+    n_cpts = np.zeros(len(codes), dtype=np.int64)
+    rate_before = np.zeros(len(codes))
     rows: list[dict[str, Any]] = []
-    before: pd.DataFrame | None = None
-    for day in dates:
-        state = p.restricted(dated & (when <= day))
-        rates = area_rates(state, by).set_index(by)
-        # the CPTS created at this step, and the areas their communes are in
-        ins = state.inside
-        new = ins[(ins["status_date"] == day).to_numpy()]
-        entered: dict[str, set[str]] = {}
-        for area, name in zip(area_of[new["pos"].to_numpy()], new["cpts"].astype(str),
-                              strict=True):
-            entered.setdefault(str(area), set()).add(name)
-        if before is None:
-            changed = set(rates.index[(rates["covered_population"] > 0) | (rates["n_cpts"] > 0)])
-        else:
-            prev = before.reindex(rates.index)
-            changed = set(rates.index[(rates["covered_population"] != prev["covered_population"])
-                                      | (rates["n_cpts"] != prev["n_cpts"])])
-        for area in sorted(changed | set(entered)):
-            r = rates.loc[area]
-            previous = 0.0 if before is None else before.at[area, "coverage_rate"]
+    for day, step in ins.groupby("status_date", sort=True):
+        pos = step["pos"].to_numpy()
+        np.add.at(claimed, pos, step["share"].to_numpy(dtype=float))
+        entered: dict[int, set[str]] = {}
+        for a, cid, name in zip(area_idx[pos], step["cpts_id"].astype(str),
+                                step["cpts"].astype(str), strict=True):
+            entered.setdefault(int(a), set()).add(name)
+            if (int(a), cid) not in present:
+                present.add((int(a), cid))
+                n_cpts[a] += 1
+        for a in sorted(entered):
+            inside = members[a]
+            covered = float(np.sum(pop[inside] * np.minimum(claimed[inside], 1.0)))
+            rate = covered / area_pop[a] if area_pop[a] > 0 else np.nan
             rows.append({
-                by: area, "nom": r["nom"], "date": pd.Timestamp(day),
-                "population": r["population"], "covered_population": r["covered_population"],
-                "coverage_rate": r["coverage_rate"], "delta": r["coverage_rate"] - previous,
-                "n_cpts": r["n_cpts"], "cpts_entered": "; ".join(sorted(entered.get(area, ()))),
+                by: codes[a], "nom": names[a], "date": pd.Timestamp(day),
+                "population": round(area_pop[a]), "covered_population": round(covered, 1),
+                "coverage_rate": rate, "delta": rate - rate_before[a], "n_cpts": n_cpts[a],
+                "cpts_entered": "; ".join(sorted(entered[a])),
             })
-        before = rates
+            rate_before[a] = rate
     out = pd.DataFrame(rows, columns=[by, *TIMELINE_COLUMNS])
     out["date"] = pd.to_datetime(out["date"]).astype("datetime64[ns]")
     for col in ("population", "n_cpts"):

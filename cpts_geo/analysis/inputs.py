@@ -11,7 +11,7 @@ reads no file, no bundle and no network.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any, Literal
 
@@ -126,20 +126,6 @@ class Prepared:
             "overlap": n_cpts >= 2,
             "overlap_population": pop * np.clip(claimed - 1.0, 0.0, 1.0),
         })
-
-    def restricted(self, keep: np.ndarray) -> Prepared:
-        """The same inputs with only the membership rows ``keep`` (another state of the map).
-
-        The communes, their vintage and graph are shared, and so are the figures that depend on
-        the communes only; the coverage figures are computed afresh for the rows kept.
-        """
-        m = self.membership[np.asarray(keep, dtype=bool)].reset_index(drop=True)
-        m.attrs = dict(self.membership.attrs)
-        out = replace(self, membership=m, _cache={})
-        for name in ("codes", "position", "population", "pop_missing"):
-            if name in self.__dict__:
-                out.__dict__[name] = self.__dict__[name]
-        return out
 
     def memo(self, key: str, fn: Any) -> Any:
         """``fn(self)``, computed once for these inputs (a site draws many maps of one state)."""
