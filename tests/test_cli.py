@@ -246,6 +246,7 @@ def test_compare_removing_one_cpts_reports_it_and_its_population_in_each_departe
     assert areas["38"]["delta"] == 0
 
 
+@pytest.mark.slow
 def test_compare_table_csv_and_departement_filter(capsys, tmp_path):
     after = _without_gier(tmp_path)
     code, out, _ = run(capsys, "compare", str(SEEDS), str(after), "-d", "Rhône")

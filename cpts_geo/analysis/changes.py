@@ -298,6 +298,11 @@ def compare(
     -------
     Comparison
 
+    See Also
+    --------
+    cpts_geo.comparison_map : the communes gained, lost and moved, on a map.
+    coverage_timeline : the states of one file at its status dates, compared step by step.
+
     Examples
     --------
     >>> import pandas as pd

@@ -119,7 +119,9 @@ def aci_funding(
     on the missions it takes on and the objectives it meets.
 
     A CPTS's population covers all its communes (missing ones are loaded from the source and
-    vintage of ``communes``, with a warning), as in :func:`cpts_geo.cpts_table`.
+    vintage of ``communes``, with a warning), as in :func:`cpts_geo.cpts_table`; its size class
+    is that of this population, which may differ from the one its contract was signed with
+    (another census).
 
     Parameters
     ----------

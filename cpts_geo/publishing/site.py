@@ -10,7 +10,8 @@ always sees a complete site, the previous one or the new one)::
         state.json            the snapshot the next run compares itself with
         coverage_*.csv        downloads
         assets/               Leaflet, style sheet, table sorting script
-        departements/42/      index.html, map.html, summary.json, CSV and GeoJSON downloads
+        departements/42/      index.html (with its coverage over time as inline SVG), map.html,
+                              summary.json, CSV (timeline.csv...) and GeoJSON downloads
 
 A run that fails or is killed leaves the previous release untouched and ``out`` pointing to it;
 a lock file refuses a second concurrent run. The inputs are validated and prepared once for the
