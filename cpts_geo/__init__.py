@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from ._about import show_versions
 from .analysis.aci import SIZE_CLASSES, size_class
-from .analysis.changes import Comparison, compare
+from .analysis.changes import Comparison, compare, coverage_timeline
 from .analysis.claims import reconcile
 from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
+from .analysis.funding import aci_funding
 from .analysis.graph import ContiguityGraph
 from .analysis.inputs import filter_territories
 from .analysis.rates import commune_coverage, coverage, cpts_table
@@ -57,18 +58,21 @@ from .sources.loaders import load_communes
 
 if TYPE_CHECKING:
     from .maps.assets import write_assets
+    from .maps.charts import timeline_figure
     from .maps.figure import coverage_figure
-    from .maps.interactive import coverage_map, map_html, overview_map, save_map
+    from .maps.interactive import comparison_map, coverage_map, map_html, overview_map, save_map
     from .publishing.site import PublishResult, publish
 
 __version__ = "0.2.0"
 
 _LAZY = {
     "coverage_map": "cpts_geo.maps.interactive",
+    "comparison_map": "cpts_geo.maps.interactive",
     "map_html": "cpts_geo.maps.interactive",
     "save_map": "cpts_geo.maps.interactive",
     "overview_map": "cpts_geo.maps.interactive",
     "coverage_figure": "cpts_geo.maps.figure",
+    "timeline_figure": "cpts_geo.maps.charts",
     "write_assets": "cpts_geo.maps.assets",
     "publish": "cpts_geo.publishing.site",
     "PublishResult": "cpts_geo.publishing.site",
@@ -107,12 +111,15 @@ __all__ = [
     "ResourceLimitError",
     "TerritoryError",
     "UnknownCommuneError",
+    "aci_funding",
     "bundle_info",
     "commune_coverage",
     "compare",
+    "comparison_map",
     "coverage",
     "coverage_figure",
     "coverage_map",
+    "coverage_timeline",
     "cpts_table",
     "filter_territories",
     "find_gaps",
@@ -140,5 +147,6 @@ __all__ = [
     "show_versions",
     "size_class",
     "territory_geometries",
+    "timeline_figure",
     "write_assets",
 ]

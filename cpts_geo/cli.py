@@ -13,6 +13,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -101,6 +102,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_territories(p)
     _add_area(p)
     _add_output(p, geo=True)
+
+    p = sub.add_parser("timeline", help="coverage at each status date that changes it")
+    p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE",
+                   help="CPTS territories with status dates: CSV, XLSX, GeoJSON or GeoPackage")
+    p.add_argument("--status", action="append", metavar="STATUS",
+                   help="count only CPTS with this status (repeatable), e.g. 'ACI signé'")
+    _add_area(p)
+    p.add_argument("--by", choices=("departement", "region", "nation"), default="departement")
+    _add_output(p)
+
+    p = sub.add_parser("compare", help="what changed from one territory file to another",
+                       description="Compare two territory files (today's map and a draft, or "
+                       "two dates): CPTS created, dissolved or changed, communes that enter, "
+                       "leave or change CPTS, coverage of each département before and after. "
+                       "JSON: an object with 'cpts', 'communes' and 'areas'; CSV: one table "
+                       "with a 'section' column.")
+    p.add_argument("before", type=Path, metavar="BEFORE", help="territory file, before")
+    p.add_argument("after", type=Path, metavar="AFTER", help="territory file, after")
+    p.add_argument("--as-of", metavar="DATE", help="compare the CPTS with a status date on or "
+                   "before DATE (YYYY-MM-DD) in both files")
+    p.add_argument("--status", action="append", metavar="STATUS",
+                   help="compare only CPTS with this status (repeatable)")
+    _add_area(p)
+    _add_output(p)
+
+    p = sub.add_parser("funding", help="ACI funding rules of each CPTS's size class, sourced")
+    _add_territories(p)
+    _add_area(p)
+    p.add_argument("--rules", type=Path, metavar="FILE",
+                   help="ACI rules file (JSON; default: the one shipped in the package)")
+    _add_output(p)
 
     p = sub.add_parser("publish", help="build the static coverage site (atomic)")
     _territories_arg(p)
@@ -241,12 +273,28 @@ def _run(args: argparse.Namespace) -> int:
         _emit(table, args.format, args.output)
         return 0
 
+    if args.command == "compare":
+        _compare(args)
+        return 0
+
     from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
     from .analysis.rates import coverage, cpts_table
     from .geography import departement_of
 
-    level = args.by if args.command == "coverage" else "departement"
+    level = args.by if args.command in ("coverage", "timeline") else "departement"
     territories, communes, wanted = _load(args, level)
+    if args.command == "timeline":
+        from .analysis.changes import coverage_timeline
+
+        if args.by == "departement":
+            shown = wanted or sorted({departement_of(c) for c in territories["insee"]})
+            communes = communes[communes["departement"].isin(shown)]
+        table = coverage_timeline(communes, territories, by=args.by, statuses=args.status)
+        if args.by == "region" and wanted is not None:
+            regions = set(communes.loc[communes["departement"].isin(wanted), "region"])
+            table = table[table["region"].isin(regions)]
+        _emit(table, args.format, args.output)
+        return 0
     filters = {"as_of": args.as_of, "statuses": args.status}
     if args.command == "coverage":
         if args.by == "cpts":
@@ -271,7 +319,94 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "outlines":
         table = territory_geometries(communes, territories, **filters)
         _emit(_restrict(table, wanted, "departements"), args.format, args.output)
+    elif args.command == "funding":
+        from .analysis.funding import aci_funding
+
+        table = aci_funding(communes, territories, rules=args.rules, **filters)
+        _emit(_restrict(table, wanted, "departements"), args.format, args.output)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from .analysis.changes import compare
+    from .geography import departement_of, normalize_departements
+    from .io.readers import read_territories
+    from .sources.loaders import load_communes
+
+    before, after = read_territories(args.before), read_territories(args.after)
+    wanted = sorted(normalize_departements(args.departement) or []) if args.departement else None
+    deps = set(wanted or []) | {departement_of(c) for t in (before, after) for c in t["insee"]}
+    communes = load_communes(sorted(deps), year=args.year)
+    c = compare(communes, before, after, departements=wanted, as_of=args.as_of,
+                statuses=args.status)
+    result = c.to_dict()
+    if args.format == "json":
+        buf = io.StringIO()
+        dump_json({"vintage": {k: c.areas.attrs.get(k) for k in
+                               ("cog_year", "population_year", "census_year")},
+                   "cpts": result["cpts"], "communes": result["communes"],
+                   "areas": result["areas"]}, buf)
+        text = buf.getvalue()
+    else:
+        cpts = pd.DataFrame(
+            [{"cpts": r["cpts"], "cpts_id": r["cpts_id"], "change": r["change"],
+              "details": _describe(r)} for r in result["cpts"]],
+            columns=["cpts", "cpts_id", "change", "details"])
+        communes_t = pd.DataFrame(
+            [{"insee": r["insee"], "nom": r["nom"], "change": r["change"],
+              "before": "; ".join(r["before"]), "after": "; ".join(r["after"])}
+             for r in result["communes"]],
+            columns=["insee", "nom", "change", "before", "after"])
+        areas = pd.DataFrame(result["areas"], columns=[
+            "area", "nom", "before_rate", "after_rate", "delta", "population",
+            "before_covered_population", "after_covered_population"])
+        if args.format == "csv":
+            long = pd.concat([
+                pd.DataFrame({"section": "cpts", "key": cpts["cpts_id"], "nom": cpts["cpts"],
+                              "change": cpts["change"], "details": cpts["details"]}),
+                pd.DataFrame({"section": "communes", "key": communes_t["insee"],
+                              "nom": communes_t["nom"], "change": communes_t["change"],
+                              "before": communes_t["before"], "after": communes_t["after"]}),
+                pd.DataFrame({"section": "areas", "key": areas["area"], "nom": areas["nom"],
+                              "before": areas["before_rate"], "after": areas["after_rate"],
+                              "delta": areas["delta"]}),
+            ], ignore_index=True)
+            text = long.to_csv(index=False, lineterminator="\n")
+        else:
+            text = ""
+            for title, table in (("CPTS", cpts), ("Communes that entered, left or changed "
+                                                  "CPTS", communes_t), ("Coverage", areas)):
+                text += f"{title}\n"
+                if table.empty:
+                    text += "(none)\n\n"
+                    continue
+                with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                                       "display.width", 250, "display.max_colwidth", 80):
+                    text += table.to_string(index=False) + "\n\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_text_atomic(args.output, text)
+
+
+def _describe(rec: dict[str, Any]) -> str:
+    """The details of one CPTS's change, in a line."""
+    parts = []
+    if "renamed_from" in rec:
+        parts.append(f"renamed from {rec['renamed_from']}")
+    for field in ("status", "status_date"):
+        if field in rec:
+            was, now = rec[field]
+            parts.append(f"{field} {was or '-'} -> {now or '-'}")
+    for field, sign in (("communes_added", "+"), ("communes_removed", "-")):
+        if field in rec:
+            codes = list(rec[field])
+            parts.append(f"{sign}{len(codes)} communes ({', '.join(codes)})")
+    if "shares" in rec:
+        parts.append(f"shares changed: {len(rec['shares'])}")
+    if "n_communes" in rec:
+        parts.append(f"{rec['n_communes']} communes")
+    return "; ".join(parts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

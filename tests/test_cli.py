@@ -148,3 +148,129 @@ def test_reconcile_compares_the_areas_listed_completely(capsys):
     assert not any(r["compared"] for r in rows if r["scope"] == "42")
     code, _, err = run(capsys, "reconcile", "-t", str(SEEDS), "--complete", "canton:12")
     assert code == 2 and "--complete 'canton:12'" in err
+
+
+def test_funding_json_gives_each_cpts_its_class_amounts_and_sources(capsys, tmp_path):
+    code, out, _ = run(capsys, "funding", "-t", str(SEEDS), "--departement", "38",
+                       "--format", "json")
+    assert code == 0
+    [seg] = json.loads(out)  # only the CPTS of the Isère
+    assert (seg["cpts"], seg["size_class"], seg["rules_version"]) == (
+        "Sud-Est Grenoblois", 2, "aci-2019")
+    assert (seg["fonctionnement_eur"], seg["max_annual_total_eur"]) == (60_000, 287_000)
+    assert seg["mission_parcours_eur"] is None  # not established: absent, not guessed
+    assert "https://medecine-generale.lequotidiendumedecin.fr/" in seg["sources"]
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"schema_version": 2}', encoding="utf-8")
+    code, _, err = run(capsys, "funding", "-t", str(SEEDS), "--rules", str(rules))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("error: ") and "rules.json: not a cpts_geo ACI rules file" in err
+
+
+def _dated_file(tmp_path):
+    """A small dated file of real communes (two of the Loire, one of the Rhône), one undated."""
+    path = tmp_path / "dated.csv"
+    path.write_text(
+        "cpts,insee,share,status_date\n"
+        "A,42218,,09/07/2020\n"
+        "A,42207,,09/07/2020\n"
+        "B,42110,50 %,2023-12-07\n"
+        "B,69259,,2023-12-07\n"
+        "C,69119,,\n", encoding="utf-8")
+    return path
+
+
+def test_timeline_json_prints_the_figures_recomputed_from_the_raw_files(capsys, tmp_path,
+                                                                         raw_npm):
+    with pytest.warns(cpts_geo.CptsGeoWarning, match=r"1 CPTS have no status_date and are "
+                      r"left out of the timeline \(their date is not guessed\): C$"):
+        code, out, _ = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "--format",
+                           "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [list(r) for r in rows[:1]] == [["departement", "nom", "date", "population",
+                                            "covered_population", "coverage_rate", "delta",
+                                            "n_cpts", "cpts_entered"]]
+    raw = {c["code"]: (c["departement"], c.get("population") or 0) for c in raw_npm("6.0.0")
+           if c["type"] == "commune-actuelle"}
+
+    def total(dep):
+        return sum(p for d, p in raw.values() if d == dep)
+
+    a = raw["42218"][1] + raw["42207"][1]
+    expected = [
+        ("42", "2020-07-09", a, "A"),
+        ("42", "2023-12-07", a + 0.5 * raw["42110"][1], "B"),
+        ("69", "2023-12-07", raw["69259"][1], "B"),
+    ]
+    assert [(r["departement"], r["date"], r["cpts_entered"]) for r in rows] == [
+        (d, day, who) for d, day, _, who in expected]
+    for r, (dep, _, covered, _) in zip(rows, expected, strict=True):
+        assert r["population"] == total(dep)
+        assert r["covered_population"] == pytest.approx(covered, abs=0.05)
+        assert r["coverage_rate"] == pytest.approx(covered / total(dep))
+    with pytest.warns(cpts_geo.CptsGeoWarning, match="no status_date"):
+        code, out, _ = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "-d", "69",
+                           "--format", "csv")
+    assert code == 0 and out.splitlines()[1].startswith("69,Rhône,2023-12-07,")
+    assert len(out.splitlines()) == 2
+
+
+def _without_gier(tmp_path):
+    seeds = pd.read_csv(SEEDS, dtype=str, keep_default_na=False)
+    path = tmp_path / "sans_gier.csv"
+    seeds[seeds["cpts"] != "Vallée du Gier"].to_csv(path, index=False)
+    return path
+
+
+def test_compare_a_file_with_itself_reports_nothing(capsys):
+    code, out, _ = run(capsys, "compare", str(SEEDS), str(SEEDS), "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    assert set(result) >= {"cpts", "communes", "areas"}
+    assert {r["change"] for r in result["cpts"]} == {"unchanged"}
+    assert result["communes"] == []
+    assert [a["area"] for a in result["areas"]] == ["38", "42", "69"]
+    assert all(a["delta"] == 0 and a["before_rate"] == a["after_rate"] for a in result["areas"])
+
+
+def test_compare_removing_one_cpts_reports_it_and_its_population_in_each_departement(
+        capsys, tmp_path, raw_npm):
+    code, out, _ = run(capsys, "compare", str(SEEDS), str(_without_gier(tmp_path)),
+                       "--format", "json")
+    assert code == 0
+    result = json.loads(out)
+    changed = [(r["cpts"], r["change"]) for r in result["cpts"] if r["change"] != "unchanged"]
+    assert changed == [("Vallée du Gier", "dissolved")]
+    seeds = pd.read_csv(SEEDS, dtype=str, keep_default_na=False)
+    gier = seeds.loc[seeds["cpts"] == "Vallée du Gier", "insee"]
+    assert sorted(r["insee"] for r in result["communes"]) == sorted(gier)
+    assert {r["change"] for r in result["communes"]} == {"left"}
+    raw = {c["code"]: (c["departement"], c.get("population") or 0) for c in raw_npm("6.0.0")
+           if c["type"] == "commune-actuelle"}
+    areas = {a["area"]: a for a in result["areas"]}
+    for dep in ("42", "69"):  # the delta of its population in each département it touches
+        lost = sum(raw[c][1] for c in gier if raw[c][0] == dep)
+        total = sum(p for d, p in raw.values() if d == dep)
+        assert areas[dep]["delta"] == pytest.approx(-lost / total)
+        assert areas[dep]["before_covered_population"] - areas[dep][
+            "after_covered_population"] == pytest.approx(lost)
+    assert areas["38"]["delta"] == 0
+
+
+@pytest.mark.slow
+def test_compare_table_csv_and_departement_filter(capsys, tmp_path):
+    after = _without_gier(tmp_path)
+    code, out, _ = run(capsys, "compare", str(SEEDS), str(after), "-d", "Rhône")
+    assert code == 0
+    assert out.startswith("CPTS\n") and "Vallée du Gier" in out and "dissolved" in out
+    assert "Sud-Est Grenoblois" not in out  # only the Rhône's CPTS, communes and rate
+    assert "Longes" in out and "Le Bessat" not in out
+    target = tmp_path / "diff.csv"
+    code, _, _ = run(capsys, "compare", str(SEEDS), str(after), "--format", "csv", "-o",
+                     str(target))
+    table = pd.read_csv(target, dtype=str)
+    assert list(table.columns[:4]) == ["section", "key", "nom", "change"]
+    assert table["section"].value_counts().to_dict() == {"communes": 27, "cpts": 3, "areas": 3}
+    code, _, err = run(capsys, "compare", str(SEEDS), str(tmp_path / "absent.csv"))
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1

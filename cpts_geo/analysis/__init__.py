@@ -5,12 +5,14 @@
 :mod:`~cpts_geo.analysis.diagnostics` finds gaps, overlaps and outlines;
 :mod:`~cpts_geo.analysis.graph` is the contiguity graph they share;
 :mod:`~cpts_geo.analysis.changes` diffs two states of the map;
-:mod:`~cpts_geo.analysis.aci` holds the ACI size classes.
+:mod:`~cpts_geo.analysis.aci` holds the ACI size classes and funding rules;
+:mod:`~cpts_geo.analysis.funding` gives each CPTS the amounts of its class.
 """
 
 from .aci import SIZE_CLASSES, size_class
-from .changes import Comparison, compare
+from .changes import Comparison, compare, coverage_timeline
 from .diagnostics import find_gaps, find_overlaps, territory_geometries
+from .funding import aci_funding
 from .graph import ContiguityGraph
 from .inputs import Prepared, filter_territories, prepare
 from .rates import commune_coverage, coverage, cpts_table
@@ -20,9 +22,11 @@ __all__ = [
     "Comparison",
     "ContiguityGraph",
     "Prepared",
+    "aci_funding",
     "commune_coverage",
     "compare",
     "coverage",
+    "coverage_timeline",
     "cpts_table",
     "filter_territories",
     "find_gaps",

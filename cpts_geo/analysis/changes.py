@@ -7,6 +7,11 @@ each release and diffed with the next one), and the steps of a coverage timeline
 A snapshot (:func:`snapshot`) is a plain, JSON-ready dict: the vintage, each CPTS (name, status,
 date, communes and shares) and the coverage rate of each area. :func:`diff` compares two of them
 without any other input, so that a snapshot written months ago can still be compared.
+
+A coverage timeline (:func:`coverage_timeline`) is the series of states of one map at its status
+dates: the state at a date holds the CPTS whose status date is on or before it (what ``as_of``
+keeps), each step is what :func:`compare` reports between the state at the previous date and
+this one (the CPTS created, the coverage of each area touched), counted by the same rules.
 """
 
 from __future__ import annotations
@@ -15,14 +20,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..errors import InputError, public
+from ..errors import InputError, public, warn
+from ..geography import departement_of
 from ..typing import DateLike, Level
 from .inputs import Prepared, prepare
-from .rates import area_rates
+from .rates import NATION, _check_level, area_names, area_rates
 
-__all__ = ["Comparison", "compare", "diff", "snapshot"]
+__all__ = ["TIMELINE_COLUMNS", "Comparison", "compare", "compare_prepared", "coverage_timeline",
+           "diff", "snapshot", "timeline_figures"]
+
+#: Columns of :func:`coverage_timeline` after the area's code column.
+TIMELINE_COLUMNS = ("nom", "date", "population", "covered_population", "coverage_rate", "delta",
+                    "n_cpts", "cpts_entered")
 
 SNAPSHOT_VERSION = 1
 
@@ -240,7 +252,9 @@ class Comparison:
         ``after_rate``, ``delta``, ``before_covered_population``, ``after_covered_population``,
         ``population``.
     result : dict
-        The JSON-ready form (see :func:`diff`), with ``areas`` holding every area touched.
+        The JSON-ready form (see :func:`diff`), with ``areas`` holding every area touched
+        (``area``, ``nom``, ``before_rate``, ``after_rate``, ``delta``, ``population``,
+        ``before_covered_population``, ``after_covered_population``).
     """
 
     cpts: pd.DataFrame
@@ -284,6 +298,11 @@ def compare(
     -------
     Comparison
 
+    See Also
+    --------
+    cpts_geo.comparison_map : the communes gained, lost and moved, on a map.
+    coverage_timeline : the states of one file at its status dates, compared step by step.
+
     Examples
     --------
     >>> import pandas as pd
@@ -300,19 +319,36 @@ def compare(
     deps = normalize_departements(departements, what="departements")
     pa = prepare(communes, before, as_of=as_of, statuses=statuses, whole=by)
     pb = prepare(communes, after, as_of=as_of, statuses=statuses, whole=by)
-    ra, rb = area_rates(pa, by), area_rates(pb, by)
-    result = diff(snapshot(pa, by, ra), snapshot(pb, by, rb))
-    if deps is not None:
-        keep = set(deps)
+    return compare_prepared(pa, pb, by, deps)
+
+
+def compare_prepared(pa: Prepared, pb: Prepared, by: Level = "departement",
+                     departements: list[str] | None = None) -> Comparison:
+    """What changed from prepared inputs ``pa`` to ``pb`` (see :func:`compare`).
+
+    With ``departements`` (normalised codes), only the CPTS and communes of these départements
+    are reported and, by département, only their rates: the areas must be whole there in both
+    inputs, the others may be partial.
+    """
+    mask_a = mask_b = None
+    if departements is not None and by == "departement":
+        mask_a, mask_b = pa.scoped(departements), pb.scoped(departements)
+    ra, rb = area_rates(pa, by, mask=mask_a), area_rates(pb, by, mask=mask_b)
+    snap_a, snap_b = snapshot(pa, by, ra), snapshot(pb, by, rb)
+    result = diff(snap_a, snap_b)
+    if departements is not None:
+        keep = set(departements)
 
         def touches(codes: Iterable[str]) -> bool:
-            return any(c[:3] in keep if c.startswith("97") else c[:2] in keep for c in codes)
+            return any(departement_of(c) in keep for c in codes)
 
-        snaps = {**snapshot(pa, by, ra)["cpts"], **snapshot(pb, by, rb)["cpts"]}
+        def communes_of(cid: str | None) -> list[str]:
+            return [c for snap in (snap_a, snap_b)
+                    for c in snap["cpts"].get(cid or "", {}).get("communes", [])]
+
         result["cpts"] = [r for r in result["cpts"]
-                          if touches(snaps.get(r["cpts_id"], {}).get("communes", []))
-                          or touches(snaps.get(r.get("cpts_id_before", ""), {}).get(
-                              "communes", []))]
+                          if touches(communes_of(r["cpts_id"]))
+                          or touches(communes_of(r.get("cpts_id_before")))]
         result["communes"] = [r for r in result["communes"] if touches([r["insee"]])]
     areas = ra.merge(rb, on=[by, "nom", "population"], how="outer", suffixes=("_b", "_a"))
     areas = pd.DataFrame({
@@ -323,14 +359,17 @@ def compare(
         "after_covered_population": areas["covered_population_a"],
         "population": areas["population"],
     })
-    if deps is not None and by == "departement":
-        areas = areas[areas["departement"].isin(deps)]
+    if departements is not None and by == "departement":
+        areas = areas[areas["departement"].isin(departements)]
     areas = areas.reset_index(drop=True)
     result["areas"] = [
         {"area": str(r[by]), "nom": r["nom"],
          "before_rate": None if pd.isna(r["before_rate"]) else float(r["before_rate"]),
          "after_rate": None if pd.isna(r["after_rate"]) else float(r["after_rate"]),
-         "delta": None if pd.isna(r["delta"]) else float(r["delta"])}
+         "delta": None if pd.isna(r["delta"]) else float(r["delta"]),
+         "population": int(r["population"]),
+         "before_covered_population": float(r["before_covered_population"]),
+         "after_covered_population": float(r["after_covered_population"])}
         for r in areas.to_dict("records")
     ]
     cpts = pd.DataFrame([
@@ -344,3 +383,139 @@ def compare(
     moved["after"] = moved["after"].map("; ".join)
     areas.attrs = dict(pb.attrs)
     return Comparison(cpts, moved, areas, result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Coverage over time
+# ---------------------------------------------------------------------------------------------
+def timeline_figures(p: Prepared, by: Level = "departement") -> pd.DataFrame:
+    """The coverage timeline of prepared inputs (see :func:`coverage_timeline`).
+
+    The states of the map are built one status date after the other: the CPTS of a date are
+    added to the state of the previous one, and the areas their communes are in are counted
+    again with the rules of :func:`~cpts_geo.analysis.rates.area_rates` (shares of a commune
+    added up and capped at 1; a CPTS present in an area through any of its communes), so that
+    each step is what :func:`compare` reports between two consecutive states (a test checks
+    it) at the cost of the CPTS that enter rather than of the whole map. The CPTS without a
+    status date are left out; ``attrs["undated_cpts"]`` names them.
+    """
+    m = p.membership
+    undated = sorted(set(m.loc[m["status_date"].isna(), "cpts"].astype(str)))
+    c = p.communes
+    area_of = (np.full(len(c), NATION, dtype=object) if by == "nation"
+               else c[by].astype(str).to_numpy(dtype=object))
+    codes, area_idx = np.unique(area_of, return_inverse=True)
+    names = area_names(by, codes)
+    pop = p.population
+    area_pop = np.bincount(area_idx, weights=pop, minlength=len(codes))
+    order = np.argsort(area_idx, kind="stable")
+    bounds = np.searchsorted(area_idx[order], np.arange(len(codes) + 1))
+    members = [order[bounds[i]:bounds[i + 1]] for i in range(len(codes))]
+    ins = p.inside
+    ins = ins[ins["status_date"].notna().to_numpy()].sort_values("status_date", kind="stable")
+    claimed = np.zeros(len(c))
+    present: set[tuple[int, str]] = set()
+    n_cpts = np.zeros(len(codes), dtype=np.int64)
+    rate_before = np.zeros(len(codes))
+    rows: list[dict[str, Any]] = []
+    for day, step in ins.groupby("status_date", sort=True):
+        pos = step["pos"].to_numpy()
+        np.add.at(claimed, pos, step["share"].to_numpy(dtype=float))
+        entered: dict[int, set[str]] = {}
+        for a, cid, name in zip(area_idx[pos], step["cpts_id"].astype(str),
+                                step["cpts"].astype(str), strict=True):
+            entered.setdefault(int(a), set()).add(name)
+            if (int(a), cid) not in present:
+                present.add((int(a), cid))
+                n_cpts[a] += 1
+        for a in sorted(entered):
+            inside = members[a]
+            covered = float(np.sum(pop[inside] * np.minimum(claimed[inside], 1.0)))
+            rate = covered / area_pop[a] if area_pop[a] > 0 else np.nan
+            rows.append({
+                by: codes[a], "nom": names[a], "date": pd.Timestamp(day),
+                "population": round(area_pop[a]), "covered_population": round(covered, 1),
+                "coverage_rate": rate, "delta": rate - rate_before[a], "n_cpts": n_cpts[a],
+                "cpts_entered": "; ".join(sorted(entered[a])),
+            })
+            rate_before[a] = rate
+    out = pd.DataFrame(rows, columns=[by, *TIMELINE_COLUMNS])
+    out["date"] = pd.to_datetime(out["date"]).astype("datetime64[ns]")
+    for col in ("population", "n_cpts"):
+        out[col] = out[col].astype("int64")
+    for col in ("covered_population", "coverage_rate", "delta"):
+        out[col] = out[col].astype(float)
+    out = out.sort_values([by, "date"], kind="stable").reset_index(drop=True)
+    out.attrs = {**p.attrs, "undated_cpts": "; ".join(undated), "n_undated_cpts": len(undated)}
+    return out
+
+
+@public
+def coverage_timeline(
+    communes: pd.DataFrame,
+    territories: pd.DataFrame,
+    *,
+    by: Level = "departement",
+    statuses: Iterable[str] | str | None = None,
+) -> pd.DataFrame:
+    """Coverage over time: each area's coverage at each status date that changes it.
+
+    The state of the map at a date holds the CPTS whose status date is on or before it (as
+    ``as_of`` does in :func:`cpts_geo.coverage`); the timeline has one row per area and per
+    status date at which a CPTS with a commune in that area entered, with the area's figures
+    in that state and the CPTS that entered. Each CPTS counts with its perimeter in the file
+    from its status date on: a perimeter that changed over time is not retraced. The CPTS
+    without a status date are left out, not guessed: a warning names them and
+    ``attrs["undated_cpts"]`` lists them, so the last row of an area can be below its
+    :func:`cpts_geo.coverage` today. Populations are those of ``communes`` (one vintage for
+    every date, ``attrs["population_year"]``), so that a step measures the CPTS that entered,
+    not a change of census.
+
+    Every area is whole (missing communes are loaded from the source and vintage of
+    ``communes``, with a warning), as in :func:`cpts_geo.coverage`.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`): the areas reported are those they touch.
+    territories : pandas.DataFrame
+        Membership table (:func:`cpts_geo.read_territories`) with status dates.
+    by : {"departement", "region", "nation"}
+        Level of the areas.
+    statuses : str or iterable of str, optional
+        Count only the CPTS with one of these statuses (e.g. ``["ACI signé"]``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        By area, then date: the area's code column, ``nom``, ``date``, ``population``,
+        ``covered_population``, ``coverage_rate`` (0 to 1), ``delta`` (change of the rate at
+        this step), ``n_cpts`` (CPTS present in the area), ``cpts_entered`` (names of the CPTS
+        that entered at this date, "; "-joined). ``attrs`` carries the vintage,
+        ``undated_cpts`` ("; "-joined names) and ``n_undated_cpts``.
+
+    See Also
+    --------
+    compare : what changed between two states, as each step here.
+    cpts_geo.timeline_figure : the same timeline as a step chart.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> t = pd.DataFrame({"cpts": ["A", "B"], "insee": ["42218", "42207"],
+    ...                   "status_date": ["2020-07-09", "2023-12-07"]})
+    >>> tl = coverage_timeline(load_communes("42"), t)
+    >>> tl[["departement", "date", "n_cpts", "cpts_entered"]].astype(str).values.tolist()
+    [['42', '2020-07-09', '1', 'A'], ['42', '2023-12-07', '2', 'B']]
+    >>> bool(tl["coverage_rate"].is_monotonic_increasing)
+    True
+    """
+    _check_level(by)
+    needed = ["insee", "population", "departement"] + (["region"] if by == "region" else [])
+    p = prepare(communes, territories, statuses=statuses, whole=by, needed=needed)
+    out = timeline_figures(p, by)
+    if out.attrs["n_undated_cpts"]:
+        warn(f"{out.attrs['n_undated_cpts']} CPTS have no status_date and are left out of the "
+             f"timeline (their date is not guessed): {out.attrs['undated_cpts']}")
+    return out

@@ -71,6 +71,14 @@ def _check_level(by: object) -> None:
 # ---------------------------------------------------------------------------------------------
 # Pure functions of prepared inputs
 # ---------------------------------------------------------------------------------------------
+def area_names(by: Level, codes: Iterable[str]) -> list[str]:
+    """Names of areas of a level: "France", département or région names."""
+    if by == "nation":
+        return [NATION for _ in codes]
+    name = departement_name if by == "departement" else region_name
+    return [name(c) for c in codes]
+
+
 def area_rates(p: Prepared, by: Level = "departement",
                mask: np.ndarray | None = None) -> pd.DataFrame:
     """Coverage table by area of prepared inputs (``mask``: only these communes' areas).
@@ -117,12 +125,7 @@ def area_rates(p: Prepared, by: Level = "departement",
     with np.errstate(invalid="ignore", divide="ignore"):
         out["coverage_rate"] = out["covered_population"] / out["population"].where(
             out["population"] > 0)
-    if by == "nation":
-        out["nom"] = NATION
-    elif by == "departement":
-        out["nom"] = [departement_name(d) for d in codes]
-    else:
-        out["nom"] = [region_name(r) for r in codes]
+    out["nom"] = area_names(by, codes)
     for col in ("population", "n_communes", "n_covered_communes", "n_cpts",
                 "n_overlap_communes", "n_gap_communes", "n_communes_without_population"):
         out[col] = out[col].round().astype("int64")

@@ -1,7 +1,8 @@
 """Coverage maps.
 
-Layer data (no folium), styles, offline Leaflet assets, the interactive map (folium) and the
-static figure (matplotlib).
+Layer data (no folium), styles, offline Leaflet assets, the interactive maps (folium: coverage,
+comparison of two states), the static figure (matplotlib) and the timeline chart (SVG or
+matplotlib).
 
 Importing :mod:`cpts_geo` does not import folium or matplotlib: they are imported when a map or a
 figure is asked for.
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["coverage_figure", "coverage_map", "map_html", "overview_map", "save_map",
-           "write_assets"]
+__all__ = ["comparison_map", "coverage_figure", "coverage_map", "map_html", "overview_map",
+           "save_map", "timeline_figure", "write_assets"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("coverage_map", "map_html", "overview_map", "save_map"):
+    if name in ("comparison_map", "coverage_map", "map_html", "overview_map", "save_map"):
         from . import interactive
 
         return getattr(interactive, name)
@@ -24,6 +25,10 @@ def __getattr__(name: str) -> Any:
         from .figure import coverage_figure
 
         return coverage_figure
+    if name == "timeline_figure":
+        from .charts import timeline_figure
+
+        return timeline_figure
     if name == "write_assets":
         from .assets import write_assets
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import folium
 import geopandas as gpd
+import numpy as np
 import pandas as pd
 import shapely
 from branca.element import Element, Figure, MacroElement
@@ -71,7 +72,8 @@ from .styles import (
     swatch,
 )
 
-__all__ = ["coverage_map", "map_html", "overview_map", "render_map", "save_map"]
+__all__ = ["comparison_map", "coverage_map", "map_html", "overview_map", "render_comparison",
+           "render_map", "save_map"]
 
 _FOLIUM_ASSET_NAMES = frozenset(name for name, _ in [*folium.Map.default_js,
                                                        *folium.Map.default_css])
@@ -829,3 +831,262 @@ def save_map(m: folium.Map, path: str | os.PathLike[str], *, assets: str = "inli
     write_text_atomic(path, map_html(m, assets=assets))
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The map of the differences between two states
+# ---------------------------------------------------------------------------------------------
+#: Style of a commune by its change: fill, outline, dash, French label (legend and tooltips).
+CHANGE_STYLE: dict[str, tuple[str, str, str | None, str]] = {
+    "entered": ("#1a9850", "#0b5d2e", None, "gagnée : entre dans la couverture"),
+    "left": ("#d73027", "#8c1a10", "6 3", "perdue : sort de la couverture"),
+    "moved": ("#4575b4", "#203f73", "2 3", "change de CPTS"),
+}
+CPTS_CHANGE_LABEL = {"created": "créée", "dissolved": "dissoute", "changed": "modifiée",
+                     "unchanged": "inchangée"}
+LAYER_CHANGES = "Communes gagnées, perdues, changeant de CPTS"
+LAYER_BEFORE = "CPTS avant (tirets)"
+LAYER_AFTER = "CPTS après"
+
+_CHANGE_TIP = """function (p, H) {
+    return H.table(p.nom + " (" + p.insee + ")",
+                   [["Changement", p.chg || "aucun"], ["Avant", p.avant || "aucune CPTS"],
+                    ["Après", p.apres || "aucune CPTS"], ["Population", H.n(p.pop) + " hab."]]);
+}"""
+_STATE_TIP = """function (p, H) {
+    return H.table("CPTS " + p.nom + " (" + p.etat + ")",
+                   [["Changement", p.chg], ["Détails", p.details || "—"]]);
+}"""
+
+
+def _change_details(details: dict[str, Any]) -> str:
+    """The details of a CPTS's change, in French, for a tooltip (escape the result)."""
+    parts = []
+    if details.get("renamed_from"):
+        parts.append(f"ancien nom : {details['renamed_from']}")
+    if "status" in details:
+        old, new = details["status"]
+        parts.append(f"statut : {old or '—'} → {new or '—'}")
+    if "status_date" in details:
+        old, new = details["status_date"]
+        parts.append(f"date : {old or '—'} → {new or '—'}")
+    if details.get("communes_added"):
+        parts.append(f"+{len(details['communes_added'])} communes")
+    if details.get("communes_removed"):
+        parts.append(f"−{len(details['communes_removed'])} communes")
+    if details.get("shares"):
+        parts.append(f"parts modifiées : {len(details['shares'])} communes")
+    if "n_communes" in details:
+        parts.append(plural(int(details["n_communes"]), "commune"))
+    return " ; ".join(parts)
+
+
+def _comparison_texts(layers: Any, title: str | None) -> tuple[str, str, dict[str, int]]:
+    from .layers import area_label
+    from .styles import fr_pct
+
+    areas = layers.areas
+    pop = float(areas["population"].sum())
+    before = float(areas["before_covered_population"].sum())
+    after = float(areas["after_covered_population"].sum())
+    rate_b = before / pop if pop > 0 else None
+    rate_a = after / pop if pop > 0 else None
+    scope = layers.communes[layers.communes["in_scope"].to_numpy()]
+    counts = {k: int((scope["change"] == k).sum()) for k in CHANGE_STYLE}
+    place = area_label(areas.rename(columns={"after_rate": "coverage_rate"}))
+    main = title if title is not None else f"Comparaison de deux états — {place}"
+    delta = ("" if rate_a is None or rate_b is None
+             else f" ({100 * (rate_a - rate_b):+.1f} point)".replace(".", ","))
+    sub = (f"Couverture : {fr_pct(rate_b)} → {fr_pct(rate_a)}{delta} ; "
+           f"{plural(counts['entered'], 'commune')} gagnée{'s' if counts['entered'] > 1 else ''}, "
+           f"{counts['left']} perdue{'s' if counts['left'] > 1 else ''}, "
+           f"{counts['moved']} changeant de CPTS")
+    return main, sub, counts
+
+
+def _comparison_legend(layers: Any, counts: dict[str, int]) -> str:
+    from .layers import vintage_short
+
+    rows = ['<div class="cpts-geo-sec">Communes</div>']
+    for key, (fill, line, dash, label) in CHANGE_STYLE.items():
+        rows.append(f"<div>{swatch(fill, line, 0.6, 2, dash)} {esc(label)} "
+                    f"<small>({plural(counts[key], 'commune')})</small></div>")
+    rows.append('<div class="cpts-geo-sec">CPTS</div>')
+    rows.append(f"<div>{swatch(None, '#333333', 0, 2, '6 4')} {esc(LAYER_BEFORE)}</div>")
+    rows.append(f"<div>{swatch('#1f78b4', '#14507a', 0.15, 2, None)} {esc(LAYER_AFTER)}</div>")
+    n = layers.cpts["change"].value_counts()
+    summary = ", ".join(f"{int(n.get(k, 0))} {label}{'s' if int(n.get(k, 0)) > 1 else ''}"
+                        for k, label in CPTS_CHANGE_LABEL.items())
+    rows.append(f"<div><small>{esc(summary)}</small></div>")
+    if layers.n_missing_geometry:
+        rows.append(f"<div><small>{layers.n_missing_geometry} commune(s) sans contour, non "
+                    "dessinée(s) mais comptée(s).</small></div>")
+    rows.append(f'<div class="cpts-geo-source"><small>{esc(vintage_short(layers))}'
+                "</small></div>")
+    return ('<details class="cpts-geo-legend" open><summary>Légende</summary>'
+            + "".join(rows) + "</details>")
+
+
+def render_comparison(layers: Any, *, title: str | None = None, offline: bool = True,
+                      tiles: str | None = None) -> folium.Map:
+    """The folium map of comparison layers (:func:`cpts_geo.maps.layers.build_comparison`)."""
+    from .layers import vintage_text
+    from .styles import palette_colour
+
+    main, sub, counts = _comparison_texts(layers, title)
+    m = _CoverageMap(assets="inline" if offline else "cdn", tiles=None, control_scale=False,
+                     prefer_canvas=len(layers.communes) > 3_000, zoom_snap=0.25,
+                     font_size="0.8rem")
+    root = m.get_root()
+    if isinstance(root, Figure):
+        root.title = esc(f"{main} — {sub}")
+    if tiles is not None:
+        m.add_child(_tile_layer(tiles))
+    helpers = _Helpers([])
+    m.add_child(helpers)
+    for name, z, events in (("cpts_geo_after", 410, True), ("cpts_geo_changes", 420, True),
+                            ("cpts_geo_before", 430, True), ("cpts_geo_departements", 450,
+                                                             False)):
+        m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
+
+    after = layers.after
+    after_props: list[dict[str, Any]] = []
+    for i, r in enumerate(after.to_dict("records")):
+        colour = palette_colour(i)
+        after_props.append({"nom": esc(r["cpts"]), "etat": "après",
+                      "chg": esc(CPTS_CHANGE_LABEL.get(r["change"], r["change"])),
+                      "details": esc(_change_details(r["details"])),
+                      "style": {"color": darker(colour), "weight": 2, "fillColor": colour,
+                                "fillOpacity": 0.15, "opacity": 0.9}})
+    group = folium.FeatureGroup(name=LAYER_AFTER, show=True)
+    group.add_child(_GeoJsonLayer(after_props, list(after.geometry), pane="cpts_geo_after",
+                                  style=None, helpers=helpers, tooltip_js=_STATE_TIP))
+    m.add_child(group)
+
+    cc = layers.communes
+    props: list[dict[str, Any]] = []
+    for r in cc.to_dict("records"):
+        fill, line, dash, label = CHANGE_STYLE.get(r["change"], (None, "#777777", None, ""))
+        style: dict[str, Any] = {"color": line, "weight": 2 if fill else 0.5,
+                                 "opacity": 0.9 if fill else 0.6, "fill": True,
+                                 "fillColor": fill or "#ffffff",
+                                 "fillOpacity": 0.55 if fill else 0.0}
+        if dash:
+            style["dashArray"] = dash
+        props.append({"nom": esc(r["nom"]), "insee": esc(r["insee"]),
+                      "pop": int_or_none(r["population"]), "chg": esc(label),
+                      "avant": esc(r["before"]), "apres": esc(r["after"]), "style": style})
+    group = folium.FeatureGroup(name=LAYER_CHANGES, show=True)
+    group.add_child(_GeoJsonLayer(props, list(cc.geometry), pane="cpts_geo_changes",
+                                  style=None, helpers=helpers, tooltip_js=_CHANGE_TIP))
+    m.add_child(group)
+
+    before = layers.before
+    props = [{"nom": esc(r["cpts"]), "etat": "avant",
+              "chg": esc(CPTS_CHANGE_LABEL.get(r["change"], r["change"])),
+              "details": esc(_change_details(r["details"]))}
+             for r in before.to_dict("records")]
+    group = folium.FeatureGroup(name=LAYER_BEFORE, show=True)
+    group.add_child(_GeoJsonLayer(
+        props, list(before.geometry), pane="cpts_geo_before",
+        style={"color": "#333333", "weight": 2.5, "dashArray": "6 4", "fill": False,
+               "opacity": 0.9},
+        helpers=helpers, tooltip_js=_STATE_TIP))
+    m.add_child(group)
+
+    deps = layers.departements
+    group = folium.FeatureGroup(name=LAYER_DEPARTEMENTS, show=True)
+    group.add_child(_GeoJsonLayer(
+        [{"dep": esc(c)} for c in deps["departement"]], list(deps.geometry),
+        pane="cpts_geo_departements",
+        style={"color": "#000000", "weight": 2.5 if len(deps) <= 5 else 1.2, "opacity": 0.9,
+               "fill": False}, helpers=helpers))
+    m.add_child(group)
+    m.add_child(_Overlay(main, sub, _comparison_legend(layers, counts), vintage_text(layers)))
+    m.add_child(folium.LayerControl(collapsed=False, position="topright"))
+    m.add_child(_MetricScale())
+    # open on what changed and the CPTS drawn (the whole départements when nothing is drawn)
+    geoms = np.concatenate([cc.geometry[(cc["change"] != "").to_numpy()].to_numpy(),
+                            before.geometry.to_numpy(), after.geometry.to_numpy()])
+    ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if not ok.any():
+        geoms = cc.geometry[cc["in_scope"].to_numpy()].to_numpy()
+        ok = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if ok.any():
+        xmin, ymin, xmax, ymax = shapely.total_bounds(geoms[ok])
+        m.fit_bounds([[float(ymin), float(xmin)], [float(ymax), float(xmax)]])
+    return m
+
+
+@public
+def comparison_map(
+    communes: gpd.GeoDataFrame,
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    *,
+    departements: str | Sequence[str] | None = None,
+    title: str | None = None,
+    offline: bool = True,
+    tiles: str | None = None,
+    simplify: Simplify = "auto",
+    as_of: DateLike | None = None,
+    statuses: Iterable[str] | str | None = None,
+) -> folium.Map:
+    """Interactive map of what changed from one state of the CPTS map to another.
+
+    Communes that enter coverage (gagnées, green), leave it (perdues, red, dashed) or change
+    CPTS (blue, dotted); the CPTS outlines before (dashed) and after (coloured), each with a
+    tooltip saying whether it was created, dissolved, changed or unchanged and how; the
+    coverage of the départements before and after in the title. The figures are those of
+    :func:`cpts_geo.compare` on the same inputs. Offline, escaped and attributed as
+    :func:`coverage_map`.
+
+    Parameters
+    ----------
+    communes : geopandas.GeoDataFrame
+        Communes (:func:`cpts_geo.load_communes`).
+    before, after : pandas.DataFrame
+        Membership tables (:func:`cpts_geo.read_territories`): today's map and a draft, or
+        the same file at two dates.
+    departements : str or sequence of str, optional
+        Map these départements (whole; the CPTS that straddle into others are drawn whole).
+        None: the départements of ``communes``.
+    title, offline, tiles, simplify, as_of, statuses
+        As in :func:`coverage_map` (``as_of`` and ``statuses`` filter both states).
+
+    Returns
+    -------
+    folium.Map
+
+    See Also
+    --------
+    cpts_geo.compare : the same comparison as tables.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from cpts_geo import load_communes
+    >>> today = pd.DataFrame({"cpts": "SEG", "insee": ["38421", "38158", "38309"]})
+    >>> draft = pd.DataFrame({"cpts": "SEG", "insee": ["38421", "38158", "38179"]})
+    >>> page = map_html(comparison_map(load_communes("38"), today, draft))
+    >>> "1 commune gagnée, 1 perdue, 0 changeant de CPTS" in page
+    True
+    """
+    from ..analysis.inputs import prepare
+    from ..geography import normalize_departements
+    from .layers import build_comparison
+
+    tolerance(simplify)
+    if tiles is not None and (not isinstance(tiles, str) or not tiles.strip()):
+        raise InputError(f"`tiles` was {tiles!r}; expected a URL template, a name or None")
+    if not isinstance(communes, gpd.GeoDataFrame):
+        raise InputError(f"`communes` was a {type(communes).__name__}; expected the "
+                         "GeoDataFrame of cpts_geo.load_communes()")
+    deps = normalize_departements(departements)
+    scope = sorted(deps) if deps is not None else sorted(set(communes["departement"].astype(str)))
+    states = [prepare(communes, t, as_of=as_of, statuses=statuses, whole_cpts=scope,
+                      whole_departements=scope,
+                      needed=("insee", "population", "departement", "geometry"))
+              for t in (before, after)]
+    layers = build_comparison(states[0], states[1], scope, simplify)
+    return render_comparison(layers, title=title, offline=offline, tiles=tiles)

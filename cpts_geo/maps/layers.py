@@ -392,3 +392,113 @@ def build_overview(p: Prepared) -> Layers:
         territory_source=p.territory_source, n_missing_geometry=0, filters=filters_text(p),
         overview=True,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison of two states: communes gained, lost, moved; CPTS outlines before and after
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ComparisonLayers:
+    """Everything a map of the differences between two states draws."""
+
+    communes: gpd.GeoDataFrame  # drawn communes: change ("entered", "left", "moved" or ""), names
+    before: gpd.GeoDataFrame  # CPTS outlines before: cpts, cpts_id, change, details
+    after: gpd.GeoDataFrame  # CPTS outlines after
+    departements: gpd.GeoDataFrame  # outline of each département compared
+    areas: pd.DataFrame  # coverage of each département before and after (Comparison.areas)
+    cpts: pd.DataFrame  # Comparison.cpts
+    attrs: dict[str, Any]
+    territory_source: str | None
+    n_missing_geometry: int
+
+
+def _outlines(p: Prepared, ids: set[str], geom_of: pd.Series,
+              changes: dict[str, tuple[str, dict[str, Any]]]) -> gpd.GeoDataFrame:
+    m = p.membership[p.membership["cpts_id"].isin(ids)]
+    rows = []
+    for cid, grp in m.groupby("cpts_id", sort=True):
+        change, details = changes.get(str(cid), ("unchanged", {}))
+        rows.append({"cpts": str(grp["cpts"].iloc[0]), "cpts_id": str(cid), "change": change,
+                     "details": details,
+                     "geometry": union(geom_of.reindex(grp["insee"]).dropna().to_numpy())})
+    frame = pd.DataFrame(rows, columns=["cpts", "cpts_id", "change", "details", "geometry"])
+    return gpd.GeoDataFrame(frame, geometry="geometry", crs=4326)
+
+
+def build_comparison(pa: Prepared, pb: Prepared, departements: Sequence[str],
+                     simplify: Simplify = "auto") -> ComparisonLayers:
+    """The layers of a map of what changed from ``pa`` to ``pb`` in these départements.
+
+    Both inputs must hold these départements whole, and every commune of the CPTS (before or
+    after) that touch them. The figures are those of
+    :func:`cpts_geo.analysis.changes.compare_prepared`.
+    """
+    from ..analysis.changes import compare_prepared, diff, snapshot
+
+    for p in (pa, pb):
+        if not isinstance(p.communes, gpd.GeoDataFrame) or "geometry" not in p.communes:
+            raise InputError("`communes` has no geometry: maps need the boundaries of the "
+                             "communes")
+    deps = list(departements)
+    comparison = compare_prepared(pa, pb, "departement", deps)
+    city_of = city_of_arrondissement()
+    # the CPTS of either state that touch the départements, drawn whole
+    ids = {p_: set(p_.inside.loc[p_.scoped(deps)[p_.inside["pos"].to_numpy()], "cpts_id"])
+           for p_ in (pa, pb)}
+    parts = []
+    for p_ in (pa, pb):
+        members = set(p_.membership.loc[p_.membership["cpts_id"].isin(ids[p_]), "insee"])
+        keep = p_.scoped(deps) | p_.communes["insee"].isin(members).to_numpy()
+        parts.append(p_.communes.loc[keep, ["insee", "nom", "departement", "population",
+                                            "geometry"]])
+    drawn = pd.concat(parts, ignore_index=True).drop_duplicates("insee")
+    split = {city_of[c] for c in drawn["insee"] if c in city_of}
+    drawn = drawn[~drawn["insee"].isin(split)].sort_values("insee").reset_index(drop=True)
+    drawn = gpd.GeoDataFrame(drawn, geometry="geometry", crs=pa.communes.crs)
+    in_scope = drawn["departement"].astype(str).isin(deps).to_numpy()
+
+    names_a = p_names(pa).to_dict()
+    names_b = p_names(pb).to_dict()
+    # the changes of every commune drawn, including those of the CPTS drawn whole outside the
+    # départements (the figures and counts are the départements' own)
+    rates = area_rates(pa, "departement", mask=pa.scoped(deps))
+    every = diff(snapshot(pa, "departement", rates), snapshot(pb, "departement", rates))
+    change = {r["insee"]: r["change"] for r in every["communes"]}
+    tol = auto_tolerance(len(drawn)) if simplify == "auto" else tolerance(simplify)
+    geoms = simplified(drawn.geometry.to_numpy(), drawn["departement"].astype(str).to_numpy(),
+                       drawn.crs, tol)
+    geom_of = pd.Series(geoms, index=drawn["insee"].to_numpy())
+    cc = gpd.GeoDataFrame(drawn.drop(columns="geometry"), geometry=geoms, crs=4326)
+    codes = cc["insee"].astype(str)
+    cc["change"] = [change.get(c, "") for c in codes]
+    cc["before"] = [names_a.get(c, "") for c in codes]
+    cc["after"] = [names_b.get(c, "") for c in codes]
+    cc["in_scope"] = in_scope
+    n_missing = int((shapely.is_missing(geoms) & in_scope).sum())
+
+    records = {r["cpts_id"]: (r["change"], {k: v for k, v in r.items()
+                                            if k not in ("cpts", "cpts_id", "change")})
+               for r in comparison.result["cpts"]}
+    # a dissolved CPTS is only in `before`; a renamed one is "changed" under its new id
+    before_changes = {**records, **{v[1]["cpts_id_before"]: v for v in records.values()
+                                    if "cpts_id_before" in v[1]}}
+    before = _outlines(pa, ids[pa], geom_of, before_changes)
+    after = _outlines(pb, ids[pb], geom_of, records)
+    dep_rows = [{"departement": str(code), "geometry": union(grp.geometry.to_numpy())}
+                for code, grp in cc[in_scope].groupby("departement", sort=True)]
+    dep_frame = gpd.GeoDataFrame(pd.DataFrame(dep_rows, columns=["departement", "geometry"]),
+                                 geometry="geometry", crs=4326)
+    sources = [s for s in (pa.territory_source, pb.territory_source) if s]
+    return ComparisonLayers(
+        communes=cc, before=before, after=after, departements=dep_frame,
+        areas=comparison.areas, cpts=comparison.cpts, attrs=dict(pb.attrs),
+        territory_source=" → ".join(sources) if sources else None,
+        n_missing_geometry=n_missing,
+    )
+
+
+def p_names(p: Prepared) -> pd.Series:
+    """Names of the CPTS of each commune of prepared inputs ("; "-joined), by INSEE code."""
+    ins = p.inside
+    return ins.sort_values("cpts").groupby("insee")["cpts"].agg(
+        lambda s: "; ".join(dict.fromkeys(s.astype(str))))

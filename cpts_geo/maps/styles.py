@@ -135,13 +135,13 @@ def fr_pct(rate: float | None) -> str:
 def size_label(cls: object) -> str:
     if cls is None or pd.isna(cls):
         return "n.d."
-    for c, low, high in SIZE_CLASSES:
-        if c == int(cls):  # type: ignore[call-overload]
-            if low == 0:
-                return f"taille {c} (< {fr_int(high)} hab.)"
-            if np.isinf(high):
-                return f"taille {c} (> {fr_int(low)} hab.)"
-            return f"taille {c} ({fr_int(low)} à {fr_int(high)} hab.)"
+    for c in SIZE_CLASSES:
+        if c.taille == int(cls):  # type: ignore[call-overload]
+            if c.low == 0:
+                return f"taille {c.taille} (< {fr_int(c.high)} hab.)"
+            if np.isinf(c.high):
+                return f"taille {c.taille} (> {fr_int(c.low)} hab.)"
+            return f"taille {c.taille} ({fr_int(c.low)} à {fr_int(c.high)} hab.)"
     return f"taille {cls}"
 
 

@@ -1,7 +1,8 @@
 """What each page of the site shows, computed from prepared inputs (pure: no file is written).
 
-The index holds the national, regional and departmental tables, the CPTS and the changes since
-the last publication; each département page holds its coverage, its CPTS, its gap zones (zones
+The index holds the national, regional and departmental tables, the CPTS (with what the ACI
+funding rules give their size class) and the changes since the last publication; each
+département page holds its coverage, its coverage over time, its CPTS, its gap zones (zones
 never cross the département's border there), its overlaps and its communes.
 """
 
@@ -14,7 +15,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from ..analysis.aci import AciRules
+from ..analysis.changes import timeline_figures
 from ..analysis.diagnostics import gap_zones, overlap_communes, territory_outlines
+from ..analysis.funding import funding_figures
 from ..analysis.inputs import Prepared
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
@@ -33,6 +37,9 @@ class SiteData:
     communes: gpd.GeoDataFrame
     overlaps: gpd.GeoDataFrame
     gaps: gpd.GeoDataFrame  # zones within each département
+    timeline: pd.DataFrame  # coverage of each département at each status date changing it
+    undated: pd.DataFrame  # CPTS without a status date (not in the timeline): cpts, departements
+    funding_sources: dict[str, dict[str, Any]]  # sources of the funding amounts shown, by id
     pages: list[str] = field(default_factory=list)
 
 
@@ -48,13 +55,41 @@ class DepartementPage:
     overlaps: gpd.GeoDataFrame
     communes: gpd.GeoDataFrame
     claims: pd.DataFrame  # published figures about this département or its région
+    timeline: pd.DataFrame
+    undated: list[str]  # CPTS of the département left out of its timeline (no status date)
 
 
-def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
+def _with_funding(cpts: gpd.GeoDataFrame, p: Prepared,
+                  rules: AciRules) -> tuple[gpd.GeoDataFrame, dict[str, dict[str, Any]]]:
+    """The CPTS table with the funding its rules give, and the sources of those amounts."""
+    funding = funding_figures(p, rules)
+    amounts = [c for c in funding.columns if c.endswith("_eur")]
+    keep = ["cpts_id", "rules_version", "version_basis", *amounts, "derived"]
+    ids: dict[str, dict[str, Any]] = {}
+    source_ids = []
+    for r in funding.to_dict("records"):
+        version, _ = rules.version_at(r["status_date"])
+        used = [] if version is None else [
+            a.source for a in version.amounts
+            if a.taille == r["size_class"] and f"{a.item}_eur" in amounts]
+        source_ids.append("; ".join(dict.fromkeys(used)))
+        for sid in used:
+            ids[sid] = dict(rules.sources[sid])
+    extra = funding[keep].assign(funding_sources=source_ids)
+    out = cpts.merge(extra, on="cpts_id", how="left")
+    out = gpd.GeoDataFrame(out, geometry="geometry", crs=cpts.crs)
+    out.attrs = dict(cpts.attrs)
+    return out, dict(sorted(ids.items()))
+
+
+def site_data(p: Prepared, rules: AciRules, pages: list[str] | None = None) -> SiteData:
     """National figures of prepared national inputs; ``pages`` default: départements with CPTS."""
     cc = p.memo("commune_figures", commune_figures)
     table = p.memo("cpts_figures", cpts_figures)
     cpts = p.memo("cpts_outlines", lambda q: territory_outlines(q, table))
+    cpts, funding_sources = _with_funding(cpts, p, rules)
+    timeline = p.memo("timeline", lambda q: timeline_figures(q, "departement"))
+    undated = table.loc[table["status_date"].isna(), ["cpts", "departements"]]
     deps = area_rates(p, "departement")
     touched = sorted(set(cc.loc[cc["covered"], "departement"]))
     return SiteData(
@@ -65,6 +100,9 @@ def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
         communes=cc,
         overlaps=overlap_communes(p, cc),
         gaps=p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
+        timeline=timeline,
+        undated=undated.reset_index(drop=True),
+        funding_sources=funding_sources,
         pages=touched if pages is None else pages,
     )
 
@@ -87,6 +125,9 @@ def departement_page(data: SiteData, code: str,
     mine = pd.DataFrame() if claims is None else claims[
         ((claims["scope_type"] == "departement") & (claims["scope"] == code))
         | ((claims["scope_type"] == "region") & (claims["scope"] == region))]
+    timeline = data.timeline[data.timeline["departement"] == code]
+    touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
+    undated = data.undated[np.asarray(touching, dtype=bool)]
     return DepartementPage(
         code=code,
         row=cov.iloc[0].to_dict(),
@@ -96,4 +137,6 @@ def departement_page(data: SiteData, code: str,
         overlaps=overlaps.reset_index(drop=True),
         communes=communes.reset_index(drop=True),
         claims=mine.reset_index(drop=True),
+        timeline=timeline.reset_index(drop=True),
+        undated=sorted(undated["cpts"].astype(str)),
     )

@@ -10,7 +10,8 @@ always sees a complete site, the previous one or the new one)::
         state.json            the snapshot the next run compares itself with
         coverage_*.csv        downloads
         assets/               Leaflet, style sheet, table sorting script
-        departements/42/      index.html, map.html, summary.json, CSV and GeoJSON downloads
+        departements/42/      index.html (with its coverage over time as inline SVG), map.html,
+                              summary.json, CSV (timeline.csv...) and GeoJSON downloads
 
 A run that fails or is killed leaves the previous release untouched and ``out`` pointing to it;
 a lock file refuses a second concurrent run. The inputs are validated and prepared once for the
@@ -36,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from .._atomic import default_mode
+from ..analysis.aci import default_rules
 from ..analysis.changes import check_snapshot, diff, snapshot
 from ..analysis.claims import claims_table, complete_areas
 from ..analysis.inputs import prepare
@@ -218,7 +220,8 @@ def publish(
                             needed=("insee", "population", "departement", "geometry"))
                 attrs = dict(p.attrs)
             with _step("coverage", timings):
-                data = site_data(p, None if pages_wanted is None else sorted(pages_wanted))
+                data = site_data(p, default_rules(),
+                                 None if pages_wanted is None else sorted(pages_wanted))
             with _step("reconcile", timings):
                 claims = _claims(p, terr, communes, complete)
             with _step("national_map", timings):
@@ -233,7 +236,8 @@ def publish(
                 for code in _progress(data.pages, progress):
                     page = departement_page(data, code, claims)
                     m = render_map(build_layers(p, [code]))
-                    _write_departement(env, build, page, m, map_html, attrs, source_name)
+                    _write_departement(env, build, page, m, map_html, attrs, source_name,
+                                       data.funding_sources)
             with _step("index", timings):
                 state = snapshot(p, "departement", data.departements)
                 changes = _changes(_previous_state(out), state)
@@ -264,7 +268,8 @@ def publish(
                         root="",
                         nat=records(data.nation), reg=records(data.regions),
                         dep=records(data.departements), pages=set(data.pages),
-                        cpts=records(data.cpts),
+                        cpts=records(data.cpts), funding_sources=_sources_shown(
+                            data.funding_sources, data.cpts),
                         overlaps=len(data.overlaps), changes=changes, attrs=attrs,
                         generated=generated, territories=source_name, downloads=downloads,
                         claims=records(claims),
@@ -290,13 +295,27 @@ def publish(
                          changes=changes, timings=timings)
 
 
+def _sources_shown(sources: dict[str, dict[str, Any]], cpts: pd.DataFrame) -> list[dict[str, Any]]:
+    """The sources of the funding amounts of these CPTS, for the note under their table."""
+    used = {s for ids in cpts["funding_sources"].dropna() for s in str(ids).split("; ") if s}
+    return [{"id": k, **v} for k, v in sources.items() if k in used]
+
+
 def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
-                       attrs: dict[str, Any], source_name: str) -> None:
+                       attrs: dict[str, Any], source_name: str,
+                       funding_sources: dict[str, dict[str, Any]]) -> None:
+    from markupsafe import Markup
+
+    from ..maps.charts import timeline_svg
+
     d = build / "departements" / page.code
     d.mkdir(parents=True)
     (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
+    # every text of the chart from an input is escaped by timeline_svg
+    chart = Markup(timeline_svg(page.timeline, "departement"))
     downloads = (
         write_table(page.coverage, d, "coverage")
+        + write_table(page.timeline, d, "timeline")
         + write_table(page.cpts, d, "cpts")
         + write_table(page.gaps, d, "gaps")
         + write_table(page.overlaps, d, "overlaps")
@@ -311,6 +330,8 @@ def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
         "cpts": records(page.cpts),
         "gaps": records(page.gaps),
         "overlaps": records(page.overlaps),
+        "timeline": records(page.timeline),
+        "undated_cpts": page.undated,
         "downloads": downloads,
     }
     write_json(d / "summary.json", summary)
@@ -318,6 +339,8 @@ def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
         env.get_template("departement.html").render(
             title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
             cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
+            timeline=records(page.timeline), timeline_svg=chart, undated=page.undated,
+            funding_sources=_sources_shown(funding_sources, page.cpts),
             downloads=downloads, attrs=attrs, territories=source_name,
             claims=records(page.claims),
         ),

@@ -195,6 +195,23 @@ def test_seed_file_of_the_repository(no_warning):
     assert gier["insee"].tolist() == GIER_CODES
 
 
+def test_seed_file_dates_each_cpts_with_its_sources():
+    seeds = ROOT / "data" / "territories" / "cpts_seeds.csv"
+    raw = pd.read_csv(seeds, dtype=str, keep_default_na=False)
+    dates = raw.groupby("cpts")["status_date"].unique().map(list).to_dict()
+    assert dates == {"Vallée du Gier": ["2023-12-07"], "Sud-Est Grenoblois": ["2020-07-09"],
+                     "Vénissieux": ["2019-09-25"]}
+    notes = raw.groupby("cpts")["note"].first()
+    # the inferred year states its reasoning and both ARS releases it rests on
+    assert "inference" in notes["Vallée du Gier"]
+    assert "8 novembre 2023" in notes["Vallée du Gier"]
+    assert "13 décembre 2023" in notes["Vallée du Gier"]
+    assert notes["Vallée du Gier"].count("https://www.auvergne-rhone-alpes.ars.sante.fr/") == 2
+    assert "2020-07-10-cp-isere-creation-cpts-sud-est-grenoblois" in notes["Sud-Est Grenoblois"]
+    assert "Gières and Venon" in notes["Sud-Est Grenoblois"]
+    assert "24 septembre 2019" in notes["Vénissieux"]  # the disagreement is kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Wide form
 # ---------------------------------------------------------------------------------------------

@@ -501,3 +501,60 @@ def test_overview_map_of_france_is_light(seeds):
     assert "Limites communales" not in page  # communes are on the départements' maps
     props = re.findall(r'"dep":"([0-9AB]{2,3})"', page)
     assert len(set(props)) == 101
+
+
+# ---------------------------------------------------------------------------------------------
+# The map of the differences between two states
+# ---------------------------------------------------------------------------------------------
+def test_comparison_map_of_a_file_with_itself_shows_no_change(loire_rhone, seeds):
+    m = interactive.comparison_map(loire_rhone, seeds, seeds, departements="42")
+    page = map_html(m)
+    changes = _geojson_layer(m, interactive.LAYER_CHANGES)
+    assert changes.n_features == 320 + 2  # the Loire and the Gier's two Rhône communes
+    assert {p["chg"] for p in changes.properties} == {""}
+    assert "0 commune gagnée, 0 perdue, 0 changeant de CPTS" in page
+    rate = _fr_pct(coverage(loire_rhone, seeds).set_index("departement").loc["42",
+                                                                            "coverage_rate"])
+    assert f"Couverture : {rate} → {rate} (+0,0 point)" in page
+    assert "0 créée, 0 dissoute, 0 modifiée, 1 inchangée" in page
+    assert not [u for u in _parse(page).urls if re.match(r"^(https?:)?//", u)]
+
+
+def test_comparison_map_shows_communes_gained_lost_and_moved(loire_rhone, seeds):
+    before = seeds[seeds["cpts"] != "Vénissieux"]
+    after = before.copy()
+    after = after[~after["insee"].isin(["42207", "42110"])]  # the Gier loses two communes
+    new = pd.DataFrame({"cpts": [XSS, XSS], "cpts_id": ["x", "x"],
+                        "insee": ["42110", "42218"], "status": "pré-projet"})
+    after = pd.concat([after, new], ignore_index=True)  # L'Horme moves, Saint-Étienne enters
+    m = interactive.comparison_map(loire_rhone, before, after, departements="42")
+    page = map_html(m)
+    props = {p["insee"]: p for p in _geojson_layer(m, interactive.LAYER_CHANGES).properties}
+    assert props["42218"]["chg"] == "gagnée : entre dans la couverture"
+    assert props["42207"]["chg"] == "perdue : sort de la couverture"
+    assert props["42110"]["chg"] == "change de CPTS"
+    assert props["42110"]["avant"] == "Vallée du Gier"
+    assert props["42110"]["apres"] == html.escape(XSS)
+    assert props["42207"]["style"]["dashArray"] == "6 3"
+    assert "1 commune gagnée, 1 perdue, 1 changeant de CPTS" in page
+    # the figures are those of compare()
+    c = cpts_geo.compare(loire_rhone, before, after, departements="42")
+    row = c.areas.set_index("departement").loc["42"]
+    assert f"Couverture : {_fr_pct(row['before_rate'])} → {_fr_pct(row['after_rate'])}" in page
+    after_cpts = {p["nom"]: p for p in _geojson_layer(m, interactive.LAYER_AFTER).properties}
+    assert after_cpts[html.escape(XSS)]["chg"] == "créée"
+    assert after_cpts["Vallée du Gier"]["details"] == "−2 communes"
+    assert XSS not in page and "<img" not in page
+
+
+def test_comparison_map_draws_whole_departements_and_refuses_bad_input(loire, seeds):
+    with pytest.warns(CptsGeoWarning, match="lacked"):  # the Gier's Rhône communes, loaded
+        m = interactive.comparison_map(loire, seeds, seeds[seeds["cpts"] != "Vallée du Gier"])
+    layer = _geojson_layer(m, interactive.LAYER_CHANGES)
+    # the Gier is drawn whole (its Rhône communes too); the counts are the Loire's
+    assert sum(p["chg"] == "perdue : sort de la couverture" for p in layer.properties) == 27
+    assert "0 commune gagnée, 25 perdues, 0 changeant de CPTS" in map_html(m)
+    with pytest.raises(InputError, match="expected the GeoDataFrame"):
+        interactive.comparison_map(pd.DataFrame(loire.drop(columns="geometry")), seeds, seeds)
+    with pytest.raises(InputError, match="`simplify` was 'x'"):
+        interactive.comparison_map(loire, seeds, seeds, simplify="x")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import pandas as pd
 import pytest
 from helpers import ROOT, SEEDS
 
+from cpts_geo import compare, coverage_timeline, load_communes, read_territories
 from cpts_geo.cli import main
-from cpts_geo.errors import PublishError, TerritoryError
+from cpts_geo.errors import CptsGeoWarning, PublishError, TerritoryError
 from cpts_geo.io import readers
 from cpts_geo.publishing import site as site_module
 from cpts_geo.publishing.release import lock as _lock
@@ -109,6 +111,46 @@ def test_pages_link_each_departement_and_sort(site):
     assert len(mapping.encode()) < 2_000_000
 
 
+def test_departement_pages_show_the_timeline_and_the_funding(site):
+    tmp, _ = site
+    out = tmp / "site"
+    page = (out / "departements" / "69" / "index.html").read_text("utf-8")
+    assert "<h2>Couverture au fil du temps</h2>" in page
+    svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
+    ET.fromstring(svg)  # inline, well-formed, no script
+    assert svg.count("<circle") == 2 and "<script" not in svg
+    assert "+ Vénissieux → 3,4\u202f%" in svg and "+ Vallée du Gier → 3,5\u202f%" in svg
+    assert "<td data-sort=\"2019-09-25\">25/09/2019</td><td>Vénissieux</td>" in page
+    # the table, the download and the summary hold the figures of coverage_timeline
+    with pytest.warns(CptsGeoWarning, match="no status_date"):
+        expected = coverage_timeline(load_communes("69"),
+                                     read_territories(tmp / "territories.csv"))
+    table = pd.read_csv(out / "departements" / "69" / "timeline.csv", dtype={"departement": str})
+    assert table["date"].tolist() == ["2019-09-25", "2023-12-07"]
+    assert table["covered_population"].tolist() == expected["covered_population"].tolist()
+    assert table["cpts_entered"].tolist() == ["Vénissieux", "Vallée du Gier"]
+    summary = json.loads((out / "departements" / "69" / "summary.json").read_text("utf-8"))
+    assert [r["coverage_rate"] for r in summary["timeline"]] == expected["coverage_rate"].tolist()
+    # the hostile CPTS has no status date: named (as text), not counted, not dated
+    isere = (out / "departements" / "38" / "index.html").read_text("utf-8")
+    assert "CPTS sans date de statut, non comptées au fil du temps" in isere
+    assert html.escape(HOSTILE) in isere.split("CPTS sans date de statut")[1][:300]
+    assert json.loads((out / "departements" / "38" / "summary.json").read_text("utf-8"))[
+        "undated_cpts"] == [HOSTILE]
+    # a funding column on the CPTS tables, with the sources of its amounts
+    index = (out / "index.html").read_text("utf-8")
+    for text in (index, page):
+        assert "Financement ACI (règles de sa taille)" in text
+        assert "jusqu’à 287\u202f000 €/an" in text and "ACI du 20 juin 2019" in text
+        assert "plafond non établi" in text  # the Vallée du Gier, taille 3 under avenant 2
+        assert "Missions, financement, montants : le b.a.-ba" in text
+    # the hostile CPTS (Grenoble and Échirolles, taille 4, no date): the latest version
+    assert "jusqu’à 580\u202f000 €/an" in index and "(lecture d’une fourchette publiée)" in index
+    cpts = pd.read_csv(out / "cpts.csv").set_index("cpts")
+    assert cpts.loc["Vénissieux", "max_annual_total_eur"] == 287_000
+    assert cpts.loc["Vénissieux", "rules_version"] == "aci-2019"
+
+
 def test_hostile_names_are_text_everywhere(site):
     tmp, _ = site
     for page in ("index.html", "departements/38/index.html"):
@@ -150,6 +192,13 @@ def test_published_pages_in_headless_chromium(site, tmp_path):
         shot = artifacts / "published_isere.png"
         page = chromium(f"{base}/departements/38/index.html", f"--screenshot={shot}")
         assert shot.is_file() and shot.stat().st_size > 20_000
+        rhone = artifacts / "published_rhone_timeline.png"
+        chromium(f"{base}/departements/69/index.html", f"--screenshot={rhone}",
+                 "--window-size=1200,1600")
+        assert rhone.is_file() and rhone.stat().st_size > 20_000
+        timeline = chromium(f"{base}/departements/69/index.html", "--dump-dom")
+        chart = re.search(r"<svg[^>]*class=\"timeline\".*?</svg>", timeline.stdout, re.S)
+        assert chart and chart.group(0).count("<circle") == 2
         dom = chromium(f"{base}/departements/38/map.html", "--dump-dom")
         paths = re.findall(r'<path[^>]*class="leaflet-interactive"', dom.stdout)
         assert len(paths) > 512  # communes, CPTS, gap zones, outline
@@ -233,3 +282,7 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
     index = (out / "index.html").read_text("utf-8")
     assert "Communes sorties de la couverture : 2" in index and "Grenoble" in index
+    # the report is the engine of compare(): the same CPTS and communes
+    same = compare(load_communes(["38", "42", "69"]), read_territories(tmp / "territories.csv"),
+                   read_territories(SEEDS)).to_dict()
+    assert ch["cpts"] == same["cpts"] and ch["communes"] == same["communes"]
