@@ -5,12 +5,14 @@ responses follow the documented formats: geo.api.gouv.fr (``datagouv/api-geo``: 
 ``code``, ``nom``, ``codeDepartement``, ``codeRegion``, ``codeEpci``, ``population``; Polygon
 contours) and the Géoplateforme WFS (GeoServer GeoJSON with ``numberMatched``/``numberReturned``,
 ADMIN EXPRESS COG properties ``code_insee``, ``nom_officiel``...; MultiPolygon ``geometrie``).
-Geometries are small squares; codes, names, EPCI and populations are real.
+Answers are complete (every commune of the département, from the bundle, as the completeness
+check requires); geometries are small squares; codes, names, EPCI and populations are real.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import gzip
 import json
 import re
@@ -29,42 +31,57 @@ from pytest_httpserver import HTTPServer
 from shapely.geometry import MultiPolygon
 from werkzeug import Request, Response
 
+import cpts_geo
 from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
+from cpts_geo.geography import departements
 from cpts_geo.sources import cache as cache_module
 from cpts_geo.sources import features, geoapi, http, ign, online
 
 COLUMNS = ["insee", "nom", "departement", "region", "epci", "population", "geometry"]
+Row = tuple[str, str, str | None, int | None]
 
-# (insee, nom, epci or None, population or None): real values (COG 2026, INSEE populations)
-LOIRE = [
-    ("42218", "Saint-Étienne", "244200770", 173136),
-    ("42207", "Saint-Chamond", "244200770", 35646),
-    ("42110", "L'Horme", "244200770", 4806),
-    ("42095", "Firminy", "244200770", 17060),
-    ("42187", "Roanne", "200035731", 35409),
-    ("42147", "Montbrison", "200065886", 16123),
+
+@functools.cache
+def _bundle_rows_by_departement(arrondissements: bool) -> dict[str, tuple[Row, ...]]:
+    gdf = cpts_geo.load_communes(arrondissements=arrondissements).drop(columns="geometry")
+    out: dict[str, list[Row]] = {}
+    for r in gdf.itertuples():
+        out.setdefault(r.departement, []).append(
+            (r.insee, r.nom, None if pd.isna(r.epci) else r.epci,
+             None if pd.isna(r.population) else int(r.population)))
+    return {dep: tuple(rows) for dep, rows in out.items()}
+
+
+def bundle_rows(dep: str, arrondissements: bool = False) -> tuple[Row, ...]:
+    """Every unit of a département as the bundle has it (COG 2026): a complete answer.
+
+    The services are checked for completeness against the bundle, so the local server serves
+    complete answers: real codes, names, EPCI and populations, with small squares as geometries.
+    """
+    return _bundle_rows_by_departement(arrondissements)[dep]
+
+
+def value_of(rows: Any, insee: str, field: int) -> Any:
+    return next(r[field] for r in rows if r[0] == insee)
+
+
+# (insee, nom, epci or None, population or None): complete départements from the bundle
+LOIRE = list(bundle_rows("42"))  # 320 communes
+FINISTERE = list(bundle_rows("29"))  # 277 communes, two of them (islands) outside any EPCI
+RHONE = list(bundle_rows("69"))  # 267 communes, Lyon (69123) among them
+LYON_ARRONDISSEMENTS = [  # the API sends no codeEpci for arrondissements
+    (insee, nom, None, pop) for insee, nom, _, pop in bundle_rows("69", True)
+    if insee.startswith("6938")
 ]
-FINISTERE = [
-    ("29019", "Brest", "242900314", 142346),
-    ("29155", "Ouessant", None, 860),
-    ("29083", "Île-de-Sein", None, 263),
-    ("29232", "Quimper", "200068120", None),
-]
-RHONE = [
-    ("69123", "Lyon", "200046977", 519127),
-    ("69266", "Villeurbanne", "200046977", 163684),
-    ("69029", "Bron", "200046977", 42982),
-]
-LYON_ARRONDISSEMENTS = [
-    (f"6938{i}", f"Lyon {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 28000 + i)
-    for i in range(1, 10)
-]
-PARIS = [("75056", "Paris", "200054781/200054781", 2103778)]
+PARIS_POPULATION = value_of(bundle_rows("75"), "75056", 3)
+PARIS = [("75056", "Paris", "200054781/200054781", PARIS_POPULATION)]
 PARIS_ARRONDISSEMENTS = [
-    (f"751{i:02d}", f"Paris {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 15000 + i)
-    for i in range(1, 21)
+    (insee, nom, None, pop) for insee, nom, _, pop in bundle_rows("75", True)
 ]
-REGION_OF = {"42": "84", "29": "53", "69": "84", "75": "11", "2A": "94", "2B": "94"}
+
+
+def region_of(dep: str) -> str:
+    return departements()[dep].region if dep in departements() else "NR"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,7 +149,7 @@ def geo_api_feature(
         "nom": nom,
         "code": insee,
         "codeDepartement": dep,
-        "codeRegion": REGION_OF.get(dep, "84"),
+        "codeRegion": region_of(dep),
     }
     if epci is not None:  # the API omits codeEpci for communes outside any EPCI
         props["codeEpci"] = epci
@@ -167,7 +184,7 @@ def ign_commune(row: tuple[str, str, str | None, int | None], i: int) -> dict[st
             "code_insee_du_canton": f"{dep}01",
             "code_insee_de_l_arrondissement": f"{dep}1",
             "code_insee_du_departement": dep,
-            "code_insee_de_la_region": REGION_OF.get(dep, "84"),
+            "code_insee_de_la_region": region_of(dep),
             "code_siren": f"21{insee.replace('A', '0').replace('B', '0')}00",
             "codes_siren_des_epci": epci if epci is not None else "NR",
             "code_postal": insee,
@@ -258,7 +275,7 @@ def test_geo_api_one_departement(httpserver: HTTPServer, cache: Path) -> None:
     assert set(gdf["departement"]) == {"42"} and set(gdf["region"]) == {"84"}
     assert gdf.set_index("insee").loc["42218", "epci"] == "244200770"
     assert str(gdf["population"].dtype) == "Int64"
-    assert gdf.set_index("insee").loc["42218", "population"] == 173136
+    assert gdf.set_index("insee").loc["42218", "population"] == value_of(LOIRE, "42218", 3)
     assert all(isinstance(g, MultiPolygon) and g.is_valid for g in gdf.geometry)
     assert {"source", "population_year", "retrieved"} <= set(gdf.attrs)
     assert "geo.api.gouv.fr" in gdf.attrs["source"] and httpserver.url_for("/") in (
@@ -277,10 +294,11 @@ def test_geo_api_one_departement(httpserver: HTTPServer, cache: Path) -> None:
 
 
 def test_geo_api_missing_epci_and_population_stay_missing(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/departements/29/communes").respond_with_json(geo_api_fc(FINISTERE))
+    rows = [(c, n, e, None if c == "29232" else p) for c, n, e, p in FINISTERE]  # Quimper
+    httpserver.expect_request("/departements/29/communes").respond_with_json(geo_api_fc(rows))
     gdf = fetch(httpserver, 29).set_index("insee")
     assert pd.isna(gdf.loc["29155", "epci"]) and pd.isna(gdf.loc["29083", "epci"])
-    assert gdf.loc["29155", "population"] == 860
+    assert gdf.loc["29155", "population"] == value_of(FINISTERE, "29155", 3)
     assert gdf.loc["29232", "population"] is pd.NA
     assert gdf.loc["29155", "nom"] == "Ouessant"
 
@@ -300,7 +318,7 @@ def test_geo_api_arrondissements(httpserver: HTTPServer) -> None:
     assert gdf.loc["69381", "nom"] == "Lyon 1er Arrondissement"
     assert gdf.loc["69381", "epci"] == "200046977"  # inherited from Lyon
     assert gdf.loc["69381", "departement"] == "69" and gdf.loc["69381", "region"] == "84"
-    assert len(gdf) == 2 + 9
+    assert len(gdf) == len(RHONE) - 1 + 9 == departements()["69"].n_units_arrondissements
 
 
 def test_geo_api_incomplete_arrondissements(httpserver: HTTPServer, cache: Path) -> None:
@@ -311,11 +329,14 @@ def test_geo_api_incomplete_arrondissements(httpserver: HTTPServer, cache: Path)
     assert cache_files(cache) == []
 
 
+def serve_corsica(httpserver: HTTPServer) -> None:
+    for dep in ("2A", "2B"):
+        httpserver.expect_request(f"/departements/{dep}/communes").respond_with_json(
+            geo_api_fc(list(bundle_rows(dep))))
+
+
 def test_geo_api_region_is_a_union_of_departements(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/departements/2A/communes").respond_with_json(
-        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
-    httpserver.expect_request("/departements/2B/communes").respond_with_json(
-        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    serve_corsica(httpserver)
     serve_loire(httpserver)
     gdf = fetch(httpserver, ["42"], regions="94")
     assert set(gdf["departement"]) == {"2A", "2B", "42"}
@@ -324,17 +345,18 @@ def test_geo_api_region_is_a_union_of_departements(httpserver: HTTPServer) -> No
     ]
 
 
+@pytest.mark.slow
 def test_geo_api_national_asks_every_departement(httpserver: HTTPServer) -> None:
     def handler(request: Request) -> Response:
         dep = request.path.split("/")[2]
-        insee = dep + ("01" if len(dep) == 3 else "001")
-        return Response(json.dumps(geo_api_fc([(insee, f"Commune {insee}", None, 100)])),
+        return Response(json.dumps(geo_api_fc(list(bundle_rows(dep)))),
                         content_type="application/json")
 
     httpserver.expect_request(re.compile(r"^/departements/\w+/communes$")).respond_with_handler(
         handler)
     gdf = fetch(httpserver, progress=True)
-    assert len(httpserver.log) == 101 == len(gdf)
+    assert len(httpserver.log) == 101
+    assert len(gdf) == 34_875 == sum(d.n_communes for d in departements().values())
     assert {"01", "2A", "2B", "95", "971", "976"} <= set(gdf["departement"])
     assert "975" not in set(gdf["departement"])
 
@@ -356,21 +378,19 @@ def test_geo_api_empty_departement(httpserver: HTTPServer, cache: Path) -> None:
 # IGN Géoplateforme WFS
 # ------------------------------------------------------------------------------------------------
 def national_ign_communes() -> list[dict[str, Any]]:
-    rows = []
-    for dep in features._ALL_DEPARTEMENTS:
-        insee = dep + ("01" if len(dep) == 3 else "001")
-        rows.append((insee, f"Commune {insee}", "200000001", 1000))
+    rows = [r for dep in features._ALL_DEPARTEMENTS for r in bundle_rows(dep)]
+    rows = [("75056", "Paris", "200054781/200057867", PARIS_POPULATION) if r[0] == "75056"
+            else r for r in rows]
     feats = [ign_commune(r, i) for i, r in enumerate(rows)]
-    paris = ign_commune(("75056", "Paris", "200054781/200057867", 2103778), 200)
-    feats = [f for f in feats if f["properties"]["code_insee"] != "75001"] + [paris]
     spm = ign_commune(("97502", "Saint-Pierre", None, 5600), 300)
     spm["properties"]["code_insee_du_departement"] = "NR"  # COM: outside ADMIN EXPRESS COG
     spm["properties"]["code_insee_de_la_region"] = "NR"
     return [*feats, spm]
 
 
+@pytest.mark.slow
 def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 40)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 10_000)
     communes = national_ign_communes()
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: communes}))
@@ -378,9 +398,9 @@ def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyP
     gdf = fetch(httpserver, source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
     starts = [int(r.args["STARTINDEX"]) for r, _ in httpserver.log]
-    assert starts == [0, 40, 80]  # 102 features in pages of 40
+    assert starts == [0, 10_000, 20_000, 30_000]  # 34,876 features in pages of 10,000
     assert all("CQL_FILTER" not in r.args for r, _ in httpserver.log)
-    assert len(gdf) == 101  # Saint-Pierre (COM) left out
+    assert len(gdf) == 34_875  # Saint-Pierre (COM) left out
     assert gdf.set_index("insee").loc["75056", "epci"] == "200054781"  # MGP, not the EPT
     assert gdf.attrs["census_year"] == 2021 and gdf.attrs["population_year"] == 2024
     assert "data.geopf.fr" not in gdf.attrs["source"]  # names the server actually used
@@ -390,7 +410,7 @@ def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyP
 def test_ign_paging_without_number_matched(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 4)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 100)
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
 
     def handler(request: Request) -> Response:
@@ -401,8 +421,9 @@ def test_ign_paging_without_number_matched(
 
     httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
     gdf = fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
-    assert len(gdf) == len(LOIRE)
-    assert [int(r.args["STARTINDEX"]) for r, _ in httpserver.log] == [0, 4]  # short page: done
+    assert len(gdf) == len(LOIRE) == 320
+    # 320 features in pages of 100: the short page ends the paging
+    assert [int(r.args["STARTINDEX"]) for r, _ in httpserver.log] == [0, 100, 200, 300]
 
 
 def test_ign_server_ignoring_paging(
@@ -454,13 +475,13 @@ def test_ign_count_differs_from_number_matched(httpserver: HTTPServer, cache: Pa
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}, number_matched=10))
-    with pytest.raises(DataSourceError, match=r"received 6 features but numberMatched .*10"):
+    with pytest.raises(DataSourceError, match=r"received 320 features but numberMatched .*10"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
     assert cache_files(cache) == []
 
 
 def test_ign_server_ignoring_the_filter(httpserver: HTTPServer) -> None:
-    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE)]
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE[:3])]
 
     def handler(request: Request) -> Response:
         body = {"type": "FeatureCollection", "features": feats, "numberMatched": len(feats),
@@ -468,7 +489,7 @@ def test_ign_server_ignoring_the_filter(httpserver: HTTPServer) -> None:
         return Response(json.dumps(body), content_type="application/json")
 
     httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
-    with pytest.raises(DataSourceError, match=r"29019 .* was not asked for"):
+    with pytest.raises(DataSourceError, match=rf"{FINISTERE[0][0]} .* was not asked for"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
 
@@ -486,7 +507,8 @@ def test_ign_xml_exception_report(httpserver: HTTPServer) -> None:
 
 def test_ign_missing_required_property(httpserver: HTTPServer) -> None:
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
-    del feats[2]["properties"]["population"]
+    del next(f for f in feats if f["properties"]["code_insee"] == "42110")["properties"][
+        "population"]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))
     with pytest.raises(DataSourceError, match=r"42110 lacks the required property population"):
@@ -635,35 +657,56 @@ def _fc_with(change: Any) -> dict[str, Any]:
     return fc
 
 
+def feature(fc: dict[str, Any], insee: str) -> dict[str, Any]:
+    """The feature of commune ``insee`` in a FeatureCollection."""
+    return next(f for f in fc["features"] if f["properties"].get("code") == insee)
+
+
+def props(fc: dict[str, Any], insee: str) -> dict[str, Any]:
+    return feature(fc, insee)["properties"]
+
+
 @pytest.mark.parametrize(
     ("change", "pattern"),
     [
-        (lambda fc: fc["features"][1]["properties"].pop("codeRegion"),
+        (lambda fc: props(fc, "42207").pop("codeRegion"),
          r"42207 lacks the required property codeRegion"),
-        (lambda fc: fc["features"][0]["properties"].update(nom=None),
+        (lambda fc: props(fc, "42218").update(nom=None),
          r"42218 lacks the required property nom"),
-        (lambda fc: fc["features"].append(fc["features"][2]),
+        (lambda fc: fc["features"].append(feature(fc, "42110")),
          r"some communes twice: 42110"),
-        (lambda fc: fc["features"][0]["properties"].update(code="4221"),
+        (lambda fc: props(fc, "42218").update(code="4221"),
          r"'4221' is not a 5-character INSEE"),
-        (lambda fc: fc["features"][0]["properties"].update(code=42218),
+        (lambda fc: props(fc, "42218").update(code=42218),
          r"42218 is not a 5-character INSEE"),
-        (lambda fc: fc["features"][0].update(geometry={"type": "Point",
-                                                       "coordinates": [4.39, 45.43]}),
+        (lambda fc: feature(fc, "42218").update(geometry={"type": "Point",
+                                                          "coordinates": [4.39, 45.43]}),
          r"42218 has no polygon geometry"),
-        (lambda fc: fc["features"][0].update(geometry=None), r"42218 has no polygon geometry"),
-        (lambda fc: fc["features"][0].update(geometry={"type": "Polygon", "coordinates": []}),
+        (lambda fc: feature(fc, "42218").update(geometry=None),
+         r"42218 has no polygon geometry"),
+        (lambda fc: feature(fc, "42218").update(geometry={"type": "Polygon", "coordinates": []}),
          r"42218 has an empty geometry"),
-        (lambda fc: fc["features"][0]["properties"].update(population=-3),
+        (lambda fc: props(fc, "42218").update(population=-3),
          r"42218 has the population -3"),
-        (lambda fc: fc["features"][0]["properties"].update(codeEpci="24420077"),
+        (lambda fc: props(fc, "42218").update(population=10**30),
+         r"42218 has the implausible population about 10\^30 \(more than 10,000,000"),
+        (lambda fc: props(fc, "42218").update(population=1e30),
+         r"42218 has the implausible population about 10\^30"),
+        (lambda fc: props(fc, "42218").update(codeEpci="24420077"),
          r"42218 has the malformed EPCI"),
         (lambda fc: fc.update(type="Feature"), r"did not send a GeoJSON FeatureCollection"),
         (lambda fc: fc.pop("features"), r"without a 'features' list"),
-        (lambda fc: fc["features"][0].update(geometry={
+        (lambda fc: feature(fc, "42218").update(geometry={
             "type": "Polygon", "coordinates": [[[800000, 6500000], [800100, 6500000],
                                                 [800100, 6500100], [800000, 6500000]]]}),
          r"geometry of commune 42218 is not in longitude/latitude"),
+        (lambda fc: feature(fc, "42218").update(geometry={
+            "type": "Polygon", "coordinates": [[[4.0, 45.0], [1e300, 45.0], [4.0, 45.1],
+                                                [4.0, 45.0]]]}),
+         r"geometry of commune 42218 is not in longitude/latitude"),
+        (lambda fc: feature(fc, "42218").update(geometry={
+            "type": "Polygon", "coordinates": [[[[[[4.0, 45.0]]]]]]}),
+         r"42218 has a malformed geometry"),
     ],
 )
 def test_incomplete_or_inconsistent_answers(
@@ -678,7 +721,7 @@ def test_incomplete_or_inconsistent_answers(
 def test_invalid_geometry_is_repaired_with_a_warning(httpserver: HTTPServer) -> None:
     fc = geo_api_fc(LOIRE)
     bowtie = [[[4.0, 45.0], [4.01, 45.01], [4.01, 45.0], [4.0, 45.01], [4.0, 45.0]]]
-    fc["features"][2]["geometry"] = {"type": "Polygon", "coordinates": bowtie}
+    feature(fc, "42110")["geometry"] = {"type": "Polygon", "coordinates": bowtie}
     httpserver.expect_request("/departements/42/communes").respond_with_json(fc)
     with pytest.warns(CptsGeoWarning, match=r"repaired 1 invalid commune geometry.*42110"):
         gdf = fetch(httpserver, "42")
@@ -760,10 +803,7 @@ def test_env_cache_dir_and_argument(
 
 def test_cache_key_depends_on_the_request_set(httpserver: HTTPServer, cache: Path) -> None:
     serve_loire(httpserver)
-    httpserver.expect_request("/departements/2A/communes").respond_with_json(
-        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
-    httpserver.expect_request("/departements/2B/communes").respond_with_json(
-        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    serve_corsica(httpserver)
     fetch(httpserver, "42")
     fetch(httpserver, ["2a", "2B"])
     fetch(httpserver, regions="94")  # same départements as above: served from the cache
