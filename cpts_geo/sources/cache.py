@@ -141,7 +141,7 @@ def _read_cache(
     if problem is None:
         written = _written(meta)
         if max_age is not None and written is not None \
-                and datetime.now(UTC) - written > max_age:
+                and datetime.now(UTC) - written >= max_age:
             log.info("cache file %s was written on %s, more than %s ago: downloading again",
                      path, written.isoformat(), max_age)
             return None

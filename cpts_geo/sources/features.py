@@ -24,7 +24,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import CptsGeoWarning, DataSourceError, first_items
+from ..errors import CptsGeoWarning, DataSourceError, first_items, plural
 from ..geography import OVERSEAS_COLLECTIVITIES, arrondissements, departement_of, departements
 from .bundle import _unit_codes
 
@@ -265,7 +265,8 @@ def _check_complete(
         missing = sorted(want - codes)
         unknown = sorted(codes - want)
         name = f"département {dep} ({departements()[dep].nom})"
-        units = "units (communes, arrondissements)" if arrondissements else "communes"
+        unit = "unit" if arrondissements else "commune"
+        units = unit + "s"
         tolerance = (
             f"at most {allowed} are accepted each way, for communes merged or created since "
             "COG 2026"
@@ -278,8 +279,9 @@ def _check_complete(
                 detail.append(f"{len(unknown)} unknown to the bundle "
                               f"({first_items(unknown, 10)})")
             raise DataSourceError(
-                f"{shown}: incomplete or inconsistent answer for {name}: {len(codes)} {units} "
-                f"received where the bundle (COG 2026) has {len(want)}; "
+                f"{shown}: incomplete or inconsistent answer for {name}: "
+                f"{plural(len(codes), unit)} received where the bundle (COG 2026) has "
+                f"{len(want)}; "
                 + "; ".join(detail)
                 + f"; {tolerance}. Nothing was cached: try again later, or use the bundled "
                 "communes (source='bundled')"

@@ -135,7 +135,7 @@ def fetch_communes(
         are not retried.
     deadline : float
         Longest time one download (one URL: one département for ``"geo-api"``, one page for
-        ``"ign"``) may take, every attempt and wait included, in seconds (default 300). It stops
+        ``"ign"``) may take, every attempt and wait included, in seconds (default 120). It stops
         a server that sends its answer drop by drop, which ``timeout`` alone would not.
     max_bytes : int
         Largest answer accepted for one download, in bytes, both as received and once

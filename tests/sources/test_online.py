@@ -16,8 +16,11 @@ import functools
 import gzip
 import json
 import re
+import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +35,7 @@ from shapely.geometry import MultiPolygon
 from werkzeug import Request, Response
 
 import cpts_geo
-from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
+from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError, ResourceLimitError
 from cpts_geo.geography import departements
 from cpts_geo.sources import cache as cache_module
 from cpts_geo.sources import features, geoapi, http, ign, online
@@ -729,6 +732,283 @@ def test_invalid_geometry_is_repaired_with_a_warning(httpserver: HTTPServer) -> 
     assert isinstance(geom, MultiPolygon) and geom.is_valid and geom.area > 0
 
 
+def test_partial_answer_is_refused_and_never_cached(httpserver: HTTPServer, cache: Path) -> None:
+    # the issue's case: 1 of the Loire's 320 communes, accepted and cached for ever before
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc([r for r in LOIRE if r[0] == "42218"]))
+    with pytest.raises(DataSourceError, match=(
+            r"incomplete or inconsistent answer for département 42 \(Loire\): 1 commune "
+            r"received where the bundle \(COG 2026\) has 320; 319 missing \(42001, .*at most 7 "
+            r"are accepted each way.*Nothing was cached")):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+    httpserver.clear()
+    serve_loire(httpserver)  # the service is whole again: the next call downloads
+    assert len(fetch(httpserver, "42")) == 320
+    assert len(httpserver.log) == 1
+
+
+def test_completeness_tolerates_merged_and_created_communes(
+    httpserver: HTTPServer, cache: Path
+) -> None:
+    # the Loire (320 communes): max(5, ceil(2 % of 320)) = 7 codes each way
+    assert features._slack(320) == 7 and features._slack(101) == 5
+    merged = {r[0] for r in LOIRE[10:17]}  # 7 communes merged into others
+    created = [("42990", "Commune rétablie", "244200770", 1200),
+               ("42991", "Autre commune", None, 300)]
+    served = [r for r in LOIRE if r[0] not in merged] + created
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc(served))
+    gdf = fetch(httpserver, "42")
+    assert len(gdf) == 320 - 7 + 2 and {"42990", "42991"} <= set(gdf["insee"])
+    assert len(cache_files(cache)) == 1
+
+
+def test_one_code_beyond_the_tolerance_is_refused(httpserver: HTTPServer, cache: Path) -> None:
+    gone = [r[0] for r in LOIRE[10:18]]  # 8 > 7
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc([r for r in LOIRE if r[0] not in gone]))
+    with pytest.raises(DataSourceError, match=rf"312 communes received .* 8 missing "
+                       rf"\({', '.join(gone)}\)"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_unknown_codes_beyond_the_tolerance_are_refused(httpserver: HTTPServer) -> None:
+    extra = [(f"42{n}", f"Inconnue {n}", None, 10) for n in range(900, 908)]
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc(LOIRE + extra))
+    with pytest.raises(DataSourceError, match=r"8 unknown to the bundle \(42900, 42901"):
+        fetch(httpserver, "42")
+
+
+@pytest.mark.parametrize(("field", "key"), [("population", 3), ("EPCI", 2)])
+def test_an_answer_without_populations_or_epci_is_refused(
+    httpserver: HTTPServer, cache: Path, field: str, key: int
+) -> None:
+    lacking = {r[0] for r in LOIRE[:8]}
+    rows = [tuple(None if (i == key and r[0] in lacking) else v for i, v in enumerate(r))
+            for r in LOIRE]
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc(rows))
+    with pytest.raises(DataSourceError, match=rf"8 of the 320 communes of département 42 "
+                       rf"\(Loire\) have no {field.lower()}.*at most 7"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_ign_partial_answer_is_refused(httpserver: HTTPServer, cache: Path) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE[:100])]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))  # numberMatched agrees: 100
+    with pytest.raises(DataSourceError, match=r"100 communes received where the bundle "
+                       r"\(COG 2026\) has 320; 220 missing"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert cache_files(cache) == []
+
+
+def test_ign_absurd_number_matched_is_refused_at_once(httpserver: HTTPServer) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}, number_matched=10**30))
+    with pytest.raises(DataSourceError, match=r"numberMatched announces "
+                       r"1,000,000,000,000,000,000,000,000,000,000 features where at most 327"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert len(httpserver.log) == 1
+
+
+def test_ign_endless_paging_stops_at_the_plausible_count(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 100)
+
+    def endless(request: Request) -> Response:  # always a full page of new features
+        start = int(request.args["STARTINDEX"])
+        page = [ign_commune(LOIRE[(start + i) % 320], start + i) for i in range(100)]
+        return Response(json.dumps({"type": "FeatureCollection", "features": page}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/wfs/ows").respond_with_handler(endless)
+    with pytest.raises(DataSourceError, match=r"more than 327 features"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert len(httpserver.log) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile answers: nesting, numbers, sizes, compression, drip
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "pattern"),
+    [
+        ("[" * 100_000 + "]" * 100_000, r"JSON nested too deeply to be read \(200000 bytes\)"),
+        ('{"type": "FeatureCollection", "features": [], "x": ' + "[" * 100_000
+         + "]" * 100_000 + "}", r"nested too deeply"),
+        ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+         '{"population": NaN}}]}', r"invalid JSON .*NaN is not a JSON number"),
+        ('{"type": "FeatureCollection", "features": [], "n": -Infinity}',
+         r"-Infinity is not a JSON number"),
+        ('{"type": "FeatureCollection", "features": [], "n": ' + "9" * 5000 + "}",
+         r"invalid JSON .*digits"),
+    ],
+    ids=["nested", "nested-inside", "nan", "infinity", "5000-digit-number"],
+)
+def test_hostile_json_is_a_data_source_error(
+    httpserver: HTTPServer, cache: Path, body: str, pattern: str
+) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(DataSourceError, match=pattern):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_nan_coordinates_are_refused(httpserver: HTTPServer) -> None:
+    body = json.dumps(geo_api_fc(LOIRE)).replace("[4.0, 45.0]", "[NaN, 45.0]", 1)
+    assert "NaN" in body
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(DataSourceError, match=r"NaN is not a JSON number"):
+        fetch(httpserver, "42")
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A valid gzip stream of ``size`` zero bytes (whole MiB), about 1,000 times smaller.
+
+    Compressing a GiB takes seconds; after a full flush every MiB of zeros compresses to the
+    same bytes, so the stream is assembled from them and given the right CRC and length.
+    """
+    mib = bytes(1 << 20)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    middle = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    end = c.flush(zlib.Z_FINISH)[:-8]
+    crc = 0
+    for _ in range(size >> 20):
+        crc = zlib.crc32(mib, crc)
+    return head + middle * ((size >> 20) - 1) + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+def test_gzip_bomb_helper_is_a_valid_stream() -> None:
+    assert gzip.decompress(gzip_bomb(3 << 20)) == bytes(3 << 20)
+
+
+def test_gzip_bomb_is_refused_at_the_default_limit(
+    httpserver: HTTPServer, sleeps: list[float], cache: Path
+) -> None:
+    bomb = gzip_bomb(1 << 30)  # the issue's case: 1 MB that expands to 1 GiB
+    assert len(bomb) < 1_100_000
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    started = time.monotonic()
+    with pytest.raises(ResourceLimitError, match=(
+            r"larger than the limit of 256 MiB once decompressed \(`max_bytes`=268435456\).*"
+            r"pass a larger `max_bytes`")):
+        fetch(httpserver, "42")
+    assert time.monotonic() - started < 10
+    assert len(httpserver.log) == 1 and sleeps == []  # a limit is not retried
+    assert cache_files(cache) == []
+
+
+def test_max_bytes_bounds_the_body_as_received_and_can_be_raised(
+    httpserver: HTTPServer, cache: Path
+) -> None:
+    body = json.dumps(geo_api_fc(LOIRE)).encode()
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(ResourceLimitError, match=r"limit of 64 KiB as received"):
+        fetch(httpserver, "42", max_bytes=65_536)
+    assert cache_files(cache) == []
+    assert len(fetch(httpserver, "42", max_bytes=len(body))) == 320  # exactly the limit: fine
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
+def test_deflate_bodies_are_decoded(httpserver: HTTPServer, wbits: int) -> None:
+    c = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    raw = c.compress(json.dumps(geo_api_fc(LOIRE)).encode()) + c.flush()
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        raw, content_type="application/json", headers={"Content-Encoding": "deflate"})
+    assert len(fetch(httpserver, "42")) == 320
+    assert httpserver.log[0][0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_unknown_content_encoding_is_refused(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        b"\x1b\x00\x00", content_type="application/json", headers={"Content-Encoding": "br"})
+    with pytest.raises(DataSourceError, match=r"unsupported Content-Encoding 'br'"):
+        fetch(httpserver, "42")
+
+
+def test_cut_gzip_stream_is_a_truncated_body(httpserver: HTTPServer, cache: Path) -> None:
+    whole = gzip.compress(json.dumps(geo_api_fc(LOIRE)).encode())
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        whole[: len(whole) // 2], content_type="application/json",
+        headers={"Content-Encoding": "gzip"})
+    with pytest.raises(DataSourceError, match=r"gzip stream is cut short.*3 attempts"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_deadline_stops_a_server_dripping_its_body(httpserver: HTTPServer, cache: Path) -> None:
+    # the issue's case: a byte every half second kept a loader for 200 s with timeout=2
+    stop = threading.Event()
+
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b'{"type": "FeatureCollection", "features": ['
+            while not stop.wait(0.1):
+                yield b" "
+        return Response(body(), content_type="application/json")
+
+    httpserver.expect_request("/departements/42/communes").respond_with_handler(drip)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataSourceError, match=(
+                r"no complete answer within the deadline of 1 s for one download "
+                r"\(`deadline`.*gave up after 1 attempt$")):
+            fetch(httpserver, "42", timeout=2, retries=3, deadline=1)
+        assert time.monotonic() - started < 2.5
+        assert cache_files(cache) == []
+    finally:
+        stop.set()
+
+
+def test_deadline_stops_a_server_dripping_its_headers(cache: Path) -> None:
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                if stop.wait(0.1):
+                    break
+                conn.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataSourceError, match=r"deadline of 1 s"):
+            online.fetch_communes("42", base_url=f"http://127.0.0.1:{port}", timeout=2,
+                                  retries=0, deadline=1)
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert cache_files(cache) == []
+
+
+def test_deadline_covers_the_waits_between_attempts(
+    httpserver: HTTPServer, sleeps: list[float]
+) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        "busy", status=503, headers={"Retry-After": "30"})
+    with pytest.raises(DataSourceError, match=r"HTTP 503 SERVICE UNAVAILABLE; the next attempt "
+                       r"would start after the deadline of 5 s.*gave up after 1 attempt"):
+        fetch(httpserver, "42", deadline=5)
+    assert sleeps == []  # no 30 s wait that would end after the deadline
+
+
 # ------------------------------------------------------------------------------------------------
 # Cache
 # ------------------------------------------------------------------------------------------------
@@ -762,6 +1042,74 @@ def test_failed_refresh_keeps_the_good_cache(httpserver: HTTPServer, cache: Path
         fetch(httpserver, "42", refresh=True, retries=1)
     assert cache_files(cache) == [name] and (cache / name).read_bytes() == before
     assert len(fetch(httpserver, "42")) == len(LOIRE)  # still served from the cache
+
+
+def _rewrite_cache(path: Path, change: Any) -> None:
+    gdf = gpd.read_parquet(path)
+    changed = change(gdf)
+    (gdf if changed is None else changed).to_parquet(path)
+
+
+def test_cache_files_record_their_date_and_url(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    before = datetime.now(UTC).replace(microsecond=0)
+    gdf = fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    meta = gpd.read_parquet(cache / name).attrs["cpts_geo_cache"]
+    written = datetime.fromisoformat(meta["written"])
+    assert before <= written <= datetime.now(UTC)
+    assert meta["base_url"] == httpserver.url_for("/").rstrip("/") and meta["version"] == 2
+    assert datetime.fromisoformat(gdf.attrs["retrieved"]) >= before
+
+
+def test_max_age_downloads_an_old_cache_file_again(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    old = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="seconds")
+
+    def age(gdf: gpd.GeoDataFrame) -> None:
+        gdf.attrs["cpts_geo_cache"]["written"] = old
+
+    _rewrite_cache(cache / name, age)
+    fetch(httpserver, "42")  # no max_age: any age will do
+    fetch(httpserver, "42", max_age=60)
+    fetch(httpserver, "42", max_age=timedelta(days=60))
+    assert len(httpserver.log) == 1
+    fetch(httpserver, "42", max_age=30)  # 40 days old: downloaded again, and rewritten
+    assert len(httpserver.log) == 2
+    fetch(httpserver, "42", max_age=30)
+    assert len(httpserver.log) == 2
+    fetch(httpserver, "42", max_age=0)  # 0: always download
+    assert len(httpserver.log) == 3
+
+
+def test_a_partial_cache_file_is_never_served(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    _rewrite_cache(cache / name, lambda gdf: gdf.iloc[:1])  # as an older version could cache
+    with pytest.warns(CptsGeoWarning, match=r"corrupt cache file .*incomplete.*1 commune "
+                      r"received where the bundle \(COG 2026\) has 320"):
+        gdf = fetch(httpserver, "42")
+    assert len(gdf) == 320 and len(httpserver.log) == 2
+
+
+def test_load_communes_online_refresh_and_max_age(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    serve_loire(httpserver)
+    monkeypatch.setattr(online, "GEO_API_URL", httpserver.url_for("/"))
+    first = cpts_geo.load_communes("42", source="geo-api")
+    assert len(first) == 320 and first.attrs["source_kind"] == "geo-api"
+    cpts_geo.load_communes("42", source="geo-api")
+    assert len(httpserver.log) == 1
+    cpts_geo.load_communes("42", source="geo-api", refresh=True)
+    assert len(httpserver.log) == 2
+    cpts_geo.load_communes("42", source="geo-api", max_age=0)
+    assert len(httpserver.log) == 3
+    with pytest.raises(InputError, match=r"`refresh` and `max_age` only apply to the online"):
+        cpts_geo.load_communes("42", refresh=True)
 
 
 @pytest.mark.parametrize("garbage", [b"", b"PAR1 not really parquet", b"\x00" * 100])
@@ -866,6 +1214,13 @@ def test_scope_normalisation() -> None:
         ({"source": "osm"}, r"'geo-api'"),
         ({"departements": "42", "timeout": 0}, r"timeout"),
         ({"departements": "42", "retries": -1}, r"retries"),
+        ({"departements": "42", "deadline": 0}, r"`deadline` was 0 but must be a positive"),
+        ({"departements": "42", "deadline": float("inf")}, r"`deadline` was inf"),
+        ({"departements": "42", "max_bytes": 0}, r"`max_bytes` was 0 but must be a positive"),
+        ({"departements": "42", "max_bytes": 1.5}, r"`max_bytes` was 1.5"),
+        ({"departements": "42", "max_age": -1}, r"`max_age` was -1 but must be a number of days"),
+        ({"departements": "42", "max_age": "30"}, r"`max_age` was '30'"),
+        ({"departements": "42", "max_age": timedelta(days=-1)}, r"`max_age` was"),
         ({"departements": "42", "base_url": "geo.api.gouv.fr"}, r"http\(s\) URL"),
     ],
 )
