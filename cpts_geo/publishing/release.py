@@ -1,6 +1,6 @@
 """Releasing a built site: checks before building, a lock, an atomic switch, recovery, pruning.
 
-``out`` is a symbolic link to the current release, ``<out>.releases/<time>-<pid>/``. A new site is
+``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new site is
 built in a hidden directory of the releases (``.build-*``), renamed into place once complete, and
 ``out`` is switched to it by renaming a new symbolic link over the old one. Each step is one
 ``rename``, so at every moment, even when the process is killed between two steps, ``out`` resolves
@@ -288,7 +288,9 @@ def install(out: Path, build: Path, keep: int) -> Path:
             with open(item, "rb") as fh:
                 os.fsync(fh.fileno())
     os.chmod(build, default_mode(directory=True))  # mkdtemp makes 0700
-    release = _free_name(releases, f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}")
+    # named by the time to the microsecond, so that names sort in time order even for two runs
+    # (two pids) in the same second; pruning keeps the newest by name
+    release = _free_name(releases, f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{os.getpid()}")
     os.replace(build, release)
     fsync_dir(releases)
     _checkpoint("released")

@@ -3,7 +3,7 @@
 Layout of a published site (``out`` is a symbolic link to the current release, so a web server
 always sees a complete site, the previous one or the new one)::
 
-    out -> out.releases/20261123T020000-1234/
+    out -> out.releases/20261123T020000.123456-1234/
         index.html            national, regional and departmental tables, national map, changes
         map.html              national map (Leaflet served from assets/, no CDN)
         summary.json          machine-readable figures, vintage and changes, for other tools
