@@ -1,8 +1,8 @@
 """Releasing a built site: checks before building, a lock, an atomic switch, recovery, pruning.
 
-``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new site is
-built in a hidden directory of the releases (``.build-*``), renamed into place once complete, and
-``out`` is switched to it by renaming a new symbolic link over the old one. Each step is one
+``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new
+site is built in a hidden directory of the releases (``.build-*``), renamed into place once
+complete, and ``out`` is switched to it by renaming a new symbolic link over the old one. Each step is one
 ``rename``, so at every moment, even when the process is killed between two steps, ``out`` resolves
 to a complete site: the previous one or the new one.
 
