@@ -2,9 +2,9 @@
 
 ``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new
 site is built in a hidden directory of the releases (``.build-*``), renamed into place once
-complete, and ``out`` is switched to it by renaming a new symbolic link over the old one. Each step is one
-``rename``, so at every moment, even when the process is killed between two steps, ``out`` resolves
-to a complete site: the previous one or the new one.
+complete, and ``out`` is switched to it by renaming a new symbolic link over the old one. Each
+step is one ``rename``, so at every moment, even when the process is killed between two steps,
+``out`` resolves to a complete site: the previous one or the new one.
 
 The first publication over a plain directory (a site copied by hand, or published by an older
 version) cannot rename a link over it (``rename`` refuses to replace a non-empty directory):
