@@ -42,8 +42,8 @@ _BACKOFF_BASE = 1.0
 _BACKOFF_MAX = 60.0
 #: Longest time one download may take by default (every attempt and wait), in seconds.
 DEFAULT_DEADLINE = 120.0
-#: Largest answer accepted by default, as received and once decompressed, in bytes (256 MiB,
-#: several times what a département or a WFS page of 1,000 communes with their contours weighs).
+#: Largest answer accepted by default, as received and once decompressed, in bytes (256 MiB;
+#: the memory an answer may take is of this order; ``max_bytes`` raises it).
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 #: Most bytes read from the socket at once.
 _READ_SIZE = 1 << 16
