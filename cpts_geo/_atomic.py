@@ -41,6 +41,12 @@ def atomic_path(path: str | os.PathLike[str], *, create_parent: bool = True) -> 
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(21, "is a directory: give a file name", str(target))
+    ancestor = target.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(20, "a parent of the output is a file, not a folder",
+                                 str(ancestor))
     if create_parent:
         target.parent.mkdir(parents=True, exist_ok=True)
     elif not target.parent.is_dir():

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arrondissements", action="store_true",
                    help="Paris, Lyon, Marseille by arrondissement")
     p.add_argument("--source", choices=("bundled", "geo-api", "ign"), default="bundled")
+    p.add_argument("--refresh", action="store_true",
+                   help="online sources: download again even if the cache has the answer")
+    p.add_argument("--max-age", type=float, metavar="DAYS",
+                   help="online sources: download again if the cache is older than DAYS")
     _add_output(p, geo=True)
 
     p = sub.add_parser("coverage", help="population covered by CPTS")
@@ -247,7 +251,8 @@ def _run(args: argparse.Namespace) -> int:
         from .sources.loaders import load_communes
 
         gdf = load_communes(args.departement, args.region, year=args.year, source=args.source,
-                            arrondissements=args.arrondissements)
+                            arrondissements=args.arrondissements, refresh=args.refresh,
+                            max_age=args.max_age)
         if args.format != "geojson":
             gdf = gdf.drop(columns="geometry")
         _emit(gdf, args.format, args.output)
@@ -432,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CptsGeoError as exc:
             print(f"error: {_one_line(exc)}", file=sys.stderr)
             return 2
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
+                PermissionError) as exc:  # a path given on the command line that cannot be used
             print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
             return 2
         except BrokenPipeError:  # `cpts-geo ... | head`

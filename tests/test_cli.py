@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -274,3 +275,42 @@ def test_compare_table_csv_and_departement_filter(capsys, tmp_path):
     assert table["section"].value_counts().to_dict() == {"communes": 27, "cpts": 3, "areas": 3}
     code, _, err = run(capsys, "compare", str(SEEDS), str(tmp_path / "absent.csv"))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+@pytest.mark.parametrize(
+    ("setup", "out", "message"),
+    [
+        (lambda t: (t / "notes.txt").write_text("x"), "notes.txt/site",
+         r"notes.txt is a file, not a folder; choose another --out"),
+        (lambda t: (t / "notes.txt").write_text("x"), "notes.txt/a/b/site",
+         r"notes.txt is a file, not a folder"),
+        (lambda t: (t / "site").write_text("x"), "site",
+         r"site: it is a file, not a site folder"),
+        (lambda t: (t / "site.releases").write_text("x"), "site",
+         r"site.releases, where its releases are kept, is a file, not a folder"),
+        (lambda t: (t / "site").mkdir(), "site", r"site exists and is not a cpts-geo site"),
+    ],
+    ids=["out-under-a-file", "out-deep-under-a-file", "out-is-a-file", "releases-is-a-file",
+         "out-is-another-folder"],
+)
+def test_publish_targets_that_cannot_hold_a_site(capsys, tmp_path, setup, out, message):
+    setup(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, stdout, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(tmp_path / out))
+    assert code == 2 and stdout == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
+    assert re.search(message, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # refused before writing
+
+
+def test_output_under_a_file_is_one_error_line(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    for target in ("notes.txt/cov.csv", "notes.txt/sub/cov.csv"):
+        code, out, err = run(capsys, "communes", "-d", "90", "--format", "csv", "-o",
+                             str(tmp_path / target))
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err == (f"error: {tmp_path / 'notes.txt'}: a parent of the output is a file, "
+                       "not a folder\n")
+
+
+def test_communes_refresh_needs_an_online_source(capsys):
+    code, _, err = run(capsys, "communes", "-d", "90", "--refresh")
+    assert code == 2 and "`refresh` and `max_age` only apply to the online sources" in err

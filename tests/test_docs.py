@@ -21,3 +21,13 @@ def test_readme_python_tour_runs_and_prints_what_it_says(monkeypatch):
         warnings.simplefilter("error")  # the tour emits no warning
         runner.run(test)
     assert runner.failures == 0 and runner.tries >= 10
+
+
+def test_every_test_named_in_what_happens_when_things_go_wrong_exists():
+    text = (ROOT / "README.md").read_text("utf-8")
+    section = re.search(r"## What happens when things go wrong\n(.*?)\n## ", text, re.S).group(1)
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", section)
+    assert len(named) >= 30
+    missing = [f"{path}::{name}" for path, name in named
+               if not re.search(rf"^def {name}\(", (ROOT / path).read_text("utf-8"), re.M)]
+    assert missing == []

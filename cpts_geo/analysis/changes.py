@@ -16,6 +16,7 @@ this one (the CPTS created, the coverage of each area touched), counted by the s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -98,17 +99,59 @@ def snapshot(p: Prepared, by: Level = "departement",
     }
 
 
+def _is_number(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _is_text(value: object, optional: bool = True) -> bool:
+    return isinstance(value, str) or (optional and value is None)
+
+
 def check_snapshot(snap: object) -> dict[str, Any]:
-    """Refuse what is not a snapshot of this version (a damaged or foreign file)."""
-    if not isinstance(snap, Mapping) or snap.get("version") != SNAPSHOT_VERSION:
+    """Refuse what is not a snapshot of this version (a damaged or foreign file).
+
+    Every field that :func:`diff` and the site's change report read is checked for its type, so
+    that a foreign file that happens to be JSON is refused here, with :class:`InputError`, and
+    not by a ``TypeError`` halfway through a comparison.
+
+    Examples
+    --------
+    >>> check_snapshot({"version": 1, "rates": {}, "cpts": {}})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    cpts_geo.errors.InputError: damaged snapshot: 'vintage' must be an object with cog_year, ...
+    """
+    if not isinstance(snap, Mapping) or type(snap.get("version")) is not int \
+            or snap.get("version") != SNAPSHOT_VERSION:
         raise InputError("not a cpts_geo snapshot (missing or unknown 'version')")
-    cpts = snap.get("cpts")
-    rates = snap.get("rates")
-    if not isinstance(cpts, Mapping) or not isinstance(rates, Mapping):
-        raise InputError("not a cpts_geo snapshot ('cpts' and 'rates' must be objects)")
+    vintage = snap.get("vintage")
+    if not isinstance(vintage, Mapping) or any(
+            k not in vintage or not (vintage[k] is None or _is_number(vintage[k]))
+            for k in ("cog_year", "population_year", "census_year")):
+        raise InputError("damaged snapshot: 'vintage' must be an object with cog_year, "
+                         "population_year and census_year (integers or null)")
+    cpts, rates, names = snap.get("cpts"), snap.get("rates"), snap.get("names", {})
+    if not all(isinstance(x, Mapping) for x in (cpts, rates, names)):
+        raise InputError("not a cpts_geo snapshot ('cpts', 'rates' and 'names' must be objects)")
+    assert isinstance(cpts, Mapping) and isinstance(rates, Mapping) and isinstance(names, Mapping)
     for cid, v in cpts.items():
-        if not isinstance(v, Mapping) or not isinstance(v.get("communes"), list):
-            raise InputError(f"damaged snapshot: CPTS {cid!r} has no list of communes")
+        if not isinstance(v, Mapping) or not isinstance(v.get("communes"), list) \
+                or not all(isinstance(c, str) for c in v["communes"]):
+            raise InputError(f"damaged snapshot: CPTS {cid!r} has no list of commune codes")
+        if not _is_text(v.get("cpts"), optional=False) or not _is_text(v.get("status")) \
+                or not _is_text(v.get("status_date")):
+            raise InputError(f"damaged snapshot: CPTS {cid!r} has a name, status or date that "
+                             "is not text")
+        shares = v.get("shares", {})
+        if not isinstance(shares, Mapping) or not all(_is_number(x) for x in shares.values()):
+            raise InputError(f"damaged snapshot: CPTS {cid!r} has shares that are not numbers")
+    for area, r in rates.items():
+        if not isinstance(r, Mapping) or not _is_text(r.get("nom")) or not (
+                r.get("coverage_rate") is None or _is_number(r.get("coverage_rate"))):
+            raise InputError(f"damaged snapshot: the rate of {area!r} is not a number")
+    if not all(isinstance(n, str) for n in names.values()):
+        raise InputError("damaged snapshot: commune names that are not text")
     return dict(snap)
 
 
@@ -142,7 +185,8 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
 
     Examples
     --------
-    >>> a = {"version": 1, "vintage": {}, "level": "departement", "names": {}, "rates": {},
+    >>> v = {"cog_year": 2026, "population_year": 2026, "census_year": 2023}
+    >>> a = {"version": 1, "vintage": v, "level": "departement", "names": {}, "rates": {},
     ...      "cpts": {"x": {"cpts": "X", "status": None, "status_date": None,
     ...                     "communes": ["42218"], "shares": {}}}}
     >>> d = diff(a, {**a, "cpts": {}})

@@ -1,26 +1,234 @@
-"""Releasing a built site: a lock against concurrent runs, an atomic swap, pruning.
+"""Releasing a built site: checks before building, a lock, an atomic switch, recovery, pruning.
 
-``out`` is a symbolic link to the current release directory; a new release is built in a hidden
-directory next to the releases, renamed into place, and the link is replaced with a rename, so a
-web server always sees a complete site (the previous one or the new one).
+``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new
+site is built in a hidden directory of the releases (``.build-*``), renamed into place once
+complete, and ``out`` is switched to it by renaming a new symbolic link over the old one. Each
+step is one ``rename``, so at every moment, even when the process is killed between two steps,
+``out`` resolves to a complete site: the previous one or the new one.
+
+The first publication over a plain directory (a site copied by hand, or published by an older
+version) cannot rename a link over it (``rename`` refuses to replace a non-empty directory):
+the link and the directory are exchanged in one step (Linux ``renameat2(RENAME_EXCHANGE)``, macOS
+``renamex_np(RENAME_SWAP)``), then the old site is moved into the releases, where it stays
+available as the previous release until it is pruned. On a system or file system that offers no
+atomic exchange (NFS, FAT, Windows), or no symbolic links at all, the publication is refused
+before anything is built, with what to do: there is no way to switch a site atomically there.
+
+What a killed run leaves behind is cleared by the next one (with the lock held): its build
+directory, its temporary link, a plain site exchanged but not yet moved (moved into the releases
+then), a release being pruned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import os
+import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
+from .._atomic import default_mode, fsync_dir
 from ..errors import PublishError
 
-__all__ = ["current_release", "lock", "prune", "swap"]
+__all__ = ["check_target", "current_release", "install", "lock", "prepare_target", "prune",
+           "releases_of", "swap"]
+
+#: The state file that marks a directory as a site published by cpts-geo.
+STATE_FILE = "state.json"
 
 
+def _checkpoint(name: str) -> None:
+    """A named step of the release sequence; the kill tests stop the process at each one."""
+
+
+def releases_of(out: Path) -> Path:
+    """The directory that holds the releases of ``out``: ``<out>.releases``."""
+    return out.with_name(out.name + ".releases")
+
+
+def _lock_path(out: Path) -> Path:
+    return out.with_name(out.name + ".lock")
+
+
+def _temp_link(out: Path) -> Path:
+    return out.with_name(f".{out.name}.{os.getpid()}.link")
+
+
+def _is_own_temp(out: Path, entry: Path, suffix: str) -> bool:
+    """Whether ``entry`` is a temporary entry of a publication to ``out`` (any pid)."""
+    return re.fullmatch(rf"\.{re.escape(out.name)}\.\d+\.{re.escape(suffix)}",
+                        entry.name) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Before building
+# ---------------------------------------------------------------------------------------------
+def check_target(out: Path) -> bool:
+    """Refuse a target that cannot hold a site; return True when ``out`` is a plain directory.
+
+    Checked before anything is built or written: every existing parent of ``out`` is a
+    directory; ``out`` is absent, a symbolic link, or a directory published by cpts-geo (it holds
+    ``state.json``); ``<out>.releases`` and ``<out>.lock`` are not of the wrong kind.
+
+    Raises
+    ------
+    PublishError
+        Naming the path and what to do.
+    """
+    probe = out.parent
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PublishError(
+            f"cannot publish to {out}: {probe} is a file, not a folder; choose another --out"
+        )
+    plain = False
+    if os.path.lexists(out) and not out.is_symlink():
+        if not out.is_dir():
+            raise PublishError(
+                f"cannot publish to {out}: it is a file, not a site folder; choose another --out "
+                "or remove the file"
+            )
+        if not os.path.lexists(out / STATE_FILE):
+            raise PublishError(
+                f"{out} exists and is not a cpts-geo site (no {STATE_FILE}); choose another "
+                "--out or remove it"
+            )
+        plain = True
+    releases = releases_of(out)
+    if os.path.lexists(releases) and not releases.is_dir():
+        raise PublishError(
+            f"cannot publish to {out}: {releases}, where its releases are kept, is a file, not "
+            "a folder; remove or rename it"
+        )
+    lock_file = _lock_path(out)
+    if lock_file.is_dir():
+        raise PublishError(
+            f"cannot publish to {out}: {lock_file}, its lock file, is a folder; remove it"
+        )
+    return plain
+
+
+def prepare_target(out: Path) -> Path:
+    """Check the target again (with the lock held), probe the file system, clear left-overs.
+
+    Creates ``<out>.releases`` and returns it. Refuses, before anything is built, a file system
+    without symbolic links, and a first publication over a plain directory where no atomic
+    exchange of directory entries exists.
+
+    Raises
+    ------
+    PublishError
+        Naming the path and what to do.
+    """
+    plain = check_target(out)
+    releases = releases_of(out)
+    releases.mkdir(exist_ok=True)
+    _probe_symlinks(out)
+    if plain:
+        _probe_exchange(out)
+    recover(out)
+    return releases
+
+
+def _probe_symlinks(out: Path) -> None:
+    probe = out.with_name(f".{out.name}.{os.getpid()}.probe-link")
+    with contextlib.suppress(FileNotFoundError):
+        probe.unlink()
+    try:
+        os.symlink(releases_of(out).name, probe)
+    except OSError as exc:
+        raise PublishError(
+            f"cannot publish to {out}: the file system of {out.parent} has no symbolic links "
+            f"({exc.strerror}); cpts-geo publishes by switching a symbolic link in one step, so "
+            "that a web server never sees a half-written site. Publish to a local file system "
+            "(ext4, xfs, btrfs, APFS...) and copy the site from there"
+        ) from exc
+    probe.unlink()
+
+
+def _probe_exchange(out: Path) -> None:
+    a = out.with_name(f".{out.name}.{os.getpid()}.probe-dir")
+    b = out.with_name(f".{out.name}.{os.getpid()}.probe-link")
+    for p in (a, b):
+        _remove(p)
+    try:
+        a.mkdir()
+        os.symlink(releases_of(out).name, b)
+        _exchange(b, a)
+        if not a.is_symlink():
+            raise OSError(errno.EINVAL, "the exchange did not happen")
+    except OSError as exc:
+        raise PublishError(
+            f"{out} is a plain folder (a site published by hand or by an older cpts-geo); "
+            "replacing it with the symbolic link of an atomic publication needs an atomic "
+            f"exchange of directory entries, which {out.parent} does not offer "
+            f"({exc.strerror or exc}). Nothing was published. Migrate once by hand: move {out} "
+            f"into {releases_of(out)}/ (the site is then missing for the time of one "
+            "publication) and publish again"
+        ) from exc
+    finally:
+        for p in (a, b):
+            _remove(p)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, a link or a directory tree, if it is there."""
+    if path.is_symlink() or path.is_file():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def recover(out: Path) -> None:
+    """Clear what killed runs left: temporary links and builds, half-pruned releases.
+
+    A plain site exchanged with the link of a first publication but not yet moved into the
+    releases (the run was killed between the two steps) is moved there now. Called with the
+    lock held, so no other run is working.
+    """
+    releases = releases_of(out)
+    for entry in list(out.parent.iterdir()):
+        if _is_own_temp(out, entry, "link"):
+            if entry.is_dir() and not entry.is_symlink():
+                _keep_as_legacy(entry, releases)
+            else:
+                _remove(entry)
+        elif _is_own_temp(out, entry, "probe-dir") or _is_own_temp(out, entry, "probe-link"):
+            _remove(entry)
+    for entry in list(releases.iterdir()):
+        if entry.name.startswith((".build-", ".trash-")):
+            _remove(entry)
+
+
+def _keep_as_legacy(site: Path, releases: Path) -> Path:
+    """Move an old plain site into the releases, named like a release from its last change."""
+    when = datetime.fromtimestamp(site.stat().st_mtime, UTC)
+    legacy = _free_name(releases, f"{when:%Y%m%dT%H%M%S}-legacy")
+    os.replace(site, legacy)
+    return legacy
+
+
+def _free_name(directory: Path, stem: str) -> Path:
+    path = directory / stem
+    n = 2
+    while os.path.lexists(path):
+        path = directory / f"{stem}-{n}"
+        n += 1
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# The lock
+# ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def lock(out: Path) -> Iterator[None]:
     """Hold the publication lock of ``out`` (``<out>.lock``) or refuse a second run.
@@ -30,7 +238,7 @@ def lock(out: Path) -> Iterator[None]:
     PublishError
         If another process holds the lock (the message gives its pid).
     """
-    path = out.with_name(out.name + ".lock")
+    path = _lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
     try:
@@ -54,6 +262,9 @@ def lock(out: Path) -> Iterator[None]:
         fh.close()
 
 
+# ---------------------------------------------------------------------------------------------
+# Installing a build
+# ---------------------------------------------------------------------------------------------
 def current_release(out: Path) -> Path | None:
     """The release directory ``out`` points to (``out`` itself for a plain directory)."""
     if out.is_symlink():
@@ -64,37 +275,121 @@ def current_release(out: Path) -> Path | None:
     return None
 
 
+def install(out: Path, build: Path, keep: int) -> Path:
+    """Make the complete site in ``build`` the one published at ``out``; return its release.
+
+    ``build`` (a directory of ``<out>.releases``) is flushed to disk, renamed to a release,
+    ``out`` is switched to it (:func:`swap`) and old releases are pruned (:func:`prune`).
+    """
+    releases = build.parent
+    _checkpoint("built")
+    for item in build.rglob("*"):
+        if item.is_file():
+            with open(item, "rb") as fh:
+                os.fsync(fh.fileno())
+    os.chmod(build, default_mode(directory=True))  # mkdtemp makes 0700
+    # named by the time to the microsecond, so that names sort in time order even for two runs
+    # (two pids) in the same second; pruning keeps the newest by name
+    release = _free_name(releases, f"{datetime.now(UTC):%Y%m%dT%H%M%S.%f}-{os.getpid()}")
+    os.replace(build, release)
+    fsync_dir(releases)
+    _checkpoint("released")
+    swap(out, release)
+    prune(releases, keep, release)
+    return release
+
+
 def swap(out: Path, release: Path) -> None:
-    """Point ``out`` at ``release`` atomically (rename of a symbolic link over the old one)."""
-    if out.exists() and not out.is_symlink():
-        if not (out / "state.json").is_file():
-            raise PublishError(
-                f"{out} exists and is not a cpts-geo site; choose another --out or remove it"
-            )
-        # first publication over a plain directory made by hand or an older version: move it
-        # into the releases directory so that it stays reachable as the previous release
-        # named like a release from the time it was last changed, so that pruning sees it
-        when = datetime.fromtimestamp(out.stat().st_mtime, UTC)
-        legacy = release.parent / f"{when:%Y%m%dT%H%M%S}-legacy"
-        os.replace(out, legacy)
-    tmp_link = out.with_name(f".{out.name}.{os.getpid()}.link")
-    with contextlib.suppress(FileNotFoundError):
-        tmp_link.unlink()
+    """Point ``out`` at ``release`` in one step.
+
+    A new symbolic link is made at a temporary name and renamed over ``out``; over a plain
+    directory (the first publication), the link and the directory are exchanged in one step and
+    the old site is then moved into the releases.
+    """
+    if os.path.lexists(out) and not out.is_symlink() and (
+            not out.is_dir() or not os.path.lexists(out / STATE_FILE)):
+        raise PublishError(
+            f"{out} exists and is not a cpts-geo site; choose another --out or remove it"
+        )
+    tmp_link = _temp_link(out)
+    _remove(tmp_link)
     os.symlink(os.path.relpath(release, out.parent), tmp_link)
-    os.replace(tmp_link, out)
+    _checkpoint("linked")
+    if out.is_dir() and not out.is_symlink():
+        _exchange(tmp_link, out)  # out is the new link; the old site is at tmp_link's name
+        fsync_dir(out.parent)
+        _checkpoint("exchanged")
+        _keep_as_legacy(tmp_link, release.parent)
+        fsync_dir(release.parent)
+        _checkpoint("legacy_moved")
+    else:
+        os.replace(tmp_link, out)
+        _checkpoint("swapped")
+    fsync_dir(out.parent)
 
 
 def prune(releases: Path, keep: int, current: Path) -> None:
-    """Remove old releases (keeping ``keep``) and the builds of runs that were killed.
+    """Remove old releases (keeping the ``keep`` newest) and the builds of killed runs.
 
+    A release is renamed to a hidden name before it is deleted, so that a run killed while
+    deleting leaves no half-deleted release among the complete ones (the next run removes it).
     Called with the lock held, so no other run is building.
     """
-    done = sorted((p for p in releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+    done = sorted((p for p in releases.iterdir()
+                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")),
                   key=lambda p: p.name)
     for old in done[:-keep]:
         if old.resolve() != current.resolve():
-            shutil.rmtree(old, ignore_errors=True)
-    for stale in releases.glob(".build-*"):
-        shutil.rmtree(stale, ignore_errors=True)
+            trash = releases / f".trash-{old.name}"
+            os.replace(old, trash)
+            _checkpoint("trashed")
+            shutil.rmtree(trash, ignore_errors=True)
+    for stale in releases.iterdir():
+        if stale.name.startswith((".build-", ".trash-")) and stale != current:
+            _remove(stale)
 
 
+# ---------------------------------------------------------------------------------------------
+# Atomic exchange of two directory entries
+# ---------------------------------------------------------------------------------------------
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_RENAME_SWAP = 2  # macOS sys/stdio.h
+
+
+@lru_cache(maxsize=1)
+def _exchange_call() -> Callable[[bytes, bytes], int] | None:
+    """The C call that swaps two paths atomically on this system, or None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if sys.platform == "darwin":
+        fn = getattr(libc, "renamex_np", None)
+        if fn is None:
+            return None
+        fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        fn.restype = ctypes.c_int
+        return lambda a, b: int(fn(a, b, _RENAME_SWAP))
+    fn = getattr(libc, "renameat2", None)
+    if fn is None:
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return lambda a, b: int(fn(_AT_FDCWD, a, _AT_FDCWD, b, _RENAME_EXCHANGE))
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap the directory entries ``a`` and ``b`` in one step (both must exist).
+
+    Raises
+    ------
+    OSError
+        If the system or the file system cannot (``ENOSYS``, ``EINVAL``, ``ENOTSUP``...).
+    """
+    call = _exchange_call()
+    if call is None:
+        raise OSError(errno.ENOSYS, "no atomic exchange of directory entries on this system")
+    if call(os.fsencode(a), os.fsencode(b)) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(a), None, str(b))

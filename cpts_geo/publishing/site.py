@@ -3,7 +3,7 @@
 Layout of a published site (``out`` is a symbolic link to the current release, so a web server
 always sees a complete site, the previous one or the new one)::
 
-    out -> out.releases/20261123T020000-1234/
+    out -> out.releases/20261123T020000.123456-1234/
         index.html            national, regional and departmental tables, national map, changes
         map.html              national map (Leaflet served from assets/, no CDN)
         summary.json          machine-readable figures, vintage and changes, for other tools
@@ -13,9 +13,12 @@ always sees a complete site, the previous one or the new one)::
         departements/42/      index.html (with its coverage over time as inline SVG), map.html,
                               summary.json, CSV (timeline.csv...) and GeoJSON downloads
 
-A run that fails or is killed leaves the previous release untouched and ``out`` pointing to it;
-a lock file refuses a second concurrent run. The inputs are validated and prepared once for the
-whole site.
+A run that fails or is killed, at any step, leaves ``out`` resolving to a complete site (the
+previous one, or the new one once it is switched in); the next run clears what it left. The
+first publication over a plain directory exchanges it with the link in one step; where that is
+impossible (no symbolic links, no atomic exchange), the publication is refused before building
+(see :mod:`cpts_geo.publishing.release`). A lock file refuses a second concurrent run. The inputs
+are validated and prepared once for the whole site.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from typing import Any
 
 import pandas as pd
 
-from .._atomic import default_mode
 from ..analysis.aci import default_rules
 from ..analysis.changes import check_snapshot, diff, snapshot
 from ..analysis.claims import claims_table, complete_areas
@@ -48,7 +50,7 @@ from ..io.writers import records
 from ..sources.bundle import load_published_figures
 from ..sources.loaders import load_communes
 from .pages import departement_page, site_data
-from .release import current_release, lock, prune, swap
+from .release import STATE_FILE, check_target, current_release, install, lock, prepare_target
 from .render import environment, read_json, write_json, write_table
 
 __all__ = ["PublishResult", "publish"]
@@ -116,15 +118,24 @@ def _copy_static(dest: Path) -> None:
 
 
 def _previous_state(out: Path) -> dict[str, Any] | None:
-    """The snapshot of the current release, None if there is none or it is damaged (warned)."""
+    """The snapshot of the current release, None if there is none or it is damaged (warned).
+
+    A damaged state (truncated, not JSON, not UTF-8, nested too deeply, a foreign or older
+    snapshot, a directory, missing from a published release) never stops a publication: the
+    change report starts again from this one, with a warning naming the file.
+    """
     previous = current_release(out)
-    if previous is None or not (previous / "state.json").is_file():
+    if previous is None:
         return None
+    path = previous / STATE_FILE
     try:
-        return check_snapshot(read_json(previous / "state.json"))
+        if not path.is_file():
+            raise InputError("it is missing" if not os.path.lexists(path)
+                             else "it is not a file")
+        return check_snapshot(read_json(path))
     except (ValueError, InputError, OSError, RecursionError) as exc:
-        warn(f"the state of the previous publication ({previous / 'state.json'}) cannot be "
-             f"read ({exc}); the change report starts again from this publication")
+        warn(f"the state of the previous publication ({path}) cannot be read ({exc}); the "
+             "change report starts again from this publication")
         return None
 
 
@@ -191,9 +202,21 @@ def publish(
     Raises
     ------
     PublishError
-        If another run holds the lock, or ``out`` is an unrelated directory.
+        Before anything is built: if another run holds the lock; if ``out`` is a file, lies
+        under a file, or is a directory that is not a cpts-geo site; if ``<out>.releases`` is a
+        file; if the file system has no symbolic links, or (for the first publication over a
+        plain site directory) no atomic exchange of directory entries.
     cpts_geo.errors.InputError
         If the territories are invalid (nothing is published then).
+
+    Notes
+    -----
+    At every moment, even if the process is killed, ``out`` resolves to a complete site: the
+    previous one until the new one is switched in with one rename. A plain site directory at
+    ``out`` (published by hand or by an older version) is exchanged with the link in one step
+    and kept as the previous release. A damaged ``state.json`` in the current release gives a
+    warning and a change report that starts again. See README, "What happens when things go
+    wrong".
     """
     from ..maps.interactive import map_html, render_map
     from ..maps.layers import build_layers, build_overview
@@ -201,10 +224,10 @@ def publish(
     t_start = time.perf_counter()
     out = Path(out).absolute()
     pages_wanted = normalize_departements(departements)
-    releases = out.with_name(out.name + ".releases")
     timings: dict[str, float] = {}
+    check_target(out)  # before the lock, which creates <out>.lock
     with lock(out):
-        releases.mkdir(parents=True, exist_ok=True)
+        releases = prepare_target(out)
         build = Path(tempfile.mkdtemp(prefix=".build-", dir=releases))
         try:
             with _step("read_territories", timings):
@@ -261,7 +284,7 @@ def publish(
                 summary["published_vs_computed"] = records(claims)
                 downloads += write_table(claims, build, "published_vs_computed")
                 write_json(build / "summary.json", summary)
-                write_json(build / "state.json", state)
+                write_json(build / STATE_FILE, state)
                 (build / "index.html").write_text(
                     env.get_template("index.html").render(
                         title="Couverture de la population par les CPTS",
@@ -277,15 +300,7 @@ def publish(
                     encoding="utf-8",
                 )
             with _step("swap", timings):
-                release = releases / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}"
-                for item in build.rglob("*"):
-                    if item.is_file():
-                        with open(item, "rb") as fh:
-                            os.fsync(fh.fileno())
-                os.chmod(build, default_mode(directory=True))  # mkdtemp makes 0700
-                os.replace(build, release)
-                swap(out, release)
-                prune(releases, max(keep, 2), release)
+                release = install(out, build, max(keep, 2))
         except BaseException:
             shutil.rmtree(build, ignore_errors=True)
             raise

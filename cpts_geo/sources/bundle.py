@@ -155,6 +155,25 @@ def bundled_communes(
     return gdf
 
 
+@lru_cache(maxsize=2)
+def _unit_codes(arrondissements: bool) -> dict[str, frozenset[str]]:
+    """Département -> the codes of its units in the bundle (COG 2026).
+
+    Its communes, or, with ``arrondissements``, its communes with Paris, Lyon and Marseille
+    replaced by their municipal arrondissements: as many as the manifest's ``n_communes`` or
+    ``n_units_arrondissements``. What the online sources are checked against.
+    """
+    table = pq.read_table(_path("communes.parquet"),
+                          columns=["insee", "kind", "parent", "departement"]).to_pandas()
+    cities = set(table["parent"].dropna())
+    if arrondissements:
+        table = table[~table["insee"].isin(cities)]
+    else:
+        table = table[table["kind"] == "commune"]
+    return {str(dep): frozenset(grp["insee"].astype(str))
+            for dep, grp in table.groupby("departement", sort=True)}
+
+
 def _load_units(name: str, key: str, year: int | None, codes: list[str] | None) -> gpd.GeoDataFrame:
     year = _check_year(year)
     gdf = gpd.read_parquet(

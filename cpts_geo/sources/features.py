@@ -2,12 +2,15 @@
 
 An answer is accepted only when it is a FeatureCollection whose features carry every required
 property, a valid 5-character INSEE code of the département asked for, a plausible population and
-a polygonal geometry in longitude/latitude; anything else raises
-:class:`~cpts_geo.errors.DataSourceError` naming the URL and the commune.
+a polygonal geometry in longitude/latitude, and when it is complete: for each département, the
+communes it lists are those of the bundle (COG 2026) within a stated tolerance (see
+:func:`_check_complete`). Anything else raises :class:`~cpts_geo.errors.DataSourceError` naming
+the URL and the commune or the département.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from collections import Counter
@@ -21,8 +24,9 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import CptsGeoWarning, DataSourceError
+from ..errors import CptsGeoWarning, DataSourceError, first_items, plural
 from ..geography import OVERSEAS_COLLECTIVITIES, arrondissements, departement_of, departements
+from .bundle import _unit_codes
 
 __all__: list[str] = []
 
@@ -34,6 +38,21 @@ _PLM_BY_DEPARTEMENT = {departement_of(city): city for city in arrondissements()}
 #: The Métropole du Grand Paris, the EPCI à fiscalité propre of communes that the WFS also
 #: lists under their établissement public territorial.
 _MGP_SIREN = "200054781"
+
+#: Completeness tolerance: an answer may differ from the bundle's units of a département by
+#: ``max(_SLACK_MIN, ceil(_SLACK_SHARE * n))`` codes each way (codes of the bundle missing from the
+#: answer, codes of the answer unknown to the bundle), and as many communes may lack a
+#: population or an EPCI. The difference is explainable: communes merged into a commune
+#: nouvelle (their codes disappear) or restored (a new code) since COG 2026, and the few communes
+#: outside any EPCI (three islands of the Finistère). Measured between two vintages of
+#: @etalab/decoupage-administratif (4.0.0 and 6.0.0, two years of changes), the largest change in
+#: a département was 6 codes gone in the Doubs (569 communes, 1.1 %), the largest share 1 of 40
+#: in the Seine-Saint-Denis, at most 1 code created; a truncated answer (one page, one commune
+#: out of 320) misses far more.
+_SLACK_MIN = 5
+_SLACK_SHARE = 0.02
+#: Largest plausible population of one commune (Paris, the largest, has 2.1 million).
+_MAX_POPULATION = 10_000_000
 
 _INSEE_RE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
 _SIREN_RE = re.compile(r"^\d{9}$")
@@ -110,7 +129,20 @@ def _check_population(value: object, insee: str, shown: str) -> int | None:
         value = int(value)
     if not isinstance(value, int) or value < 0:
         raise DataSourceError(f"{shown}: commune {insee} has the population {value!r}")
+    if value > _MAX_POPULATION:
+        raise DataSourceError(
+            f"{shown}: commune {insee} has the implausible population {_short_repr(value)} "
+            f"(more than {_MAX_POPULATION:,}; the largest French commune, Paris, has 2.1 "
+            "million): the service sent a wrong answer"
+        )
     return value
+
+
+def _short_repr(value: object, limit: int = 40) -> str:
+    """``repr`` for a message, cut to ``limit`` characters (a number may have 4,000 digits)."""
+    text = repr(value) if not isinstance(value, int) else (
+        str(value) if value < 10**30 else f"about 10^{len(str(value)) - 1}")
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _check_epci(value: object, insee: str, shown: str) -> str | None:
@@ -138,7 +170,8 @@ def _geometry(feature: dict[str, Any], insee: str, shown: str) -> BaseGeometry:
         )
     try:
         geom = shape(raw)
-    except (ValueError, TypeError, AttributeError, IndexError, shapely.errors.ShapelyError) as exc:
+    except (ValueError, TypeError, AttributeError, IndexError, OverflowError, RecursionError,
+            shapely.errors.ShapelyError) as exc:
         raise DataSourceError(f"{shown}: commune {insee} has a malformed geometry: {exc}") from exc
     if geom.is_empty:
         raise DataSourceError(f"{shown}: commune {insee} has an empty geometry")
@@ -189,6 +222,79 @@ def _check_arrondissements(
                 + (f"; unexpected {', '.join(extra)}" if extra else "")
             )
 
+
+def _slack(n: int) -> int:
+    """How many codes an answer may differ by, for a département of ``n`` units."""
+    return max(_SLACK_MIN, math.ceil(_SLACK_SHARE * n))
+
+
+def _expected_max(scope: Iterable[str], *, arrondissements: bool) -> int:
+    """The most units a complete answer for ``scope`` may hold (bundle count plus tolerance)."""
+    codes = _unit_codes(arrondissements)
+    return sum(len(codes[d]) + _slack(len(codes[d])) for d in scope)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
+
+def _check_complete(
+    rows: Iterable[Mapping[str, Any]],
+    scope: Iterable[str],
+    *,
+    arrondissements: bool,
+    shown: str,
+) -> None:
+    """Refuse an answer that is not complete for every département of ``scope``.
+
+    For each département, the INSEE codes received are compared with the bundle's (the
+    manifest's ``n_communes``, or ``n_units_arrondissements`` with ``arrondissements``): at most
+    :func:`_slack` codes may be missing and as many unknown, and as many communes may lack a
+    population or an EPCI (see ``_SLACK_MIN``). Raises :class:`DataSourceError` naming the
+    département, the counts, the first codes missing and the tolerance.
+    """
+    expected = _unit_codes(arrondissements)
+    by_dep: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_dep.setdefault(str(r["departement"]), []).append(r)
+    for dep in scope:
+        got = by_dep.get(dep, [])
+        want = expected[dep]
+        codes = {str(r["insee"]) for r in got}
+        allowed = _slack(len(want))
+        missing = sorted(want - codes)
+        unknown = sorted(codes - want)
+        name = f"département {dep} ({departements()[dep].nom})"
+        unit = "unit" if arrondissements else "commune"
+        units = unit + "s"
+        tolerance = (
+            f"at most {allowed} are accepted each way, for communes merged or created since "
+            "COG 2026"
+        )
+        if len(missing) > allowed or len(unknown) > allowed:
+            detail = []
+            if missing:
+                detail.append(f"{len(missing)} missing ({first_items(missing, 10)})")
+            if unknown:
+                detail.append(f"{len(unknown)} unknown to the bundle "
+                              f"({first_items(unknown, 10)})")
+            raise DataSourceError(
+                f"{shown}: incomplete or inconsistent answer for {name}: "
+                f"{plural(len(codes), unit)} received where the bundle (COG 2026) has "
+                f"{len(want)}; "
+                + "; ".join(detail)
+                + f"; {tolerance}. Nothing was cached: try again later, or use the bundled "
+                "communes (source='bundled')"
+            )
+        for field, what in (("population", "a population"), ("epci", "an EPCI")):
+            lacking = sorted(str(r["insee"]) for r in got if _missing(r[field]))
+            if len(lacking) > allowed:
+                raise DataSourceError(
+                    f"{shown}: {len(lacking)} of the {len(codes)} {units} of {name} have no "
+                    f"{field} ({first_items(lacking, 10)}); at most {allowed} are accepted: the "
+                    f"service sent an incomplete answer (without {what}). Nothing was cached: "
+                    "try again later, or use the bundled communes (source='bundled')"
+                )
 
 
 def _as_multipolygon(geom: BaseGeometry) -> MultiPolygon | None:

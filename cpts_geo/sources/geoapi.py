@@ -14,6 +14,7 @@ from .features import (
     _ALL_DEPARTEMENTS,
     _PLM_BY_DEPARTEMENT,
     _check_arrondissements,
+    _check_complete,
     _check_departement,
     _check_duplicates,
     _check_insee,
@@ -99,6 +100,7 @@ def _fetch_geo_api(
                         r["epci"] = parent["epci"]
                 dep_rows = [r for r in dep_rows if r["insee"] != city] + arr_rows
                 bar.update(1)
+            _check_complete(dep_rows, [dep], arrondissements=arrondissements, shown=shown)
             rows.extend(dep_rows)
     _check_duplicates((r["insee"] for r in rows), f"{base} (all départements)")
     source = (

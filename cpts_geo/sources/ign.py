@@ -18,12 +18,15 @@ from ..geography import arrondissements as plm_cities
 from .features import (
     _ALL_DEPARTEMENTS,
     _COM_PREFIXES,
+    _SLACK_MIN,
     _check_arrondissements,
+    _check_complete,
     _check_departement,
     _check_duplicates,
     _check_insee,
     _check_population,
     _commune_row,
+    _expected_max,
     _feature_list,
     _finalize,
     _geometry,
@@ -41,6 +44,8 @@ _IGN_ARRONDISSEMENT_TYPENAME = "ADMINEXPRESS-COG.LATEST:arrondissement_municipal
 
 #: WFS page size (``COUNT``).
 _WFS_PAGE_SIZE = 1000
+#: Features of overseas collectivities (outside the scope) a national answer may hold.
+_COM_ALLOWANCE = 200
 
 #: (schema ``ADMINEXPRESS-COG.LATEST/commune`` of ``ignfab/gpf-schema-store``).
 _IGN_COMMUNE_FIELDS = {
@@ -77,8 +82,14 @@ def _wfs_pages(
     typename: str,
     cql_filter: str | None,
     bar: tqdm,
+    most: int,
 ) -> tuple[list[dict[str, Any]], str]:
-    """Fetch every page of a WFS GetFeature; check the count against ``numberMatched``."""
+    """Fetch every page of a WFS GetFeature; check the count against ``numberMatched``.
+
+    ``most`` is the largest plausible number of features (the bundle's count for the area asked
+    for, plus the tolerance): a server announcing or sending more is refused, so that a hostile
+    or broken server cannot make the paging go on for ever.
+    """
     params: dict[str, str | int] = {
         "SERVICE": "WFS",
         "VERSION": "2.0.0",
@@ -107,6 +118,12 @@ def _wfs_pages(
             )
         if matched is None:
             matched = _number_matched(doc)
+            if matched is not None and matched > most:
+                raise DataSourceError(
+                    f"{shown}: numberMatched announces {matched:,} features where at most "
+                    f"{most:,} are plausible for the area asked for (the bundle's count plus "
+                    "the tolerance for merged or created communes)"
+                )
             if matched is not None:
                 bar.total = (bar.total or 0) + matched
                 bar.refresh()
@@ -118,6 +135,12 @@ def _wfs_pages(
             )
         seen_ids |= ids
         features.extend(page)
+        if len(features) > most:
+            raise DataSourceError(
+                f"{shown}: the server sent more than {most:,} features, more than are plausible "
+                "for the area asked for (the bundle's count plus the tolerance for merged or "
+                "created communes)"
+            )
         bar.update(len(page))
         if not page:
             break
@@ -162,14 +185,17 @@ def _fetch_ign(
     scope = deps if deps is not None else _ALL_DEPARTEMENTS
     cities = [c for c in plm_cities() if arrondissements and c[:2] in scope]
 
+    # the national layer may also hold the communes of overseas collectivities, left out below
+    most = _expected_max(scope, arrondissements=False) + (_COM_ALLOWANCE if deps is None else 0)
     with _progress_bar(show, None, "commune", "IGN Géoplateforme") as bar:
-        features, shown = _wfs_pages(http, base, _IGN_COMMUNE_TYPENAME, dep_filter, bar)
+        features, shown = _wfs_pages(http, base, _IGN_COMMUNE_TYPENAME, dep_filter, bar, most)
         arr_features: list[dict[str, Any]] = []
         arr_shown = ""
         if cities:
             arr_filter = _cql_in(_IGN_ARRONDISSEMENT_FIELDS["parent"], cities)
+            arr_most = sum(len(plm_cities()[c]) for c in cities) + _SLACK_MIN
             arr_features, arr_shown = _wfs_pages(
-                http, base, _IGN_ARRONDISSEMENT_TYPENAME, arr_filter, bar
+                http, base, _IGN_ARRONDISSEMENT_TYPENAME, arr_filter, bar, arr_most
             )
 
     rows: list[dict[str, Any]] = []
@@ -207,17 +233,19 @@ def _fetch_ign(
                 feature, _IGN_ARRONDISSEMENT_FIELDS, _IGN_ARRONDISSEMENT_REQUIRED, arr_shown, i
             )
             insee = _check_insee(p["insee"], arr_shown)
-            parent = by_code.get(str(p["parent"]))
+            parent = by_code.get(p["parent"]) if isinstance(p["parent"], str) else None
             if parent is None or p["parent"] not in cities:
                 raise DataSourceError(
                     f"{arr_shown}: arrondissement {insee} belongs to {p['parent']!r}, which is "
                     "not one of the cities asked for"
                 )
+            if not isinstance(p["nom"], str) or not p["nom"].strip():
+                raise DataSourceError(f"{arr_shown}: arrondissement {insee} has no name")
             found.setdefault(p["parent"], []).append(insee)
             arr_rows.append(
                 {
                     "insee": insee,
-                    "nom": str(p["nom"]).strip(),
+                    "nom": p["nom"].strip(),
                     "departement": parent["departement"],
                     "region": parent["region"],
                     "epci": parent["epci"],
@@ -228,6 +256,7 @@ def _fetch_ign(
         _check_duplicates((r["insee"] for r in arr_rows), arr_shown)
         _check_arrondissements(found, cities, arr_shown)
         rows = [r for r in rows if r["insee"] not in cities] + arr_rows
+    _check_complete(rows, scope, arrondissements=arrondissements, shown=shown)
 
     census = _census_year(census_dates)
     attrs = {

