@@ -309,9 +309,13 @@ def claims_table(
                       "le fichier ne liste pas toutes les CPTS de ce territoire")
             explanation = [reason]
             if f["n_cpts"] and code not in full[level]:
+                # a floor for today's coverage, whatever the claim's date: the file's CPTS
+                # are counted as they stand, not as they stood when the claim was published
                 explanation.append(
-                    f"ses {int(f['n_cpts'])} CPTS y couvrent {_fr_pct(f['coverage_rate'])} de "
-                    f"la population (un minimum), populations légales {year}")
+                    f"les {int(f['n_cpts'])} CPTS du fichier y couvrent aujourd'hui "
+                    f"{_fr_pct(f['coverage_rate'])} de la population (populations légales "
+                    f"{year}) : un plancher pour la couverture actuelle, pas un chiffre à la "
+                    "date de la publication")
         rows.append({
             "scope_type": level, "scope": code, "scope_name": name, "metric": metric,
             "claimed": claimed, "qualifier": claim.get("qualifier"),
