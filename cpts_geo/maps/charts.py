@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -19,6 +19,7 @@ from ..analysis.changes import coverage_timeline
 from ..errors import InputError, public
 from ..geography import normalize_departements
 from ..typing import Level
+from .mpl import inline_figure, matplotlib_for
 from .styles import PALETTE, esc, fr_int, fr_pct
 
 if TYPE_CHECKING:
@@ -227,19 +228,6 @@ def timeline_svg(table: pd.DataFrame, by: Level | None = None, *, title: str | N
     return "\n".join(parts)
 
 
-def _matplotlib() -> Any:
-    try:
-        import matplotlib.dates
-        import matplotlib.figure
-        import matplotlib.ticker
-    except ImportError as exc:
-        raise ImportError(
-            "timeline_figure needs matplotlib: pip install 'cpts-geo[plot]' "
-            "(or pip install matplotlib)"
-        ) from exc
-    return matplotlib
-
-
 @public
 def timeline_figure(
     communes: pd.DataFrame,
@@ -293,7 +281,7 @@ def timeline_figure(
     >>> fig.axes[0].get_ylabel(), [t.get_text() for t in fig.axes[0].get_legend().texts]
     ('Population couverte', ['Loire (42)'])
     """
-    mpl = _matplotlib()
+    mpl = matplotlib_for("timeline_figure")
     deps = normalize_departements(departements, what="departements")
     if deps is not None and by != "departement":
         raise InputError("`departements` selects lines of a timeline by département: use it "
@@ -303,7 +291,7 @@ def timeline_figure(
         table = table[table["departement"].isin(deps)]
     series = timeline_series(table, by)
     if ax is None:
-        fig = mpl.figure.Figure(figsize=(10, 5.5), layout="constrained")
+        fig = inline_figure("timeline_figure", figsize=(10, 5.5), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure

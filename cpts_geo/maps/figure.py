@@ -19,6 +19,7 @@ from ..errors import public
 from ..geography import LOCAL_CRS, METRO_CRS
 from ..typing import DateLike
 from .layers import Layers, build_layers, prepare_for_map, title_texts, vintage_text
+from .mpl import inline_figure, matplotlib_for
 from .styles import (
     GAP_FILL,
     GAP_LINE,
@@ -35,37 +36,6 @@ if TYPE_CHECKING:
     import matplotlib.figure
 
 __all__ = ["coverage_figure"]
-
-def _matplotlib() -> Any:
-    try:
-        import matplotlib.figure
-        import matplotlib.patches
-    except ImportError as exc:
-        raise ImportError(
-            "coverage_figure needs matplotlib: pip install 'cpts-geo[plot]' "
-            "(or pip install matplotlib)"
-        ) from exc
-    return matplotlib
-
-
-def inline_figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure that Jupyter displays inline as PNG, without ``%matplotlib inline``.
-
-    The figure is built with the object API (no pyplot state); IPython shows any object with a
-    ``_repr_png_`` method as an image.
-    """
-    import io
-
-    mpl = _matplotlib()
-
-    class InlineFigure(mpl.figure.Figure):  # type: ignore[name-defined]
-        def _repr_png_(self) -> bytes:
-            buffer = io.BytesIO()
-            self.savefig(buffer, format="png", dpi=100)
-            return buffer.getvalue()
-
-    return InlineFigure(**kwargs)
-
 
 def _rgba(hex_colour: str, alpha: float) -> tuple[float, float, float, float]:
     r, g, b = (int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
@@ -157,14 +127,14 @@ def coverage_figure(
     >>> "de la population couverte" in fig.axes[0].get_title()
     True
     """
-    _matplotlib()
+    matplotlib_for("coverage_figure")
     from matplotlib.patches import Patch
 
     p, deps = prepare_for_map(communes, territories, departements, as_of, statuses)
     layers = build_layers(p, deps, "auto")
     main, sub = title_texts(layers, title)
     if ax is None:
-        fig = inline_figure(figsize=(10, 10), layout="constrained")
+        fig = inline_figure("coverage_figure", figsize=(10, 10), layout="constrained")
         ax = fig.add_subplot()
     else:
         fig = ax.figure
