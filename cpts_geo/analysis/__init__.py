@@ -5,7 +5,9 @@
 :mod:`~cpts_geo.analysis.diagnostics` finds gaps, overlaps and outlines;
 :mod:`~cpts_geo.analysis.graph` is the contiguity graph they share;
 :mod:`~cpts_geo.analysis.changes` diffs two states of the map;
-:mod:`~cpts_geo.analysis.aci` holds the ACI size classes.
+:mod:`~cpts_geo.analysis.aci` holds the ACI size classes;
+:mod:`~cpts_geo.analysis.proposals` proposes candidate CPTS for the gaps (the method:
+:mod:`~cpts_geo.analysis.partition`).
 """
 
 from .aci import SIZE_CLASSES, size_class
@@ -13,6 +15,7 @@ from .changes import Comparison, compare
 from .diagnostics import find_gaps, find_overlaps, territory_geometries
 from .graph import ContiguityGraph
 from .inputs import Prepared, filter_territories, prepare
+from .proposals import Proposals, propose_territories
 from .rates import commune_coverage, coverage, cpts_table
 
 __all__ = [
@@ -20,6 +23,7 @@ __all__ = [
     "Comparison",
     "ContiguityGraph",
     "Prepared",
+    "Proposals",
     "commune_coverage",
     "compare",
     "coverage",
@@ -28,6 +32,7 @@ __all__ = [
     "find_gaps",
     "find_overlaps",
     "prepare",
+    "propose_territories",
     "size_class",
     "territory_geometries",
 ]
