@@ -24,6 +24,8 @@ from .styles import (
     GAP_LINE,
     OVERLAP_FILL,
     OVERLAP_LINE,
+    PROPOSAL_LINE,
+    PROPOSAL_STATUS,
     STATUS_ORDER,
     STATUS_STYLE,
     darker,
@@ -54,7 +56,7 @@ def _rgba(hex_colour: str, alpha: float) -> tuple[float, float, float, float]:
 
 
 _MPL_DASH: dict[str | None, Any] = {None: "-", "8 4": "--", "3 4": ":", "1 5": (0, (1, 4)),
-                                    "10 3 2 3": "-."}
+                                    "10 3 2 3": "-.", "10 6": (0, (6, 3))}
 
 
 def _plot_layers(ax: Any, layers: Layers, mask: np.ndarray, crs: int | None) -> None:
@@ -70,8 +72,9 @@ def _plot_layers(ax: Any, layers: Layers, mask: np.ndarray, crs: int | None) -> 
                     ] if len(cc) else cpts.iloc[0:0]
     for _, r in cpts.iterrows():
         fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
+        edge = PROPOSAL_LINE if r["proposal"] else darker(r["colour"])
         gpd.GeoSeries([r.geometry], crs=cpts.crs).plot(
-            ax=ax, facecolor=_rgba(r["colour"], fo), edgecolor=darker(r["colour"]),
+            ax=ax, facecolor=_rgba(r["colour"], fo), edgecolor=edge,
             linewidth=w * 0.6, linestyle=_MPL_DASH.get(dash, "-"), zorder=2)
     gaps = proj(layers.gaps) if len(layers.gaps) else layers.gaps
     if len(gaps):
@@ -174,10 +177,11 @@ def coverage_figure(
                                  linestyle=_MPL_DASH.get(dash, "-"),
                                  label=f"{r['cpts']} ({status_of(r['status'])})"))
     present = {status_of(s) for s in cpts["status"]} if len(cpts) else set()
-    for status in STATUS_ORDER:
+    for status in (*STATUS_ORDER, PROPOSAL_STATUS):
         if status in present:
             fo, _w, dash, desc = STATUS_STYLE[status]
-            handles.append(Patch(facecolor=_rgba("#1f78b4", fo), edgecolor="#14507a",
+            edge = PROPOSAL_LINE if status == PROPOSAL_STATUS else "#14507a"
+            handles.append(Patch(facecolor=_rgba("#1f78b4", fo), edgecolor=edge,
                                  linestyle=_MPL_DASH.get(dash, "-"),
                                  label=f"statut {status} : {desc}"))
     handles.append(Patch(facecolor=_rgba(GAP_FILL, 0.35), edgecolor=GAP_LINE, hatch="///",
