@@ -26,7 +26,8 @@ BUDGET = 15_000_000
 
 
 def _cases(communes: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    seeds = pd.read_csv(ROOT / "data" / "territories" / "cpts_seeds.csv", dtype=str, keep_default_na=False)
+    seeds = pd.read_csv(ROOT / "data" / "territories" / "cpts_seeds.csv", dtype=str,
+                        keep_default_na=False)
     return {"national_seeds": seeds[["cpts", "insee", "status"]],
             "national_synthetic": synthetic_territories(communes)}
 

@@ -398,10 +398,11 @@ def partition(
     --------
     >>> from scipy import sparse
     >>> path = sparse.csr_matrix(np.eye(6, k=1) + np.eye(6, k=-1))  # 0-1-2-3-4-5
-    >>> res = partition(np.full(6, 10.0), np.zeros(6, int), path, floor=np.full(6, 20.0),
-    ...                 max_pop=40.0, target_n=3)
-    >>> res.labels.tolist()
-    [0, 0, 1, 1, 2, 2]
+    >>> pop = np.array([10.0, 10, 12, 12, 14, 14])
+    >>> res = partition(pop, np.zeros(6, int), path, floor=np.full(6, 20.0), max_pop=40.0,
+    ...                 target_n=3)
+    >>> res.labels.tolist()  # group 0 is the most populous
+    [2, 2, 1, 1, 0, 0]
     """
     from scipy.sparse.csgraph import connected_components
 

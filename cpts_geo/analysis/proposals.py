@@ -222,6 +222,7 @@ def _gaps(p: Prepared, idx: np.ndarray, covered: np.ndarray) -> _Gaps:
     codes, graph = p.codes, p.graph
     folded: dict[int, list[int]] = {}
     lone: dict[int, str] = {}
+    first_inside: dict[str, int] = {}  # covered host -> the first commune inside it
     keep = np.ones(len(idx), dtype=bool)
     uncovered = set(idx.tolist())
     for i, pos in enumerate(idx.tolist()):
@@ -229,11 +230,16 @@ def _gaps(p: Prepared, idx: np.ndarray, covered: np.ndarray) -> _Gaps:
         if host is None or graph.neighbours(str(codes[pos])) or host not in p.position.index:
             continue
         h = int(p.position[host])
-        if covered[h]:
-            lone[pos] = host
-        elif h in uncovered:
-            folded.setdefault(h, []).append(pos)
-            keep[i] = False
+        if covered[h]:  # inside a covered commune: together, one candidate, kept alone
+            if host not in first_inside:
+                first_inside[host] = pos
+                lone[pos] = host
+                continue
+            h = first_inside[host]
+        elif h not in uncovered:
+            continue
+        folded.setdefault(h, []).append(pos)
+        keep[i] = False
     work = idx[keep]
     pop = p.population[work].copy()
     for h, extra in folded.items():
@@ -342,8 +348,11 @@ def _candidate_reason(p: Prepared, g: _Gaps, res: Partition, k: int, members: np
         lone = [int(x) for x in members if int(x) in g.lone]
         if lone:
             host = g.lone[lone[0]]
-            where = (f"not drawn by the bundled boundaries, it lies inside {host} "
-                     f"({names[p.position[host]]}), which a CPTS covers")
+            around = sorted(set(p.membership.loc[p.membership["insee"] == host, "cpts"]))
+            where = ("not drawn by the bundled boundaries, "
+                     + ("it lies" if len(members) == 1 else "they lie")
+                     + f" inside {names[p.position[host]]} ({host}), which CPTS "
+                     + ", ".join(around) + " covers")
         else:
             where = _surroundings(p, members)
         reason.append(
@@ -371,7 +380,7 @@ def _candidate_reason(p: Prepared, g: _Gaps, res: Partition, k: int, members: np
                       f"{_fmt(pop[pos].sum())} inhabitants): a zone too small on its own, cut "
                       f"off from the others by {by}")
     inner = sorted(e for h in members for e in g.folded.get(int(h), []))
-    if inner:
+    if inner and not any(int(x) in g.lone for x in members):
         hosts = sorted({DRAWN_INSIDE[str(codes[e])] for e in inner})
         reason.append("includes " + ", ".join(f"{names[e]} ({codes[e]})" for e in inner)
                       + ", which the bundled boundaries do not draw: they lie inside "
