@@ -316,10 +316,14 @@ def _propose(args: argparse.Namespace) -> int:
         min_population=args.min_population, max_population=args.max_population,
         respect=None if args.ignore_epci else "epci", seed=args.seed, mountain=args.mountain,
         mountain_min_population=args.mountain_min_population)
+    print(f"propose: {_one_line(result.reason)}", file=sys.stderr)
+    if len(result.candidates) == 0 and args.output is not None:
+        # a territory file with no row is no territory file: read_territories refuses it
+        print(f"propose: nothing written to {args.output}", file=sys.stderr)
+        return 0
     _emit(result.territory_file(), args.format, args.output)
     if args.candidates is not None:
         _emit(result.candidates, "csv", args.candidates)
-    print(f"propose: {_one_line(result.reason)}", file=sys.stderr)
     return 0
 
 

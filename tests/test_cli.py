@@ -170,6 +170,15 @@ def test_propose_writes_a_territory_file(capsys, tmp_path):
     assert code == 0 and len({r["cpts_id"] for r in json.loads(stdout)}) == 3
 
 
+def test_propose_nothing_to_propose_writes_no_file(capsys, tmp_path):
+    out = tmp_path / "p.csv"
+    code, _, err = run(capsys, "propose", "-t", str(ROOT / "data" / "territories"), "-d", "05",
+                       "-o", str(out))
+    assert code == 0 and not out.exists()
+    assert "every commune of Hautes-Alpes (05) is covered: nothing to propose" in err
+    assert f"nothing written to {out}" in err
+
+
 def test_propose_bad_input_exits_2_with_one_line(capsys, tmp_path):
     for argv in (["-d", "38", "--target", "0"], ["-d", "38", "--mountain", "38999"],
                  ["-d", "38", "--min-population", "200000"]):

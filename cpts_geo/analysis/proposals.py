@@ -133,9 +133,9 @@ class Proposals:
             ``population_commune`` and ``note``.
         """
         t = self.territories
-        info = self.candidates.set_index("cpts_id")
-        note = info["population"].map(lambda v: f"{v:,} inhabitants".replace(",", " ")) + (
-            ", taille " + info["size_class"].astype(str) + "; " + info["reason"])
+        note = {r["cpts_id"]: f"{r['population']:,}".replace(",", " ") + " inhabitants, "
+                f"taille {r['size_class']}; {r['reason']}"
+                for r in self.candidates.to_dict("records")}
         pop = self.populations
         return pd.DataFrame({
             "cpts": t["cpts"], "cpts_id": t["cpts_id"], "insee": t["insee"],
@@ -306,6 +306,11 @@ def _listed(names: Iterable[object], n: int = 5) -> str:
     return ", ".join(items[:n]) + (f" … and {len(items) - n} more" if len(items) > n else "")
 
 
+def _cpts(name: str) -> str:
+    """``"CPTS Marseille-7"`` as it is, ``"Trièves"`` as ``"CPTS Trièves"``."""
+    return name if name.upper().startswith("CPTS") else f"CPTS {name}"
+
+
 def _surroundings(p: Prepared, positions: np.ndarray) -> str:
     """What borders a group of communes: the CPTS around it, an enclave, an outer border."""
     graph = p.graph
@@ -321,8 +326,8 @@ def _surroundings(p: Prepared, positions: np.ndarray) -> str:
     common = set.intersection(*sets) if sets else set()
     exterior = float(graph.exterior(node).sum())
     if sets and common and exterior < 1e-3:
-        return "an enclave in CPTS " + sorted(common)[0]
-    where = ("bordered by CPTS " + ", ".join(around) if around
+        return "an enclave in " + _cpts(sorted(common)[0])
+    where = ("bordered by " + ", ".join(_cpts(a) for a in around) if around
              else "no neighbour in the département(s)")
     if exterior > 0:
         where += ", with an outer border: sea, foreign country or a hole of the data"
@@ -351,8 +356,8 @@ def _candidate_reason(p: Prepared, g: _Gaps, res: Partition, k: int, members: np
             around = sorted(set(p.membership.loc[p.membership["insee"] == host, "cpts"]))
             where = ("not drawn by the bundled boundaries, "
                      + ("it lies" if len(members) == 1 else "they lie")
-                     + f" inside {names[p.position[host]]} ({host}), which CPTS "
-                     + ", ".join(around) + " covers")
+                     + f" inside {names[p.position[host]]} ({host}), which "
+                     + ", ".join(_cpts(a) for a in around) + " covers")
         else:
             where = _surroundings(p, members)
         reason.append(
@@ -709,7 +714,8 @@ def propose_territories(
     --------
     >>> import cpts_geo
     >>> isere = cpts_geo.load_communes("38")
-    >>> existing = cpts_geo.read_territories("data/territories/cpts_seeds.csv")
+    >>> existing = pd.DataFrame({"cpts": "Sud-Est Grenoblois", "status": "ACI signé",
+    ...                          "insee": ["38421", "38158", "38309", "38179", "38533"]})
     >>> prop = propose_territories(isere, existing, departements="38", target=20)
     >>> prop.summary["n_existing"], prop.summary["n_proposed"], prop.summary["n_total"]
     (1, 19, 20)
