@@ -77,6 +77,11 @@ def _plot_layers(ax: Any, layers: Layers, mask: np.ndarray, crs: int | None) -> 
             ax=ax, facecolor=_rgba(r["colour"], fo), edgecolor=edge,
             linewidth=w * 0.6, linestyle=_MPL_DASH.get(dash, "-"), zorder=2)
     gaps = proj(layers.gaps) if len(layers.gaps) else layers.gaps
+    proposed = cpts.geometry[cpts["proposal"].to_numpy(dtype=bool)] if len(cpts) else []
+    if len(gaps) and len(proposed):  # what the propositions would fill is drawn as theirs
+        rest = gaps.geometry.difference(shapely.union_all(np.asarray(proposed)))
+        gaps = gaps.set_geometry(rest.to_numpy())
+        gaps = gaps[~rest.is_empty.to_numpy() & (rest.area > (1e4 if crs else 1e-6)).to_numpy()]
     if len(gaps):
         gaps = gaps[gaps["insee"].map(lambda s: bool(codes & set(str(s).split(", "))))]
         if len(gaps):
@@ -167,7 +172,7 @@ def coverage_figure(
         _plot_layers(ax, layers, np.ones(len(deps), dtype=bool),
                      codes[0] if len(codes) == 1 else None)
     fig.suptitle(main, fontsize=14, fontweight="bold")
-    ax.set_title(sub, loc="center", fontsize=10)
+    ax.set_title(textwrap.fill(sub, 120), loc="center", fontsize=10)
     handles = []
     cpts = layers.cpts
     if 0 < len(cpts) <= 12:
