@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,8 +57,10 @@ __all__ = [
     "CANDIDATE_COLUMNS",
     "MOUNTAIN_MIN_POPULATION",
     "Proposals",
+    "is_proposal",
     "propose",
     "propose_territories",
+    "without_proposals",
 ]
 
 #: Floor of a candidate made of mountain communes, by default (taille 1). A choice of cpts_geo:
@@ -145,6 +147,27 @@ class Proposals:
             "status": t["status"].astype(str), "source": t["source"],
             "note": t["cpts_id"].map(note),
         })
+
+
+def is_proposal(status: pd.Series) -> np.ndarray:
+    """Whether each row's status is ``"proposition"`` (a candidate, not a CPTS)."""
+    return (status.astype(object) == _STATUS).to_numpy(dtype=bool)
+
+
+def without_proposals(p: Prepared) -> Prepared:
+    """The inputs without the CPTS of status ``"proposition"``: a proposition is no CPTS.
+
+    Maps and the site give the coverage rate and the gap zones of the real CPTS, and draw the
+    propositions over them; :func:`cpts_geo.coverage` counts every row it is given (the round
+    trip of the proposals gives 100 %), unless filtered with ``statuses``.
+    """
+    m = p.membership
+    prop = is_proposal(m["status"])
+    if not prop.any():
+        return p
+    kept = m[~prop].reset_index(drop=True)
+    kept.attrs = dict(m.attrs)
+    return replace(p, membership=kept, _cache={})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ so that all layers stay consistent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import geopandas as gpd
@@ -19,11 +19,12 @@ import shapely
 
 from ..analysis.diagnostics import gap_zones, outline, territory_outlines
 from ..analysis.inputs import Prepared
+from ..analysis.proposals import is_proposal, without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..errors import InputError
 from ..geography import LOCAL_CRS, METRO_CRS, city_of_arrondissement
 from ..geography import departements as all_departements
-from .styles import DECIMALS, PROPOSAL_STATUS, colour_graph, fr_int, fr_pct, palette_colour
+from .styles import DECIMALS, colour_graph, fr_int, fr_pct, palette_colour
 
 __all__ = ["Layers", "build_layers"]
 
@@ -90,24 +91,6 @@ class Layers:
     proposed_population: float = 0.0  # inhabitants of the scope only they cover
 
 
-def without_proposals(p: Prepared) -> Prepared:
-    """The inputs without the CPTS of status "proposition": a proposition is no CPTS.
-
-    The map's coverage rate and gap zones are those of the real CPTS; the propositions are drawn
-    over them in their own layer.
-    """
-    m = p.membership
-    prop = (m["status"].astype(object) == PROPOSAL_STATUS).to_numpy(dtype=bool)
-    if not prop.any():
-        return p
-    kept = m[~prop].reset_index(drop=True)
-    kept.attrs = dict(m.attrs)
-    return replace(p, membership=kept, _cache={})
-
-
-def is_proposal(status: pd.Series) -> np.ndarray:
-    """Whether each CPTS of a table is a proposition."""
-    return (status.astype(object) == PROPOSAL_STATUS).to_numpy(dtype=bool)
 
 
 

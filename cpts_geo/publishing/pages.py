@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..analysis.diagnostics import gap_zones, overlap_communes, territory_outlines
 from ..analysis.inputs import Prepared
+from ..analysis.proposals import without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
 
@@ -51,20 +52,25 @@ class DepartementPage:
 
 
 def site_data(p: Prepared, pages: list[str] | None = None) -> SiteData:
-    """National figures of prepared national inputs; ``pages`` default: départements with CPTS."""
+    """National figures of prepared national inputs; ``pages`` default: départements with CPTS.
+
+    Coverage rates and gap zones are those of the real CPTS: propositions (status
+    ``"proposition"``) are listed and drawn, not counted, as on the maps.
+    """
     cc = p.memo("commune_figures", commune_figures)
     table = p.memo("cpts_figures", cpts_figures)
     cpts = p.memo("cpts_outlines", lambda q: territory_outlines(q, table))
-    deps = area_rates(p, "departement")
+    real = p.memo("without_proposals", without_proposals)
+    deps = area_rates(real, "departement")
     touched = sorted(set(cc.loc[cc["covered"], "departement"]))
     return SiteData(
-        nation=area_rates(p, "nation"),
-        regions=area_rates(p, "region"),
+        nation=area_rates(real, "nation"),
+        regions=area_rates(real, "region"),
         departements=deps,
         cpts=cpts,
         communes=cc,
         overlaps=overlap_communes(p, cc),
-        gaps=p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
+        gaps=real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
         pages=touched if pages is None else pages,
     )
 

@@ -373,3 +373,18 @@ def test_isere_unreachable_target_is_explained():
     assert "the floor (40,000) allows at most 28 candidates" in result.reason
     assert result.summary["n_proposed"] >= 24
     assert seconds < 30
+
+
+def test_without_proposals_drops_only_the_propositions():
+    from cpts_geo.analysis.inputs import prepare
+    from cpts_geo.analysis.proposals import without_proposals
+
+    result, _ = proposed("38", "shipped", 20)
+    seeds = cpts_geo.read_territories(SEEDS)
+    p = prepare(communes("38"), pd.concat([seeds, result.territories], ignore_index=True))
+    real = without_proposals(p)
+    assert set(real.membership["cpts"]) == {"Sud-Est Grenoblois", "Vallée du Gier",
+                                            "Vénissieux"}
+    assert real.per_commune["covered"].sum() == 5 and p.per_commune["covered"].all()
+    plain = prepare(communes("38"), seeds)
+    assert without_proposals(plain) is plain

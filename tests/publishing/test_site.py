@@ -233,3 +233,20 @@ def test_a_killed_run_leaves_the_previous_site_intact(site, monkeypatch):
     assert [a["area"] for a in ch["areas"]] == ["38"] and ch["areas"][0]["delta"] < 0
     index = (out / "index.html").read_text("utf-8")
     assert "Communes sorties de la couverture : 2" in index and "Grenoble" in index
+
+
+def test_site_figures_count_real_cpts_not_propositions():
+    """Propositions in the files are listed and drawn on the site, not counted in its rates."""
+    import cpts_geo
+    from cpts_geo.analysis.inputs import prepare
+    from cpts_geo.publishing.pages import site_data
+
+    isere = cpts_geo.load_communes("38")
+    seeds = cpts_geo.read_territories(SEEDS)
+    prop = cpts_geo.propose_territories(isere, seeds, departements="38", target=20)
+    both = pd.concat([seeds, prop.territories], ignore_index=True)
+    data = site_data(prepare(isere, both))
+    real = cpts_geo.coverage(isere, seeds)
+    assert data.departements["coverage_rate"].tolist() == real["coverage_rate"].tolist()
+    assert int(data.gaps["n_communes"].sum()) == 507
+    assert (data.cpts["status"] == "proposition").sum() == 19
