@@ -438,9 +438,10 @@ def _count_reason(area: str, n_existing: int, n_straddling: int, n_prop: int,
                    f"need at least {s['possible_min']} candidates (the ceiling of "
                    f"{_fmt(bounds[1])}, and the zones that stand alone)")
     elif target_n > s["possible_max"]:
-        why.append(f"target {target} not reached: {floors} allows at most "
+        why.append(f"target {target} not reached: {floors} "
+                   f"allow{'s' if floors.startswith('the floor ') else ''} at most "
                    f"{s['possible_max']} candidates in the {_fmt(uncovered)} uncovered "
-                   f"inhabitants, so {n_existing + s['possible_max']} CPTS in all"
+                   f"inhabitants, so at most {n_existing + s['possible_max']} CPTS in all"
                    + ("" if mountain_used else
                       "; in a mountain area, allow taille 1 with `mountain`"))
     elif n_prop == target_n:
@@ -606,8 +607,11 @@ def propose(
     area_name = ", ".join(f"{departement_name(d)} ({d})" for d in departements)
     uncovered = float(pop[g.idx].sum())
     mountain_used = bool(mountain[g.idx].any())
-    floors = (f"the floors ({_fmt(min_population)}, and {_fmt(mountain_min_population)} in the "
-              "mountain area)" if mountain_used else f"the floor ({_fmt(min_population)})")
+    floors = (f"the floor ({_fmt(min_population)})" if not mountain_used
+              else f"the floor ({_fmt(mountain_min_population)} in the mountain area)"
+              if mountain[g.idx].all()
+              else f"the floors ({_fmt(min_population)}, and {_fmt(mountain_min_population)} in "
+              "the mountain area)")
     reason = _count_reason(area_name, len(existing), len(straddling), k, target, target_n, res,
                            uncovered, floors, mountain_used, (min_population, max_population))
     if partly.any():
