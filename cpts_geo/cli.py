@@ -153,6 +153,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", metavar="DATE", help="date of the territory files")
     _add_output(p)
 
+    p = sub.add_parser("propose", help="candidate CPTS for the uncovered communes, written as "
+                       "a territory file (status 'proposition')")
+    p.add_argument("--territories", "-t", type=Path, metavar="FILE", nargs="+",
+                   action="extend", default=[], help=_TERRITORIES_HELP + "; without: no CPTS yet")
+    p.add_argument("--departement", "-d", action="append", metavar="CODE", required=True,
+                   help="the area (repeat for several)")
+    p.add_argument("--target", type=int, metavar="N",
+                   help="total number of CPTS wanted in the area, existing and proposed")
+    p.add_argument("--min-population", type=int, default=40_000, metavar="N")
+    p.add_argument("--max-population", type=int, default=175_000, metavar="N")
+    p.add_argument("--ignore-epci", action="store_true",
+                   help="do not follow EPCI boundaries")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mountain", action="append", metavar="CODE",
+                   help="département or commune where taille 1 is allowed (repeatable)")
+    p.add_argument("--mountain-min-population", type=int, default=10_000, metavar="N")
+    p.add_argument("--year", type=int, help="population year (default: newest bundled)")
+    p.add_argument("--candidates", type=Path, metavar="FILE",
+                   help="also write the figures and reason of each candidate (CSV, atomically)")
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="output format (default: csv, a territory file read_territories reads)")
+    p.add_argument("--output", "-o", type=Path,
+                   help="write to this file (atomically) instead of standard output")
+
     sub.add_parser("info", help="vintages, sources and licences of the reference data")
     return parser
 
@@ -281,6 +305,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "compare":
         _compare(args)
         return 0
+    if args.command == "propose":
+        return _propose(args)
 
     from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
     from .analysis.rates import coverage, cpts_table
@@ -412,6 +438,30 @@ def _describe(rec: dict[str, Any]) -> str:
     if "n_communes" in rec:
         parts.append(f"{rec['n_communes']} communes")
     return "; ".join(parts)
+def _propose(args: argparse.Namespace) -> int:
+    """Candidate CPTS, written as a territory file; the count and its reason on stderr."""
+    from .analysis.proposals import propose_territories
+    from .geography import normalize_departements
+    from .io.readers import read_territories
+    from .sources.loaders import load_communes
+
+    deps = normalize_departements(args.departement) or []
+    territories = read_territories(args.territories) if args.territories else None
+    communes = load_communes(deps, year=args.year, arrondissements=True)
+    result = propose_territories(
+        communes, territories, departements=deps, target=args.target,
+        min_population=args.min_population, max_population=args.max_population,
+        respect=None if args.ignore_epci else "epci", seed=args.seed, mountain=args.mountain,
+        mountain_min_population=args.mountain_min_population)
+    print(f"propose: {_one_line(result.reason)}", file=sys.stderr)
+    if len(result.candidates) == 0 and args.output is not None:
+        # a territory file with no row is no territory file: read_territories refuses it
+        print(f"propose: nothing written to {args.output}", file=sys.stderr)
+        return 0
+    _emit(result.territory_file(), args.format, args.output)
+    if args.candidates is not None:
+        _emit(result.candidates, "csv", args.candidates)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

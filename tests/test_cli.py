@@ -314,3 +314,40 @@ def test_output_under_a_file_is_one_error_line(capsys, tmp_path):
 def test_communes_refresh_needs_an_online_source(capsys):
     code, _, err = run(capsys, "communes", "-d", "90", "--refresh")
     assert code == 2 and "`refresh` and `max_age` only apply to the online sources" in err
+def test_propose_writes_a_territory_file(capsys, tmp_path):
+    out, cands = tmp_path / "propositions.csv", tmp_path / "candidates.csv"
+    code, stdout, err = run(capsys, "propose", "--territories", str(SEEDS), "--departement",
+                            "38", "--target", "20", "--output", str(out),
+                            "--candidates", str(cands))
+    assert code == 0 and stdout == ""
+    assert "20 CPTS in all in Isère (38): 1 existing" in err and "target 20 reached" in err
+    back = cpts_geo.read_territories(out)
+    assert back["cpts_id"].nunique() == 19 and (back["status"] == "proposition").all()
+    assert back["source"].str.startswith("proposition drawn by cpts_geo").all()
+    table = pd.read_csv(cands)
+    assert len(table) == 19 and {"population", "size_class", "reason"} <= set(table.columns)
+    both = cpts_geo.read_territories([SEEDS, out])
+    isere = cpts_geo.load_communes("38")
+    assert cpts_geo.coverage(isere, both)["coverage_rate"].tolist() == [1.0]
+    # standard output, JSON
+    code, stdout, _ = run(capsys, "propose", "-d", "2A", "--target", "3", "--format", "json")
+    assert code == 0 and len({r["cpts_id"] for r in json.loads(stdout)}) == 3
+
+
+def test_propose_nothing_to_propose_writes_no_file(capsys, tmp_path):
+    out = tmp_path / "p.csv"
+    code, _, err = run(capsys, "propose", "-t", str(ROOT / "data" / "territories"), "-d", "05",
+                       "-o", str(out))
+    assert code == 0 and not out.exists()
+    assert "every commune of Hautes-Alpes (05) is covered: nothing to propose" in err
+    assert f"nothing written to {out}" in err
+
+
+def test_propose_bad_input_exits_2_with_one_line(capsys, tmp_path):
+    for argv in (["-d", "38", "--target", "0"], ["-d", "38", "--mountain", "38999"],
+                 ["-d", "38", "--min-population", "200000"]):
+        code, out, err = run(capsys, "propose", *argv, "-o", str(tmp_path / "x.csv"))
+        assert code == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not (tmp_path / "x.csv").exists()
