@@ -31,3 +31,13 @@ def test_every_test_named_in_what_happens_when_things_go_wrong_exists():
     missing = [f"{path}::{name}" for path, name in named
                if not re.search(rf"^def {name}\(", (ROOT / path).read_text("utf-8"), re.M)]
     assert missing == []
+
+
+def test_every_public_name_has_its_entry_in_the_api_reference():
+    import cpts_geo
+
+    page = (ROOT / "docs" / "reference" / "api.md").read_text("utf-8")
+    documented = set(re.findall(r"::: cpts_geo\.(?:[\w.]+\.)?(\w+)", page))
+    errors = re.search(r"members: \[(.*?)\]", page).group(1)
+    documented |= {name.strip() for name in errors.split(",")}
+    assert sorted(set(cpts_geo.__all__) - documented) == []
