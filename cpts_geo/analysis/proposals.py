@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._text import around
 from ..errors import InputError, plural, public, warn
 from ..geography import (
     arrondissements,
@@ -550,7 +551,7 @@ def propose(
         total = float(pop[members].sum())
         main = members[np.lexsort((codes[members].astype(str), -pop[members]))[0]]
         number = start + c
-        name = f"Proposition {number} — autour de {names[main]}"
+        name = f"Proposition {number} — {around(str(names[main]))}"
         cid = f"proposition-{departement_of(str(codes[main])).lower()}-{number:02d}"
         a_km2 = None if np.isnan(area[members]).all() else float(np.nansum(area[members]))
         outline = float(perimeter[members].sum() - internal2[c])

@@ -101,7 +101,10 @@ def check(result, dep, territories=None, min_pop=MIN, max_pop=MAX):
         assert r["n_communes"] == len(members) and r["insee"] == ", ".join(sorted(members))
         assert r["size_class"] == size_class(r["population"])
         assert pop[r["main_insee"]] == max(pop[m] for m in members)
-        assert r["cpts"].endswith(f"autour de {nom[r['main_insee']]}")
+        # named after its most populous commune, « Le »/« Les » contracted, « de » elided
+        main = nom[r["main_insee"]]
+        stem = main[4:] if main.startswith("Les ") else main[3:] if main.startswith("Le ") else main
+        assert " — autour d" in r["cpts"] and r["cpts"].endswith(stem)
         if r["polsby_popper"] == r["polsby_popper"]:  # not NaN
             assert 0 < r["polsby_popper"] <= 1
         if r["floor"] <= r["population"] <= max_pop:

@@ -451,7 +451,7 @@ def test_propositions_have_their_own_dashed_layer(isere, seeds):
     # legend: its own section, listed by number, the draft's name escaped
     assert "Propositions de CPTS (à discuter) (20)" in page
     assert page.index("Proposition 1 — autour de Grenoble") < page.index(
-        "Proposition 2 — autour de Échirolles")
+        html.escape("Proposition 2 — autour d'Échirolles"))
     assert XSS not in page and html.escape(XSS) in page
     # the rate counts the real CPTS only and says what the propositions would add
     rate = coverage(isere, seeds)["coverage_rate"].iloc[0]
