@@ -280,8 +280,10 @@ def test_xlsx_with_title_rows_merged_cells_and_datetimes(tmp_path, no_warning):
     assert read_territories(path, sheet=1)["insee"].tolist() == df["insee"].tolist()
     with pytest.raises(InputError, match=r"cpts.xlsx: no sheet named 'Loire'.*'CPTS Loire'"):
         read_territories(path, sheet="Loire")
-    with pytest.raises(InputError, match=r"cpts\.xlsx: missing column"):
-        read_territories(path)  # the first sheet has no CPTS table
+    with pytest.raises(InputError, match=r"cpts\.xlsx \[sheet 'Notes'\]: missing column.*; the "
+                       r"workbook's sheets are 'Notes' \(read\), 'CPTS Loire': choose one with "
+                       r"sheet='name' \(command line: --sheet NAME\)"):
+        read_territories(path)  # the active sheet has no CPTS table: the error names the sheets
 
 
 def test_xlsx_problems_give_the_sheet_row(tmp_path):
@@ -361,11 +363,51 @@ def test_former_name_resolves_with_a_warning():
         assert read_territories(table)["insee"].tolist() == ["42268"]
 
 
-def test_code_and_name_that_disagree_warn():
+def test_code_and_name_that_disagree_are_a_problem_unless_codes_are_trusted():
     table = pd.DataFrame({"cpts": ["A"], "insee": ["42218"], "nom commune": ["Saint-Chamond"]})
+    with pytest.raises(TerritoryError, match=r"row 2, column 'insee': code 42218 is "
+                       r"Saint-Étienne \(42\), but the row also says 'Saint-Chamond' \(42207\): "
+                       r"correct the code or the name \(to use the codes whatever the names say: "
+                       r"trust_codes=True, --trust-codes\)") as exc:
+        read_territories(table)
+    assert problems_of(exc) == [(2, "insee", "42218")]
     with pytest.warns(CptsGeoWarning, match="row 2: code 42218 is Saint-Étienne, but the row "
-                      "also says 'Saint-Chamond'"):
-        assert read_territories(table)["insee"].tolist() == ["42218"]
+                      r"also says 'Saint-Chamond' \(42207\)"):
+        assert read_territories(table, trust_codes=True)["insee"].tolist() == ["42218"]
+
+
+def test_a_postal_code_typed_as_an_insee_code_is_caught():
+    # 38400 is the INSEE code of Saint-Jean-de-Moirans and the postal code of Saint-Martin-d'Hères
+    table = pd.DataFrame({"cpts": ["SEG"], "insee": ["38400"], "commune": ["Saint-Martin-d'Hères"]})
+    with pytest.raises(TerritoryError, match=r"'38400' is the INSEE code of Saint-Jean-de-Moirans "
+                       r"\(38\), but the row names \"Saint-Martin-d'Hères\" \(38421\), whose "
+                       r"postal code is 38400: write the INSEE code 38421"):
+        read_territories(table)
+    # a postal code that is no INSEE code says what it is
+    table = pd.DataFrame({"cpts": ["SEG"], "insee": ["38000"]})
+    with pytest.raises(TerritoryError, match=r"unknown INSEE code 38000.*it is the postal code of "
+                       r"Grenoble \(38185\)"):
+        read_territories(table)
+
+
+def test_a_column_of_postal_codes_is_resolved_with_the_names(no_warning):
+    table = pd.DataFrame({"cpts": ["Gier"] * 3, "code postal": ["42800", "42800", "42400"],
+                          "commune": ["Saint-Joseph", "Châteauneuf", "Saint-Chamond"]})
+    assert read_territories(table)["insee"].tolist() == ["42242", "42053", "42207"]
+    table = pd.DataFrame({"cpts": ["Gier"], "cp": ["42400"], "commune": ["Lorette"]})
+    with pytest.raises(TerritoryError, match=r"postal code 42400 does not serve 'Lorette': "
+                       r"'Lorette' is Lorette \(42123\), whose postal code\(s\) are 42420"):
+        read_territories(table)
+    table = pd.DataFrame({"cpts": ["Gier"], "code postal": ["42800"]})
+    with pytest.raises(InputError, match="a postal code does not identify a commune"):
+        read_territories(table)
+
+
+def test_a_misspelt_name_beside_its_code_is_a_warning():
+    table = pd.DataFrame({"cpts": ["A"], "insee": ["42192"], "commune": ["Rozie-Côtes-d’Aurec"]})
+    with pytest.warns(CptsGeoWarning, match=r"code and its name spelt differently.*row 2: code "
+                      r"42192 is Rozier-Côtes-d'Aurec, spelt 'Rozie-Côtes-d’Aurec'"):
+        assert read_territories(table)["insee"].tolist() == ["42192"]
 
 
 def test_commune_outside_the_rows_departement():
@@ -398,7 +440,8 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
         "A,,,,\n"                         # 10 no commune
         "A,42316,50,,\n"                  # 11 a percentage without its sign
     ))
-    with pytest.raises(TerritoryError, match=r"^9 problems in territories: cpts.csv, row 3") as exc:
+    with pytest.raises(TerritoryError, match=r"^9 problems in cpts.csv: correct these cells in the "
+                       r"file and read it again\ncpts.csv, row 3") as exc:
         read_territories(path)
     assert problems_of(exc) == [  # sorted by row
         (3, "insee", "42218"),
