@@ -108,15 +108,19 @@ def test_gaps_and_overlaps(capsys, tmp_path):
     assert {f["properties"]["cpts"] for f in features} == {"A", "B"}
 
 
-def test_bad_input_exits_2_with_one_line_naming_file_row_value(capsys, tmp_path):
+def test_bad_input_exits_2_with_one_error_block_naming_file_row_value(capsys, tmp_path):
     bad = tmp_path / "cpts.csv"
-    bad.write_text("cpts,commune\nA,42218\nA,42999\n", encoding="utf-8")
+    bad.write_text("cpts,commune\nA,42218\nA,42999\n" + "A,42218,x\n" * 3, encoding="utf-8")
     code, out, err = run(capsys, "coverage", "-t", str(bad))
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert "cpts.csv" in lines[0] and "row 3" in lines[0] and "42999" in lines[0]
+    assert lines[0] == ("error: 4 problems in cpts.csv: correct these cells in the file and read "
+                        "it again")
+    assert lines[1].startswith("  cpts.csv, row 3, column 'commune': unknown INSEE code 42999")
+    # the same mistake on three rows is one line
+    assert lines[2].startswith("  cpts.csv, rows 4-6: the row has 3 cells but the header only 2")
+    assert len(lines) == 3 and sum(line.startswith("error:") for line in lines) == 1
     assert "Traceback" not in err
 
 
@@ -134,7 +138,8 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "cpts_geo.cli", "coverage", "-t", str(bad)],
                          capture_output=True, text=True)
     assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: 1 problem in bad.csv: correct this cell")
     assert "bad.csv" in res.stderr and "row 2" in res.stderr and "'12'" in res.stderr
 
 

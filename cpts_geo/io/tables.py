@@ -81,12 +81,15 @@ def _megabytes(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def _too_big(what: str, value: int, limit: int, name: str, flag: str, unit: str = "") -> str:
-    shown = (lambda n: _megabytes(n)) if unit == "bytes" else (lambda n: f"{n:,}")
-    return (
-        f"{what} {shown(value)}, more than the limit of {shown(limit)} (`{name}={limit}`): "
-        f"is it the right file? To read it anyway, raise the limit: "
-        f"read_territories(..., {name}=...) or {flag} on the command line"
+def _over(source: str, what: str, limit: int, name: str, advice: str = "is it the right "
+          "file?") -> ResourceLimitError:
+    """The error for an input beyond a limit: what, the limit, and how to raise it."""
+    shown = _megabytes(limit) if name == "max_bytes" else f"{limit:,}"
+    flag = "--" + name.replace("_", "-")
+    return ResourceLimitError(
+        f"{source}: {what}, more than the limit of {shown} (`{name}={limit}`): {advice} To read "
+        f"it anyway, raise the limit: read_territories(..., {name}=...), or {flag} on the "
+        "command line"
     )
 
 #: File extensions read, and how.
@@ -198,13 +201,10 @@ def _read_csv(path: Path, name: str, limits: Limits) -> RawTable:
 
 def _check_table_size(name: str, rows: int, columns: int, limits: Limits) -> None:
     if rows > limits.max_rows:
-        raise ResourceLimitError(name + ": " + _too_big(
-            "the table has more rows than allowed:", rows, limits.max_rows, "max_rows",
-            "--max-rows"))
+        raise _over(name, f"the table has {rows:,} rows or more", limits.max_rows, "max_rows")
     if rows * columns > limits.max_cells:
-        raise ResourceLimitError(name + ": " + _too_big(
-            f"the table has {rows:,} rows of {columns:,} columns, that is", rows * columns,
-            limits.max_cells, "max_cells", "--max-cells") + " cells")
+        raise _over(name, f"the table has {rows:,} rows of {columns:,} columns, "
+                    f"{rows * columns:,} cells", limits.max_cells, "max_cells")
 
 
 def _frame_of_text(text: str, delimiter: str, name: str) -> RawTable | None:
@@ -291,10 +291,10 @@ def _check_zip(path: Path, name: str, limits: Limits) -> None:
     total = sum(i.file_size for i in infos)
     if total > limits.max_bytes:
         biggest = max(infos, key=lambda i: i.file_size)
-        raise ResourceLimitError(name + ": " + _too_big(
-            f"the workbook is {_megabytes(path.stat().st_size)} but decompresses to "
-            f"(largest part {biggest.filename!r})", total, limits.max_bytes, "max_bytes",
-            "--max-bytes", "bytes"))
+        raise _over(name, f"the workbook ({_megabytes(path.stat().st_size)}) decompresses to "
+                    f"{_megabytes(total)} (its part {biggest.filename!r}: "
+                    f"{_megabytes(biggest.file_size)}), checked before reading it",
+                    limits.max_bytes, "max_bytes")
 
 
 def _choose_sheet(book: Any, name: str, sheet: str | int | None) -> Any:
@@ -365,7 +365,10 @@ def _stream_sheet(
         def parse_cell(self, element: Any) -> dict[str, Any]:
             cell: dict[str, Any] = super().parse_cell(element)
             formula = element.find(_FORMULA)
-            if cell["value"] is None and formula is not None and element.find(_VALUE) is None:
+            saved = element.find(_VALUE)
+            # no saved result: no <v>, or an empty one where only a text result may be empty
+            unsaved = saved is None or (not saved.text and element.get("t") != "str")
+            if cell["value"] is None and formula is not None and unsaved:
                 text = formula.text
                 cell["value"] = FormulaWithoutValue(
                     f"={text}" if text else f"(formula of cell "
@@ -392,28 +395,23 @@ def _stream_sheet(
                     value = cell["value"]
                     if value is None or (isinstance(value, str) and not value.strip()):
                         continue
-                    ref = f"{get_column_letter(cell['column'])}{row}"
                     if row > limits.max_rows:
-                        raise ResourceLimitError(f"{source}: cell {ref} holds {value!r}, "
-                                                 f"beyond row {limits.max_rows:,}: " + _too_big(
-                            "the sheet reaches row", row, limits.max_rows, "max_rows",
-                            "--max-rows").replace("is it the right file?",
-                                                  "a stray value far below the table? Delete "
-                                                  "it, or"))
+                        ref = f"{get_column_letter(cell['column'])}{row}"
+                        raise _over(source, f"cell {ref} holds {value!r}: the sheet reaches row "
+                                    f"{row:,}", limits.max_rows, "max_rows",
+                                    "a stray value far below the table? Delete it.")
                     count += 1
                     if count > limits.max_cells:
-                        raise ResourceLimitError(source + ": " + _too_big(
-                            "the sheet holds more values than allowed:", count,
-                            limits.max_cells, "max_cells", "--max-cells"))
+                        raise _over(source, f"the sheet holds {count:,} values or more",
+                                    limits.max_cells, "max_cells")
                     cells.setdefault(row, {})[cell["column"]] = (
                         value.strip() if isinstance(value, str) else value)
                 _clear(parents)
             elif tag == _MERGE_CELL:
                 merged.append(str(element.get("ref", "")))
                 if len(merged) > limits.max_cells:
-                    raise ResourceLimitError(source + ": " + _too_big(
-                        "the sheet has more merged ranges than allowed:", len(merged),
-                        limits.max_cells, "max_cells", "--max-cells"))
+                    raise _over(source, f"the sheet has {len(merged):,} merged ranges or more",
+                                limits.max_cells, "max_cells")
                 _clear(parents)
             elif tag in (_SHEET_DATA, _MERGE_CELLS) and parents:
                 parents.pop()
@@ -452,9 +450,8 @@ def _fill_merged(cells: dict[int, dict[int, object]], merged: list[str], source:
         cols = range(min_col, min(max_col, last_col) + 1)
         filled += len(rows) * len(cols)
         if filled > limits.max_cells:
-            raise ResourceLimitError(source + ": " + _too_big(
-                f"the merged ranges (such as {ref}) cover more cells than allowed:", filled,
-                limits.max_cells, "max_cells", "--max-cells"))
+            raise _over(source, f"the merged ranges (such as {ref}) fill {filled:,} cells or "
+                        "more within the table", limits.max_cells, "max_cells")
         for r in rows:
             for c in cols:
                 cells.setdefault(r, {})[c] = top
@@ -475,10 +472,9 @@ def _sheet_table(source: str, cells: dict[int, dict[int, object]], limits: Limit
     width = max(titles)
     data = [r for r in order if r > header_row]
     if len(data) * width > limits.max_cells:
-        raise ResourceLimitError(source + ": " + _too_big(
-            f"the table (header in row {header_row}, reaching column "
-            f"{get_column_letter(width)}) has {len(data):,} rows of {width:,} columns, that is",
-            len(data) * width, limits.max_cells, "max_cells", "--max-cells") + " cells")
+        raise _over(source, f"the table (header in row {header_row}, reaching column "
+                    f"{get_column_letter(width)}) has {len(data):,} rows of {width:,} columns, "
+                    f"{len(data) * width:,} cells", limits.max_cells, "max_cells")
     header = ["" if c not in titles else _text(titles[c]) for c in range(1, width + 1)]
     rows: list[tuple[int, list[object]]] = []
     extras: dict[int, list[tuple[str, object]]] = {}
@@ -562,9 +558,9 @@ def _read_geojson(path: Path, name: str) -> gpd.GeoDataFrame | RawTable:
         else:
             for (i, key), value in nested.items():
                 if key in frame.columns and i < len(frame):
-                    column = frame[key].astype(object)
-                    column.iloc[i] = value
-                    frame[key] = column
+                    cells = frame[key].astype(object).tolist()
+                    cells[i] = value
+                    frame[key] = pd.Series(cells, index=frame.index, dtype=object)
     return loaded
 
 
@@ -595,15 +591,17 @@ def _read_ogr(path: Path, name: str, layer: str | int | None) -> gpd.GeoDataFram
     import pyogrio
 
     try:
-        if path.suffix.lower() == ".gpkg" and layer is None:
-            layers = [str(n) for n, _ in pyogrio.list_layers(path) if n != "layer_styles"]
-            if len(layers) > 1:
-                raise InputError(
-                    f"{name}: the GeoPackage has several layers {layers}: choose one with "
-                    "sheet='layer name' (command line: --sheet NAME)"
-                )
-            layer = layers[0] if layers else None
-        gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # GDAL's notes, NaN coordinates (checked later)
+            if path.suffix.lower() == ".gpkg" and layer is None:
+                layers = [str(n) for n, _ in pyogrio.list_layers(path) if n != "layer_styles"]
+                if len(layers) > 1:
+                    raise InputError(
+                        f"{name}: the GeoPackage has several layers {layers}: choose one with "
+                        "sheet='layer name' (command line: --sheet NAME)"
+                    )
+                layer = layers[0] if layers else None
+            gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except InputError:
         raise
     except Exception as exc:  # pyogrio.errors.DataSourceError, DataLayerError...
@@ -612,6 +610,13 @@ def _read_ogr(path: Path, name: str, layer: str | int | None) -> gpd.GeoDataFram
         raise InputError(
             f"{name}: cannot be read as a {what} file: {type(exc).__name__}: {detail}"
         ) from None
+    unreadable_crs = [str(w.message) for w in caught if "Unable to parse srs" in str(w.message)]
+    if unreadable_crs and getattr(gdf, "crs", None) is None:
+        raise InputError(
+            f"{name}: the file declares a coordinate reference system that cannot be read "
+            f"({unreadable_crs[0]}): its coordinates cannot be placed (they are not assumed to "
+            "be longitude/latitude); save the file in EPSG:2154 (Lambert-93) or EPSG:4326"
+        )
     if gdf.empty:
         raise InputError(f"{name}: the layer has no features")
     return _geo_or_table(gdf, name)
@@ -674,8 +679,8 @@ def load_source(
         raise InputError(f"{name}: `sheet` only applies to Excel workbooks and GeoPackage layers")
     size = path.stat().st_size
     if size > limits.max_bytes:
-        raise ResourceLimitError(name + ": " + _too_big(
-            "the file is", size, limits.max_bytes, "max_bytes", "--max-bytes", "bytes"))
+        raise _over(name, f"the file is {_megabytes(size)} ({size:,} bytes)", limits.max_bytes,
+                    "max_bytes")
     if kind == "csv":
         return name, _read_csv(path, name, limits)
     if kind == "excel":
