@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default", CptsGeoWarning)
-        warnings.formatwarning = _format_warning
+        warnings.showwarning = _show_warning  # restored on leaving, unlike formatwarning
         try:
             return _run(args)
         except CptsGeoError as exc:
@@ -358,11 +358,12 @@ def _error_block(exc: CptsGeoError) -> str:
     return f"error: {_one_line(exc)}"
 
 
-def _format_warning(
+def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int,
-    line: str | None = None,
-) -> str:
-    return f"warning: {_one_line(message)}\n"
+    file: object = None, line: str | None = None,
+) -> None:
+    """Print a warning as one line ``warning: ...`` on standard error (names escaped)."""
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

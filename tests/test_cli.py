@@ -153,3 +153,94 @@ def test_reconcile_compares_the_areas_listed_completely(capsys):
     assert not any(r["compared"] for r in rows if r["scope"] == "42")
     code, _, err = run(capsys, "reconcile", "-t", str(SEEDS), "--complete", "canton:12")
     assert code == 2 and "--complete 'canton:12'" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading options, départements by name, safe output (issues 12 and 14)
+# ---------------------------------------------------------------------------------------------
+def _workbook(path, hidden_old=True):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    old = book.active
+    old.title = "Ancienne liste"
+    old.append(["cpts", "insee"])
+    old.append(["Gier 2019", "42218"])
+    if hidden_old:
+        old.sheet_state = "hidden"
+    new = book.create_sheet("CPTS 2024")
+    new.append(["cpts", "insee"])
+    new.append(["Gier", "42207"])
+    book.active = 1
+    book.save(path)
+    return path
+
+
+def test_sheet_option_reads_a_named_sheet(capsys, tmp_path):
+    path = _workbook(tmp_path / "cpts.xlsx")
+    code, out, _ = run(capsys, "overlaps", "-t", str(path), "--format", "json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json")
+    assert [r["cpts"] for r in json.loads(out)] == ["Gier"]  # the visible, active sheet
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                       "--sheet", "Ancienne liste")
+    assert code == 0 and [r["cpts"] for r in json.loads(out)] == ["Gier 2019"]
+    code, _, err = run(capsys, "coverage", "-t", str(path), "--sheet", "Nope")
+    assert code == 2 and err.startswith("error: cpts.xlsx: no sheet named 'Nope'")
+    # publish reads with the same options (and stops before building on a bad one)
+    code, _, err = run(capsys, "publish", "-t", str(path), "--sheet", "Nope", "--out",
+                       str(tmp_path / "site"), "--no-progress")
+    assert code == 2 and "no sheet named 'Nope'" in err and not (tmp_path / "site").exists()
+
+
+def test_trust_codes_flag(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee,commune\nSEG,38400,Saint-Martin-d'Hères\n", encoding="utf-8")
+    code, out, err = run(capsys, "coverage", "-t", str(path), "--format", "json")
+    assert code == 2 and out == ""
+    assert err.splitlines()[1].startswith("  cpts.csv, row 2, column 'insee': '38400' is the "
+                                          "INSEE code of Saint-Jean-de-Moirans (38)")
+    code, out, err = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                         "--trust-codes")
+    assert code == 0 and json.loads(out)[0]["n_communes"] == 1
+    assert err.startswith("warning: cpts.csv: 1 row(s) give a commune code and a name that "
+                          "disagree; the code is used")
+
+
+def test_limits_on_the_command_line(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee\n" + "A,42218\n" * 20, encoding="utf-8")
+    code, _, err = run(capsys, "overlaps", "-t", str(path), "--max-rows", "5")
+    assert code == 2 and "(`max_rows=5`)" in err and "--max-rows on the command line" in err
+    code, _, err = run(capsys, "overlaps", "-t", str(path), "--max-bytes", "100")
+    assert code == 2 and "(`max_bytes=100`)" in err
+
+
+def test_departements_by_name(capsys):
+    code, out, _ = run(capsys, "communes", "-d", "Loire", "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == 321
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "-d", "Isère", "--format", "json")
+    assert code == 0 and [r["departement"] for r in json.loads(out)] == ["38"]
+    assert len(cpts_geo.load_communes("Loire")) == 320
+
+
+def test_control_characters_from_names_are_escaped(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee\n\"Gier\x1b[31m\u202e\",42207\n", encoding="utf-8")
+    for fmt in ("table", "csv"):
+        code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", fmt)
+        assert code == 0
+        assert "\x1b" not in out and "\u202e" not in out
+        assert "Gier\\x1b[31m\\u202e" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cpts,commune\nA,\"Saint\x1b[2J\x07-Chamond\"\n", encoding="utf-8")
+    code, _, err = run(capsys, "coverage", "-t", str(bad))
+    assert code == 2 and "\x1b" not in err and "\x07" not in err
+    assert "'Saint\\x1b[2J\\x07-Chamond' is not a commune name" in err
+
+
+def test_output_under_an_existing_file_exits_2(capsys, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x", encoding="utf-8")
+    code, out, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(blocker / "out.csv"))
+    assert code == 2 and out == "" and err.startswith("error: ") and "Traceback" not in err
