@@ -114,13 +114,13 @@ class TerritoryError(InputError):
     The message says how many problems there are and what to do on its first line, then gives
     one problem a line; the same mistake on several rows (same column, value and message) is
     one line naming the rows (``rows 2-250``). ``problems`` always holds every problem, one per
-    cell.
+    cell. A ``note`` ends the message (the cap on closest-name suggestions, for instance).
     """
 
     #: How many lines of problems the message lists (``problems`` always holds every one).
     shown = 20
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], note: str | None = None):
         self.problems = list(problems)
         n = len(self.problems)
         groups = group_problems(self.problems)
@@ -134,6 +134,8 @@ class TerritoryError(InputError):
             rest = sum(len(rows) for rows, _ in groups[self.shown:])
             lines.append(f"… and {plural(rest, 'more problem')} on other rows "
                          "(TerritoryError.problems lists them all)")
+        if note:
+            lines.append(note)
         super().__init__("\n".join([head, *lines]))
 
     @property

@@ -662,7 +662,11 @@ class Report:
     def raise_problems(self) -> None:
         if self.problems:
             order = sorted(self.problems, key=lambda p: -1 if p.row is None else p.row)
-            raise TerritoryError(order)
+            note = None
+            if self.suggestions_left < 0:
+                note = (f"(closest names are searched for the first {SUGGESTED_NAMES} unknown "
+                        f"names only, of {SUGGESTED_NAMES - self.suggestions_left})")
+            raise TerritoryError(order, note)
 
     def warn(self) -> None:
         titles = {
