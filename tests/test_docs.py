@@ -1,4 +1,5 @@
-"""The Jupyter tour runs from top to bottom (code cells executed in order, without Jupyter)."""
+"""The Jupyter tour runs from top to bottom (code cells executed in order, without Jupyter), the
+README's tour prints what it says, and its test command works on a machine without npm."""
 
 from __future__ import annotations
 
@@ -43,3 +44,22 @@ def test_readme_python_tour_runs_and_prints_what_it_says(monkeypatch):
         warnings.simplefilter("error")  # the tour emits no warning
         runner.run(test)
     assert runner.failures == 0 and runner.tries >= 10
+
+
+def test_checks_against_raw_files_skip_with_a_reason_locally_and_fail_in_ci(tmp_path,
+                                                                            monkeypatch):
+    """Without npm, .ci/fetch_raw.sh skips the tarballs: the tests that need them say why."""
+    import conftest
+
+    monkeypatch.setattr(conftest, "RAW_DIR", tmp_path)
+    monkeypatch.delenv("CPTS_GEO_REQUIRE_RAW", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"etalab-decoupage-administratif-6\.0\.0\.tgz "
+                       r"not downloaded \(install npm, then run \.ci/fetch_raw\.sh\); CI "
+                       "requires it"):
+        conftest._raw("etalab-decoupage-administratif-6.0.0.tgz")
+    monkeypatch.setenv("CPTS_GEO_REQUIRE_RAW", "1")  # as .ci/run sets it
+    with pytest.raises(pytest.fail.Exception, match="CPTS_GEO_REQUIRE_RAW is set"):
+        conftest._raw("etalab-decoupage-administratif-6.0.0.tgz")
+    script = (ROOT / ".ci" / "fetch_raw.sh").read_text("utf-8")
+    assert "if command -v npm" in script and "will be skipped" in script
+    assert "CPTS_GEO_REQUIRE_RAW=1" in (ROOT / ".ci" / "run").read_text("utf-8")

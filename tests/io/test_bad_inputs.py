@@ -492,6 +492,10 @@ def test_the_corpus_is_large_and_varied():
     kinds = {Path(c.name).suffix for c in CASES}
     assert kinds == {".csv", ".xlsx", ".geojson", ".json", ".gpkg"}
     assert sum(c.error is None for c in CASES) >= 20  # what planners type must be read
+    # the README states the counts
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert (f"**{len(CASES)} territory\n  files** built in code ({len(CSV)} CSV, {len(XLSX)} "
+            f"XLSX, {len(GEOJSON)} GeoJSON and JSON, {len(GPKG)} GeoPackage") in readme
 
 
 @pytest.fixture(scope="session")
