@@ -664,6 +664,9 @@ def _match(text: str, deps: frozenset[str] | None, fuzzy: bool, suggest: bool,
            postal_code: str | None) -> NameMatch:
     qualifier = _QUALIFIER.match(text)
     if qualifier and not _TRAILING_ARTICLE.match(text):
+        whole = _resolve(text, text, deps, False, False, postal_code)
+        if whole.status != "unknown":  # "Château-Chinon (Ville)" is a name of its own
+            return whole
         base, qual = qualifier[1], qualifier[2]
         if _POSTAL.match(qual) and postal_code_communes(qual):
             return _resolve(base, text, deps, fuzzy, suggest, qual)

@@ -183,6 +183,7 @@ def test_an_arrondissement_without_its_city_lists_each_city_once():
     ("Châteauneuf (42)", "42053"), ("Châteauneuf (Loire)", "42053"),
     ("Trèves (Rhône)", "69252"), ("Trèves (69)", "69252"), ("Saint-Joseph (042)", "42242"),
     ("Saint-Martin-d'Hères (38400)", "38421"), ("Horme (L')", "42110"),
+    ("Château-Chinon (Ville)", "58062"),  # an official name with parentheses
 ])
 def test_a_departement_or_postal_code_in_parentheses_disambiguates(name, code):
     assert match_name(name).code == code

@@ -842,10 +842,17 @@ VEZELIN = "42268"  # Vézelin-sur-Loire: communes déléguées Amions, Dancé, S
 def test_two_merged_communes_in_a_csv_are_the_commune_nouvelle_once(tmp_path):
     path = write(tmp_path, "cpts;commune;dep\nRoannais;Amions;42\nRoannais;Dancé;Loire\n"
                            "Roannais;Roanne;42\n")
-    with pytest.warns(CptsGeoWarning, match=r"cpts.csv: 1 row\(s\) name former communes now "
-                      r"merged into one commune, listed once: 'Amions' \(row 2\) and 'Dancé' "
-                      r"\(row 3\) are both 42268 Vézelin-sur-Loire in CPTS 'Roannais'"):
+    with pytest.warns(CptsGeoWarning) as record:
         df = read_territories(path)
+    assert [str(w.message) for w in record] == [
+        "cpts.csv: 2 name(s) were resolved with care: row 2: 'Amions' is a former name: Amions "
+        "(commune déléguée 42004, now Vézelin-sur-Loire 42268); counted as Vézelin-sur-Loire "
+        "(42268); row 3: 'Dancé' is a former name: Dancé (commune déléguée 42082, now "
+        "Vézelin-sur-Loire 42268); counted as Vézelin-sur-Loire (42268)",
+        "cpts.csv: 1 row(s) name former communes now merged into one commune, listed once: "
+        "'Amions' (row 2) and 'Dancé' (row 3) are both 42268 Vézelin-sur-Loire in CPTS "
+        "'Roannais'",
+    ]
     assert df["insee"].tolist() == [VEZELIN, "42187"]
     assert df["row"].tolist() == [2, 4]
 
@@ -854,13 +861,21 @@ def test_merged_communes_in_a_wide_list_and_by_former_codes():
     table = pd.DataFrame({"cpts": ["Roannais"],
                           "communes": ["Roanne, Amions, Saint-Paul-de-Vézelin et Dancé"],
                           "dep": ["42"]})
-    with pytest.warns(CptsGeoWarning, match="merged into one commune"):
+    with pytest.warns(CptsGeoWarning) as record:
         df = read_territories(table)
     assert df["insee"].tolist() == ["42187", VEZELIN]
+    merged = [str(w.message) for w in record if "merged into one commune" in str(w.message)]
+    assert merged == ["DataFrame: 2 row(s) name former communes now merged into one commune, "
+                      "listed once: 'Amions' (row 2) and 'Saint-Paul-de-Vézelin' (row 2) are both "
+                      "42268 Vézelin-sur-Loire in CPTS 'Roannais'; 'Amions' (row 2) and 'Dancé' "
+                      "(row 2) are both 42268 Vézelin-sur-Loire in CPTS 'Roannais'"]
     table = pd.DataFrame({"cpts": ["Roannais"] * 2, "insee": ["42004", "42082"]})
-    with pytest.warns(CptsGeoWarning, match=r"'42004' \(row 2\) and '42082' \(row 3\) are both "
-                      "42268"):
+    with pytest.warns(CptsGeoWarning) as record:
         assert read_territories(table)["insee"].tolist() == [VEZELIN]
+    assert any("'42004' (row 2) and '42082' (row 3) are both 42268" in str(w.message)
+               for w in record)
+    assert any("2 code(s) are not current communes and were resolved" in str(w.message)
+               for w in record)
 
 
 def test_the_same_former_commune_twice_stays_a_duplicate():
