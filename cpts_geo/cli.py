@@ -53,7 +53,8 @@ def _territories_arg(p: argparse.ArgumentParser) -> None:
     reading.add_argument("--sheet", metavar="NAME",
                          help="the Excel sheet, or GeoPackage layer, to read (default: the "
                          "active sheet if visible, else the first visible one; a hidden sheet is "
-                         "read only when named); a number is a sheet's position from 0")
+                         "read only when named); a number that names no sheet is a position, "
+                         "from 0")
     reading.add_argument("--trust-codes", action="store_true",
                          help="on a row whose INSEE code and commune name designate different "
                          "communes, use the code (with a warning) instead of stopping")
@@ -70,7 +71,7 @@ def _reading(args: argparse.Namespace) -> dict[str, object]:
     """The options of read_territories given on the command line (the others by default)."""
     options: dict[str, object] = {}
     if args.sheet is not None:
-        options["sheet"] = int(args.sheet) if args.sheet.lstrip("-").isdigit() else args.sheet
+        options["sheet"] = args.sheet
     if args.trust_codes:
         options["trust_codes"] = True
     for name in ("max_bytes", "max_rows", "max_cells"):

@@ -185,6 +185,9 @@ def test_sheet_option_reads_a_named_sheet(capsys, tmp_path):
     code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
                        "--sheet", "Ancienne liste")
     assert code == 0 and [r["cpts"] for r in json.loads(out)] == ["Gier 2019"]
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                       "--sheet", "0")
+    assert code == 0 and [r["cpts"] for r in json.loads(out)] == ["Gier 2019"]  # a position
     code, _, err = run(capsys, "coverage", "-t", str(path), "--sheet", "Nope")
     assert code == 2 and err.startswith("error: cpts.xlsx: no sheet named 'Nope'")
     # publish reads with the same options (and stops before building on a bad one)

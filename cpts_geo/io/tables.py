@@ -310,6 +310,8 @@ def _choose_sheet(book: Any, name: str, sheet: str | int | None) -> Any:
                 "name the one to read with sheet= (command line: --sheet NAME)"
             )
         return visible[0]
+    if isinstance(sheet, str) and sheet not in book.sheetnames and re.fullmatch(r"-?\d+", sheet):
+        sheet = int(sheet)  # "--sheet 1" on the command line, when no sheet is named "1"
     if isinstance(sheet, str):
         if sheet not in book.sheetnames or not any(ws.title == sheet for ws in worksheets):
             raise InputError(
@@ -601,6 +603,9 @@ def _read_ogr(path: Path, name: str, layer: str | int | None) -> gpd.GeoDataFram
                         "sheet='layer name' (command line: --sheet NAME)"
                     )
                 layer = layers[0] if layers else None
+            elif isinstance(layer, str) and re.fullmatch(r"-?\d+", layer) and layer not in [
+                    str(n) for n, _ in pyogrio.list_layers(path)]:
+                layer = int(layer)  # a position given on the command line
             gdf = gpd.read_file(path, layer=layer, engine="pyogrio")
     except InputError:
         raise

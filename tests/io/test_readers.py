@@ -278,6 +278,7 @@ def test_xlsx_with_title_rows_merged_cells_and_datetimes(tmp_path, no_warning):
     assert (df["status_date"] == pd.Timestamp("2020-07-09")).all()
     assert df.attrs["source"] == "cpts.xlsx" and df.attrs["sheet"] == "CPTS Loire"
     assert read_territories(path, sheet=1)["insee"].tolist() == df["insee"].tolist()
+    assert read_territories(path, sheet="1")["insee"].tolist() == df["insee"].tolist()
     with pytest.raises(InputError, match=r"cpts.xlsx: no sheet named 'Loire'.*'CPTS Loire'"):
         read_territories(path, sheet="Loire")
     with pytest.raises(InputError, match=r"cpts\.xlsx \[sheet 'Notes'\]: missing column.*; the "
@@ -1150,3 +1151,11 @@ def test_the_geopackage_layer_error_names_the_command_line_option(tmp_path, sud_
                        r"sheet='layer name' \(command line: --sheet NAME\)"):
         read_territories(path)
     assert read_territories(path, sheet="old")["insee"].tolist() == [POISAT]
+
+
+def test_a_sheet_named_like_a_number_is_read_by_its_name(tmp_path, no_warning):
+    book = _book({"Notes": [["à lire"]], "2024": [["cpts", "insee"], ["Gier", "42207"]]})
+    path = tmp_path / "cpts.xlsx"
+    book.save(path)
+    assert read_territories(path, sheet="2024").attrs["sheet"] == "2024"
+    assert read_territories(path, sheet="1").attrs["sheet"] == "2024"  # no sheet named "1"
