@@ -34,6 +34,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -291,6 +292,17 @@ DATE_RANGE = (pd.Timestamp("2000-01-01"), pd.Timestamp("2099-12-31"))
 
 def _to_timestamp(value: object) -> pd.Timestamp | None:
     """Parse a date; raises ValueError with the reason for a bad one."""
+    if isinstance(value, str):
+        return _text_timestamp(value)  # a column repeats the same few dates: parse each once
+    return _parse_timestamp(value)
+
+
+@lru_cache(maxsize=4096)
+def _text_timestamp(value: str) -> pd.Timestamp | None:
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value: object) -> pd.Timestamp | None:
     if _is_empty(value):
         return None
     if isinstance(value, pd.Timestamp | dt.datetime | dt.date | np.datetime64):

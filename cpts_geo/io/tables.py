@@ -359,12 +359,19 @@ def _stream_sheet(
     sheet claims (its ``dimension`` is not trusted). A value beyond ``max_rows`` stops the
     reading at once, naming its cell.
     """
-    from openpyxl.utils.cell import get_column_letter
+    from openpyxl.utils.cell import column_index_from_string, get_column_letter
     from openpyxl.worksheet._reader import WorkSheetParser
     from openpyxl.xml.functions import iterparse
 
+    def column_index(ref: str) -> int:
+        return column_index_from_string(ref.rstrip("0123456789"))
+
     class Parser(WorkSheetParser):
         def parse_cell(self, element: Any) -> dict[str, Any]:
+            if element.get("t") == "inlineStr" and element.get("r"):  # fast: no rich text objects
+                self.col_counter = column_index(element.get("r"))
+                return {"row": self.row_counter, "column": self.col_counter,
+                        "value": _inline_text(element), "data_type": "s"}
             cell: dict[str, Any] = super().parse_cell(element)
             formula = element.find(_FORMULA)
             saved = element.find(_VALUE)
@@ -418,6 +425,29 @@ def _stream_sheet(
             elif tag in (_SHEET_DATA, _MERGE_CELLS) and parents:
                 parents.pop()
     return cells, merged
+
+
+_INLINE = f"{{{_SHEET_NS}}}is"
+_TEXT = f"{{{_SHEET_NS}}}t"
+_RUN = f"{{{_SHEET_NS}}}r"
+
+
+def _inline_text(element: Any) -> str | None:
+    """The text of an inline-string cell.
+
+    Its ``<t>``, or the ``<t>`` of its runs; phonetic guides are left out.
+    """
+    box = element.find(_INLINE)
+    if box is None:
+        return None
+    parts = []
+    for child in box:
+        if child.tag == _TEXT:
+            parts.append(child.text or "")
+        elif child.tag == _RUN:
+            t = child.find(_TEXT)
+            parts.append("" if t is None or t.text is None else t.text)
+    return "".join(parts)
 
 
 def _clear(parents: list[Any]) -> None:
