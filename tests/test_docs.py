@@ -63,3 +63,14 @@ def test_checks_against_raw_files_skip_with_a_reason_locally_and_fail_in_ci(tmp_
     script = (ROOT / ".ci" / "fetch_raw.sh").read_text("utf-8")
     assert "if command -v npm" in script and "will be skipped" in script
     assert "CPTS_GEO_REQUIRE_RAW=1" in (ROOT / ".ci" / "run").read_text("utf-8")
+
+
+def test_every_test_the_readme_names_exists():
+    """The guarantees of "What happens when things go wrong" cite tests that exist."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    refs = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text)
+    assert len(refs) >= 30
+    missing = [f"{path}::{name}" for path, name in refs
+               if not (ROOT / path).is_file()
+               or not re.search(rf"^def {name}\(", (ROOT / path).read_text("utf-8"), re.M)]
+    assert missing == []
