@@ -154,26 +154,47 @@ class ContiguityGraph:
         Two rows are joined when they have the same ``key`` and their communes share a border of
         positive length. Returns one label per row (labels unique across groups).
         """
+        return self.node_group_components(self.nodes(groups["insee"]),
+                                          pd.factorize(groups[key])[0])
+
+    def _borders(self) -> tuple[np.ndarray, np.ndarray]:
+        """Borders of positive length as compressed rows: (first border of each node, to)."""
+        if "_csr" not in self.__dict__:
+            sel = self._length > 0
+            a, b = self._a[sel], self._b[sel]  # sorted by a
+            self._csr = (np.searchsorted(a, np.arange(len(self.codes) + 1)), b)
+        return self._csr
+
+    def node_group_components(self, node: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """:meth:`group_components` on node ids (-1: unknown) and integer group ids.
+
+        Each row looks up its node's neighbours among the rows of its group (sorted integer keys,
+        no join of tables); scipy labels the connected rows.
+        """
         from scipy.sparse import coo_array
         from scipy.sparse.csgraph import connected_components
 
-        n = len(groups)
+        n = len(node)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        node = self.nodes(groups["insee"])
-        gkey = pd.factorize(groups[key])[0]
-        mask = self._mask(node)
-        sel = mask[self._a] & mask[self._b] & (self._length > 0)
-        rows = pd.DataFrame({"row": np.arange(n), "node": node, "g": gkey})
-        rows = rows[rows["node"] >= 0]
-        edges = pd.DataFrame({"node": self._a[sel], "nb": self._b[sel]})
-        pairs = rows.merge(edges, on="node").merge(
-            rows.rename(columns={"node": "nb", "row": "row_b"}), on=["nb", "g"]
-        )
-        graph = coo_array(
-            (np.ones(len(pairs)), (pairs["row"].to_numpy(), pairs["row_b"].to_numpy())),
-            shape=(n, n),
-        )
+        node = np.asarray(node, dtype=np.int64)
+        group = np.asarray(group, dtype=np.int64)
+        width = len(self.codes) + 1
+        key = group * width + node  # node -1 never matches a neighbour (>= 0)
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        start, to = self._borders()
+        rows = np.flatnonzero(node >= 0)
+        first, degree = start[node[rows]], np.diff(start)[node[rows]]
+        row = np.repeat(rows, degree)
+        offset = np.arange(len(row)) - np.repeat(np.cumsum(degree) - degree, degree)
+        wanted = group[row] * width + to[np.repeat(first, degree) + offset]
+        at = np.searchsorted(sorted_key, wanted)
+        at_ok = at < n
+        found = np.zeros(len(row), dtype=bool)
+        found[at_ok] = sorted_key[at[at_ok]] == wanted[at_ok]
+        graph = coo_array((np.ones(int(found.sum())), (row[found], order[at[found]])),
+                          shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         return labels.astype(np.int64)
 

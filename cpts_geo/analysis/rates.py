@@ -22,6 +22,7 @@ zero and ``n_communes_without_population`` says how many.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import geopandas as gpd
@@ -85,52 +86,57 @@ def area_rates(p: Prepared, by: Level = "departement",
 
     See :func:`coverage` for the columns.
     """
-    c = p.communes
     per = p.per_commune
-    sel = np.ones(len(c), dtype=bool) if mask is None else mask
+    n = len(p.codes)
     if by == "nation":
-        codes, inv = np.array([NATION], dtype=object), np.zeros(int(sel.sum()), dtype=np.int64)
+        area_of = np.zeros(n, dtype=np.int64)
+        codes = np.array([NATION], dtype=object)
     else:
-        inv, uniques = pd.factorize(c[by].astype(str)[sel], sort=True)
-        codes = np.asarray(uniques, dtype=object)
+        area_of, codes = p.areas(by)
+    if mask is not None and by == "nation":
+        area_of = np.where(mask, 0, -1)
+    elif mask is not None:  # only the areas of these communes, numbered anew
+        used = np.bincount(area_of[mask], minlength=len(codes)) > 0
+        renumber = np.cumsum(used) - 1
+        area_of = np.where(mask, renumber[area_of], -1)
+        codes = codes[used]
     k = len(codes)
+    sel = area_of >= 0
+    inv = area_of[sel]
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(inv, weights=np.asarray(values, dtype=float)[sel], minlength=k)
 
-    pop = total(p.population)
+    population = total(p.population)
     covered = total(per["covered_population"].to_numpy())
-    n_comm = np.bincount(inv, minlength=k)
-    n_cov = total(per["covered"].to_numpy())
+    n_communes = np.bincount(inv, minlength=k)
+    n_covered = total(per["covered"].to_numpy())
+    # CPTS present in each area (through at least one of its communes)
+    ins_area = area_of[p.inside["pos"].to_numpy()]
+    here = ins_area >= 0
+    pairs = np.unique(ins_area[here] * (len(p.cpts_codes[1]) + 1) + p.inside_cpts[here])
+    n_cpts = np.bincount(pairs // (len(p.cpts_codes[1]) + 1), minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = covered / np.where(population > 0, population, np.nan)
+
+    def count(values: np.ndarray) -> np.ndarray:
+        return np.round(values).astype("int64")
+
     out = pd.DataFrame({
         by: codes,
-        "population": pop,
-        "covered_population": covered,
-        "n_communes": n_comm,
-        "n_covered_communes": n_cov,
-        "n_overlap_communes": total(per["overlap"].to_numpy()),
-        "overlap_population": total(per["overlap_population"].to_numpy()),
-        "n_communes_without_population": total(p.pop_missing),
+        "nom": area_names(by, codes),
+        "population": count(population),
+        "covered_population": covered.round(1),
+        "coverage_rate": rate,
+        "n_communes": count(n_communes),
+        "n_covered_communes": count(n_covered),
+        "n_cpts": count(n_cpts),
+        "n_overlap_communes": count(total(per["overlap"].to_numpy())),
+        "overlap_population": total(per["overlap_population"].to_numpy()).round(1),
+        "n_gap_communes": count(n_communes - n_covered),
+        "gap_population": (population - covered).round(1),
+        "n_communes_without_population": count(total(p.pop_missing)),
     })
-    # CPTS present in each area (through at least one of its communes)
-    ins = p.inside
-    area_pos = np.full(len(c), -1, dtype=np.int64)
-    area_pos[np.flatnonzero(sel)] = inv
-    present = pd.DataFrame({"area": area_pos[ins["pos"].to_numpy()],
-                            "cpts_id": ins["cpts_id"].to_numpy()})
-    present = present[present["area"] >= 0].drop_duplicates()
-    out["n_cpts"] = np.bincount(present["area"].to_numpy(), minlength=k)
-    out["n_gap_communes"] = out["n_communes"] - out["n_covered_communes"]
-    out["gap_population"] = out["population"] - out["covered_population"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["coverage_rate"] = out["covered_population"] / out["population"].where(
-            out["population"] > 0)
-    out["nom"] = area_names(by, codes)
-    for col in ("population", "n_communes", "n_covered_communes", "n_cpts",
-                "n_overlap_communes", "n_gap_communes", "n_communes_without_population"):
-        out[col] = out[col].round().astype("int64")
-    for col in ("covered_population", "overlap_population", "gap_population"):
-        out[col] = out[col].round(1)
     out = out[[by, *AREA_COLUMNS]]
     out.attrs = dict(p.attrs)
     return out
@@ -192,63 +198,68 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
     """One row per CPTS of prepared inputs (see :func:`cpts_table`)."""
     c = p.communes
     m = p.membership
-    ins = p.inside
-    pos = ins["pos"].to_numpy()
-    inv, ids_ = pd.factorize(m["cpts_id"], sort=True)
-    ids = np.asarray(ids_, dtype=object)
+    pos = p.inside["pos"].to_numpy()
+    inv, ids = p.cpts_codes
     k = len(ids)
-    g = inv[ins.index.to_numpy()] if len(ins) == len(m) else pd.Series(
-        np.arange(k), index=ids_).reindex(ins["cpts_id"]).to_numpy()
-    pop_share = p.population[pos] * ins["share"].to_numpy()
-    area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()
-            if "area_km2" in c.columns else np.full(len(c), np.nan))
-    deps = c["departement"].astype(str).to_numpy(dtype=object)
-    first = m.groupby(inv, sort=True).agg(
-        cpts=("cpts", "first"), status=("status", "max"), status_date=("status_date", "max"))
+    g = p.inside_cpts
+    # one name, status and date per CPTS (the validator sees to it): the first name, the most
+    # advanced status and the latest date, missing values aside
+    _, first = np.unique(inv, return_index=True)
+    status = np.full(k, -1, dtype=np.int64)
+    np.maximum.at(status, inv, m["status"].cat.codes.to_numpy())
+    date = np.full(k, np.iinfo(np.int64).min, dtype=np.int64)  # NaT
+    np.maximum.at(date, inv, m["status_date"].to_numpy().astype("datetime64[ns]").view("i8"))
+    population = np.bincount(g, weights=p.population[pos] * p.inside["share"].to_numpy(),
+                             minlength=k).round(1)
+    area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()[pos]
+            if "area_km2" in c.columns else np.full(len(pos), np.nan))
+    area_sum = np.bincount(g, weights=np.nan_to_num(area), minlength=k)
+    has_area = np.bincount(g, weights=~np.isnan(area), minlength=k) > 0
     out = pd.DataFrame({
-        "cpts": first["cpts"].to_numpy(),
+        "cpts": m["cpts"].to_numpy()[first],
         "cpts_id": ids,
-        "status": first["status"].to_numpy(),
-        "status_date": first["status_date"].to_numpy(),
+        "status": pd.Categorical.from_codes(status, dtype=m["status"].dtype),
+        "status_date": date.view("datetime64[ns]"),
+        "population": population,
+        "n_communes": np.bincount(g, minlength=k).astype("int64"),
+        "departements": _departements(p, g, pos, k),
+        "size_class": size_classes(pd.Series(population)).to_numpy(),
+        "area_km2": np.where(has_area, area_sum, np.nan).round(2),
+        "n_parts": _parts(p, g, pos, k),
+        "n_overlap_communes": np.bincount(g, weights=p.per_commune["overlap"].to_numpy()[pos],
+                                          minlength=k).astype("int64"),
+        "n_communes_without_population": np.bincount(g, weights=p.pop_missing[pos],
+                                                     minlength=k).astype("int64"),
     })
-    out["population"] = np.bincount(g, weights=pop_share, minlength=k).round(1)
-    out["n_communes"] = np.bincount(g, minlength=k).astype("int64")
-    dep_sets: list[set[str]] = [set() for _ in range(k)]
-    for gi, d in zip(g, deps[pos], strict=True):
-        dep_sets[gi].add(d)
-    out["departements"] = [",".join(sorted(s)) for s in dep_sets]
-    out["size_class"] = size_classes(out["population"]).to_numpy()
-    area_sum = np.bincount(g, weights=np.nan_to_num(area[pos]), minlength=k)
-    has_area = np.bincount(g, weights=~np.isnan(area[pos]), minlength=k) > 0
-    out["area_km2"] = np.where(has_area, area_sum, np.nan).round(2)
-    out["n_parts"] = _parts(p, ins, g, k)
-    out["n_overlap_communes"] = np.bincount(
-        g, weights=p.per_commune["overlap"].to_numpy()[pos], minlength=k).astype("int64")
-    out["n_communes_without_population"] = np.bincount(
-        g, weights=p.pop_missing[pos], minlength=k).astype("int64")
-    out["status"] = pd.Categorical(out["status"], dtype=m["status"].dtype)
-    out = out[list(CPTS_COLUMNS)].sort_values(["cpts", "cpts_id"]).reset_index(drop=True)
+    out = out.sort_values(["cpts", "cpts_id"]).reset_index(drop=True)
     out.attrs = dict(p.attrs)
     return out
 
 
-def _parts(p: Prepared, ins: pd.DataFrame, g: np.ndarray, k: int) -> np.ndarray:
+def _departements(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> list[str]:
+    """The départements of each CPTS's communes, sorted and comma-joined."""
+    dep_of, codes = p.areas("departement")
+    pairs = np.unique(g * (len(codes) + 1) + dep_of[pos])
+    group, dep = pairs // (len(codes) + 1), pairs % (len(codes) + 1)
+    bounds = np.searchsorted(group, np.arange(k + 1))
+    return [",".join(codes[dep[a:b]]) for a, b in itertools.pairwise(bounds)]
+
+
+def _parts(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
     """Connected groups of communes of each CPTS.
 
     Communes without a boundary cannot be placed, so they are no part of their own, unless a
     CPTS has nothing else.
     """
-    if len(ins) == 0:
+    if len(pos) == 0:
         return np.zeros(k, dtype=np.int64)
-    labels = p.graph.group_components(ins[["cpts_id", "insee"]])
-    placed = np.ones(len(ins), dtype=bool)
-    if "geometry" in p.communes.columns:
-        placed = p.communes.geometry.notna().to_numpy()[ins["pos"].to_numpy()]
-    frame = pd.DataFrame({"g": g, "label": labels, "placed": placed})
-    n_all = frame.groupby("g")["label"].nunique()
-    n_placed = frame[frame["placed"]].groupby("g")["label"].nunique()
-    counts = n_placed.reindex(n_all.index).fillna(n_all)
-    return counts.reindex(np.arange(k), fill_value=0).to_numpy(dtype=np.int64)
+    labels = p.graph.node_group_components(p.nodes[pos], g)
+    placed = p.has_geometry[pos]
+    group_of = np.zeros(labels.max() + 1, dtype=np.int64)
+    group_of[labels] = g
+    n_all = np.bincount(group_of, minlength=k)
+    n_placed = np.bincount(group_of[np.unique(labels[placed])], minlength=k)
+    return np.where(n_placed > 0, n_placed, n_all).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
