@@ -132,10 +132,13 @@ class ContiguityGraph:
         Only borders of positive length between two of ``codes`` count. A code without a known
         neighbour is a group of its own.
         """
+        return self.node_components(self.nodes(codes))
+
+    def node_components(self, node: np.ndarray) -> np.ndarray:
+        """:meth:`components` on node ids (-1: a commune the graph does not know)."""
         from scipy.sparse import coo_array
         from scipy.sparse.csgraph import connected_components
 
-        node = self.nodes(codes)
         n = len(node)
         if n == 0:
             return np.zeros(0, dtype=np.int64)

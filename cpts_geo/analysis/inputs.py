@@ -160,6 +160,21 @@ class Prepared:
         return self._array("nodes", lambda: self.graph.nodes(self.communes["insee"]))
 
     @property
+    def membership_nodes(self) -> np.ndarray:
+        """The node of each row of ``membership`` in ``graph`` (-1: unknown)."""
+        return self._array("membership_nodes", lambda: self.graph.nodes(self.membership["insee"]))
+
+    @property
+    def cpts_names(self) -> tuple[np.ndarray, np.ndarray]:
+        """The CPTS of each row of ``membership`` by name number, and the names (sorted)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            inv, uniques = pd.factorize(self.membership["cpts"], sort=True)
+            inv.flags.writeable = False
+            return inv, np.asarray(uniques, dtype=object)
+
+        return self._array("cpts_names", make)
+
+    @property
     def has_geometry(self) -> np.ndarray:
         """Whether each commune has a boundary (all True without a geometry column)."""
         return self._array("has_geometry", lambda: (
