@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -186,35 +187,35 @@ def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoData
     cols = ("insee", "nom", "departement", "population", "n_cpts", "cpts", "cpts_ids",
             "claimed_share", "overlap_population", "geometry")
     if cc is None:  # only the overlapping communes' rows and columns are taken
+        c = p.communes
         per = p.per_commune
         overlap = per["overlap"].to_numpy()
         where = np.flatnonzero(overlap)
-        ins = p.inside
-        names, ids = _joined(p, ins[overlap[ins["pos"].to_numpy()]])
-        c = p.communes
-        data = {col: c[col].take(where).reset_index(drop=True)
-                for col in cols[:4] if col in c.columns}
-        data["n_cpts"] = pd.Series(per["n_cpts"].to_numpy()[where])
-        data["cpts"] = pd.Series(names[where], dtype="str")
-        data["cpts_ids"] = pd.Series(ids[where], dtype="str")
-        data["claimed_share"] = pd.Series(per["claimed_share"].to_numpy()[where])
+        claimed = per["claimed_share"].to_numpy()[where]
         population = p.population[where]
-        geometry = c.geometry.to_numpy()[where] if "geometry" in c.columns else None
         order_by = where  # communes are sorted by code
+        joined = _joined(p, overlap[p.inside["pos"].to_numpy()])
     else:
-        over = cc[cc["overlap"].to_numpy()]
-        data = {col: over[col].reset_index(drop=True) for col in cols if col in over.columns
-                and col not in ("overlap_population", "geometry")}
-        population = pd.to_numeric(over["population"], errors="coerce").fillna(0).to_numpy()
-        geometry = over.geometry.to_numpy() if "geometry" in over.columns else None
-        order_by = pd.factorize(over["insee"], sort=True)[0]
-    data["overlap_population"] = pd.Series(
-        (population * np.clip(data["claimed_share"].to_numpy() - 1, 0, 1)).round(1))
-    order = np.lexsort((order_by, -data["overlap_population"].to_numpy()))
-    frame = pd.DataFrame({col: data[col].take(order).reset_index(drop=True)
-                          for col in cols if col in data})
-    out = gpd.GeoDataFrame(frame, geometry=None if geometry is None else geometry[order],
-                           crs=_crs(p))
+        c = cc[cc["overlap"].to_numpy()]
+        where = np.arange(len(c))
+        claimed = c["claimed_share"].to_numpy()
+        population = pd.to_numeric(c["population"], errors="coerce").fillna(0).to_numpy()
+        order_by = pd.factorize(c["insee"], sort=True)[0]
+    overlap_population = (population * np.clip(claimed - 1, 0, 1)).round(1)
+    order = np.lexsort((order_by, -overlap_population))
+    rows = where[order]
+    data: dict[str, Any] = {}
+    for col in cols:
+        if col == "overlap_population":
+            data[col] = overlap_population[order]
+        elif col in c.columns and col != "geometry":
+            data[col] = c[col].array.take(rows)
+        elif cc is None and col in ("n_cpts", "claimed_share"):
+            data[col] = per[col].to_numpy()[rows]
+        elif cc is None and col in ("cpts", "cpts_ids"):
+            data[col] = pd.array(joined[col == "cpts_ids"][rows], dtype="str")
+    geometry = c.geometry.array.take(rows) if "geometry" in c.columns else None
+    out = gpd.GeoDataFrame(data, geometry=geometry, crs=_crs(p))
     out.attrs = dict(p.attrs)
     return out
 

@@ -171,10 +171,11 @@ class ContiguityGraph:
     def node_group_components(self, node: np.ndarray, group: np.ndarray) -> np.ndarray:
         """:meth:`group_components` on node ids (-1: unknown) and integer group ids.
 
-        Each row looks up its node's neighbours among the rows of its group (sorted integer keys,
-        no join of tables); scipy labels the connected rows.
+        Each row looks its node's neighbours up among the rows of its group: in a table of one
+        row per node, and in sorted keys for the few nodes with rows in several groups (a
+        commune in several CPTS); scipy labels the connected rows.
         """
-        from scipy.sparse import coo_array
+        from scipy.sparse import csr_array
         from scipy.sparse.csgraph import connected_components
 
         n = len(node)
@@ -182,22 +183,37 @@ class ContiguityGraph:
             return np.zeros(0, dtype=np.int64)
         node = np.asarray(node, dtype=np.int64)
         group = np.asarray(group, dtype=np.int64)
-        width = len(self.codes) + 1
-        key = group * width + node  # node -1 never matches a neighbour (>= 0)
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
         start, to = self._borders()
         rows = np.flatnonzero(node >= 0)
-        first, degree = start[node[rows]], np.diff(start)[node[rows]]
-        row = np.repeat(rows, degree)
-        offset = np.arange(len(row)) - np.repeat(np.cumsum(degree) - degree, degree)
-        wanted = group[row] * width + to[np.repeat(first, degree) + offset]
-        at = np.searchsorted(sorted_key, wanted)
-        at_ok = at < n
-        found = np.zeros(len(row), dtype=bool)
-        found[at_ok] = sorted_key[at[at_ok]] == wanted[at_ok]
-        graph = coo_array((np.ones(int(found.sum())), (row[found], order[at[found]])),
-                          shape=(n, n))
+        degree = np.diff(start)[node[rows]]
+        row = np.repeat(rows, degree)  # each row once per neighbour of its node
+        nb = to[np.arange(len(row)) + np.repeat(start[node[rows]] - np.cumsum(degree) + degree,
+                                                degree)]
+        row_at = np.full(len(self.codes), -1, dtype=np.int64)
+        row_at[node[rows]] = rows
+        match = row_at[nb]
+        ok = match >= 0
+        ok[ok] = group[match[ok]] == group[row[ok]]
+        a, b = row[ok], match[ok]
+        others = rows[row_at[node[rows]] != rows]  # rows of a node that holds several
+        if len(others):
+            width = len(self.codes) + 1
+            keys = group[others] * width + node[others]
+            order = np.argsort(keys)
+            keys = keys[order]
+            several = np.zeros(len(self.codes), dtype=bool)
+            several[node[others]] = True
+            cand = np.flatnonzero(several[nb])
+            wanted = group[row[cand]] * width + nb[cand]
+            at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+            hit = keys[at] == wanted
+            a = np.concatenate([a, row[cand[hit]]])
+            b = np.concatenate([b, others[order[at[hit]]]])
+            by_row = np.argsort(a, kind="stable")
+            a, b = a[by_row], b[by_row]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(a, minlength=n), out=indptr[1:])
+        graph = csr_array((np.ones(len(a), dtype=np.int8), b, indptr), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         return labels.astype(np.int64)
 

@@ -175,6 +175,12 @@ class Prepared:
         return self._array("cpts_names", make)
 
     @property
+    def inside_names(self) -> np.ndarray:
+        """The CPTS of each row of ``inside`` by name number (positions in ``cpts_names[1]``)."""
+        return self._array("inside_names", lambda: self.cpts_names[0][
+            self._array("inside", self._inside).index.to_numpy()])
+
+    @property
     def has_geometry(self) -> np.ndarray:
         """Whether each commune has a boundary (all True without a geometry column)."""
         return self._array("has_geometry", lambda: (
@@ -669,6 +675,8 @@ def _prepare(communes: pd.DataFrame, territories: pd.DataFrame,
                 if lacking and not missing else "a map of a département draws it whole")
             base = _complete(communes, missing, lacking, why)
     base, m = _harmonize(base, m)
+    if not m.index.equals(pd.RangeIndex(len(m))):  # rows are numbered by position
+        m = m.reset_index(drop=True)
     if not (isinstance(base.index, pd.RangeIndex) and base.index.start == 0
             and base.index.step == 1):
         base = base.reset_index(drop=True)

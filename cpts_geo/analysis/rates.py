@@ -28,6 +28,8 @@ from collections.abc import Iterable
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InputError, public
 from ..geography import departement_name, region_name
@@ -142,32 +144,40 @@ def area_rates(p: Prepared, by: Level = "departement",
     return out
 
 
-def _joined(p: Prepared, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Names and ids of the CPTS of each commune ("; "-joined), for the positions of ``rows``.
+def _joined(p: Prepared, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Names and ids of the CPTS of each commune ("; "-joined, by name), by commune position.
 
-    Vectorised for the communes in one CPTS; a loop over the few in several.
+    ``keep``: only these rows of ``p.inside`` (a boolean mask). Vectorised for the communes in
+    one CPTS; a loop over the few in several.
     """
     n = len(p.codes)
     names = np.full(n, None, dtype=object)
     ids = np.full(n, None, dtype=object)
-    if not len(rows):
+    pos = p.inside["pos"].to_numpy()
+    name_of, id_of = p.inside_names, p.inside_cpts
+    if keep is not None:
+        pos, name_of, id_of = pos[keep], name_of[keep], id_of[keep]
+    if not len(pos):
         return names, ids
-    pos = rows["pos"].to_numpy()
-    count = np.bincount(pos, minlength=n)
-    single = count[pos] == 1
-    names[pos[single]] = rows["cpts"].to_numpy(dtype=object)[single]
-    ids[pos[single]] = rows["cpts_id"].to_numpy(dtype=object)[single]
-    multi = rows[~single]
-    if len(multi):
-        m_pos = multi["pos"].to_numpy()
-        m_cpts = multi["cpts"].to_numpy(dtype=object)
-        m_ids = multi["cpts_id"].to_numpy(dtype=object)
-        order = np.lexsort((m_cpts.astype(str), m_pos))
-        m_pos, m_cpts, m_ids = m_pos[order], m_cpts[order], m_ids[order]
+    all_names, all_ids = p.cpts_names[1], p.cpts_codes[1]
+    single = np.bincount(pos, minlength=n)[pos] == 1
+    names[pos[single]] = all_names[name_of[single]]
+    ids[pos[single]] = all_ids[id_of[single]]
+    multi = ~single
+    if multi.any():  # by commune, then name (names sort as their numbers), each name once
+        order = np.lexsort((name_of[multi], pos[multi]))
+        m_pos, m_name, m_id = pos[multi][order], name_of[multi][order], id_of[multi][order]
+        once = np.r_[True, (m_pos[1:] != m_pos[:-1]) | (m_name[1:] != m_name[:-1])]
+        m_pos, m_name, m_id = m_pos[once], m_name[once], m_id[once]
         starts = np.flatnonzero(np.r_[True, m_pos[1:] != m_pos[:-1]])
-        for start, end in zip(starts, np.r_[starts[1:], len(m_pos)], strict=True):
-            names[m_pos[start]] = "; ".join(dict.fromkeys(m_cpts[start:end]))
-            ids[m_pos[start]] = "; ".join(dict.fromkeys(m_ids[start:end]))
+        offsets = pa.array(np.r_[starts, len(m_pos)], type=pa.int32())
+
+        def join(values: np.ndarray) -> np.ndarray:
+            lists = pa.ListArray.from_arrays(offsets, pa.array(values, type=pa.string()))
+            return pc.binary_join(lists, "; ").to_numpy(zero_copy_only=False)
+
+        names[m_pos[starts]] = join(all_names[m_name])
+        ids[m_pos[starts]] = join(all_ids[m_id])
     return names, ids
 
 
@@ -175,7 +185,7 @@ def commune_figures(p: Prepared) -> pd.DataFrame:
     """Which CPTS each commune belongs to, for prepared inputs (see :func:`commune_coverage`)."""
     per = p.per_commune
     ins = p.inside
-    names, ids = _joined(p, ins)
+    names, ids = _joined(p)
     n = len(p.codes)
     codes = ins["status"].cat.codes.to_numpy()
     best = np.full(n, -1, dtype=np.int64)
@@ -203,26 +213,29 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
     k = len(ids)
     g = p.inside_cpts
     # one name, status and date per CPTS (the validator sees to it): the first name, the most
-    # advanced status and the latest date, missing values aside
-    _, first = np.unique(inv, return_index=True)
-    status = np.full(k, -1, dtype=np.int64)
-    np.maximum.at(status, inv, m["status"].cat.codes.to_numpy())
-    date = np.full(k, np.iinfo(np.int64).min, dtype=np.int64)  # NaT
-    np.maximum.at(date, inv, m["status_date"].to_numpy().astype("datetime64[ns]").view("i8"))
+    # advanced status and the latest date, missing values aside (NaT is the least int64)
+    by_cpts = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[by_cpts], np.arange(k))
+    first = by_cpts[starts]
+
+    def latest(values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values[by_cpts], starts) if k else values[:0]
+
+    status = latest(m["status"].cat.codes.to_numpy().astype(np.int64))
+    date = latest(m["status_date"].to_numpy().astype("datetime64[ns]").view("i8"))
     population = np.bincount(g, weights=p.population[pos] * p.inside["share"].to_numpy(),
                              minlength=k).round(1)
     area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()[pos]
             if "area_km2" in c.columns else np.full(len(pos), np.nan))
     area_sum = np.bincount(g, weights=np.nan_to_num(area), minlength=k)
     has_area = np.bincount(g, weights=~np.isnan(area), minlength=k) > 0
-    out = pd.DataFrame({
-        "cpts": m["cpts"].to_numpy()[first],
+    columns = {
         "cpts_id": ids,
-        "status": pd.Categorical.from_codes(status, dtype=m["status"].dtype),
+        "status": status,
         "status_date": date.view("datetime64[ns]"),
         "population": population,
         "n_communes": np.bincount(g, minlength=k).astype("int64"),
-        "departements": _departements(p, g, pos, k),
+        "departements": np.array(_departements(p, g, pos, k), dtype=object),
         "size_class": size_classes(pd.Series(population)).to_numpy(),
         "area_km2": np.where(has_area, area_sum, np.nan).round(2),
         "n_parts": _parts(p, g, pos, k),
@@ -230,8 +243,13 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
                                           minlength=k).astype("int64"),
         "n_communes_without_population": np.bincount(g, weights=p.pop_missing[pos],
                                                      minlength=k).astype("int64"),
-    })
-    out = out.sort_values(["cpts", "cpts_id"]).reset_index(drop=True)
+    }
+    # by name, then id (ids are sorted; names sort as their numbers)
+    order = np.lexsort((np.arange(k), p.cpts_names[0][first]))
+    out = pd.DataFrame({"cpts": m["cpts"].array.take(first[order]),
+                        **{col: values[order] for col, values in columns.items()}})
+    out["status"] = pd.Categorical.from_codes(out["status"].to_numpy(), dtype=m["status"].dtype)
+    out["departements"] = out["departements"].astype("str")
     out.attrs = dict(p.attrs)
     return out
 
