@@ -214,8 +214,13 @@ def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoData
             data[col] = per[col].to_numpy()[rows]
         elif cc is None and col in ("cpts", "cpts_ids"):
             data[col] = pd.array(joined[col == "cpts_ids"][rows], dtype="str")
-    geometry = c.geometry.array.take(rows) if "geometry" in c.columns else None
-    out = gpd.GeoDataFrame(data, geometry=geometry, crs=_crs(p))
+    if "geometry" in c.columns:  # the geometry keeps its CRS (geopandas' quick way)
+        geometry = c.geometry.array.take(rows)
+        data["geometry"] = geometry
+        out = gpd.GeoDataFrame(data, geometry="geometry",
+                               crs=None if geometry.crs is not None else _crs(p))
+    else:
+        out = gpd.GeoDataFrame(data, geometry=None, crs=_crs(p))
     out.attrs = dict(p.attrs)
     return out
 

@@ -160,22 +160,21 @@ class ContiguityGraph:
         return self.node_group_components(self.nodes(groups["insee"]),
                                           pd.factorize(groups[key])[0])
 
-    def _borders(self) -> tuple[np.ndarray, np.ndarray]:
-        """Borders of positive length as compressed rows: (first border of each node, to)."""
-        if "_csr" not in self.__dict__:
-            sel = self._length > 0
-            a, b = self._a[sel], self._b[sel]  # sorted by a
-            self._csr = (np.searchsorted(a, np.arange(len(self.codes) + 1)), b)
-        return self._csr
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair of neighbours with a border of positive length once: (a, b), a < b."""
+        if "_pair_arrays" not in self.__dict__:
+            sel = (self._length > 0) & (self._a < self._b)
+            self._pair_arrays = (self._a[sel], self._b[sel])
+        return self._pair_arrays
 
     def node_group_components(self, node: np.ndarray, group: np.ndarray) -> np.ndarray:
         """:meth:`group_components` on node ids (-1: unknown) and integer group ids.
 
-        Each row looks its node's neighbours up among the rows of its group: in a table of one
-        row per node, and in sorted keys for the few nodes with rows in several groups (a
-        commune in several CPTS); scipy labels the connected rows.
+        Each border joins the rows of its two communes that are in one group: found in a table
+        of one row per node, and in sorted keys for the few nodes with rows in several groups
+        (a commune in several CPTS); scipy labels the connected rows.
         """
-        from scipy.sparse import csr_array
+        from scipy.sparse import coo_array
         from scipy.sparse.csgraph import connected_components
 
         n = len(node)
@@ -183,37 +182,36 @@ class ContiguityGraph:
             return np.zeros(0, dtype=np.int64)
         node = np.asarray(node, dtype=np.int64)
         group = np.asarray(group, dtype=np.int64)
-        start, to = self._borders()
         rows = np.flatnonzero(node >= 0)
-        degree = np.diff(start)[node[rows]]
-        row = np.repeat(rows, degree)  # each row once per neighbour of its node
-        nb = to[np.arange(len(row)) + np.repeat(start[node[rows]] - np.cumsum(degree) + degree,
-                                                degree)]
         row_at = np.full(len(self.codes), -1, dtype=np.int64)
         row_at[node[rows]] = rows
-        match = row_at[nb]
-        ok = match >= 0
-        ok[ok] = group[match[ok]] == group[row[ok]]
-        a, b = row[ok], match[ok]
-        others = rows[row_at[node[rows]] != rows]  # rows of a node that holds several
-        if len(others):
+        pa_, pb_ = self._pairs()
+        ra, rb = row_at[pa_], row_at[pb_]
+        ok = (ra >= 0) & (rb >= 0) & (np.take(group, ra, mode="wrap")
+                                      == np.take(group, rb, mode="wrap"))  # -1: no row
+        a, b = ra[ok], rb[ok]
+        others = rows[row_at[node[rows]] != rows]  # more rows of a node that holds several
+        if len(others):  # their neighbours' rows of their group, in the table or among them
+            if "_csr" not in self.__dict__:
+                sel = self._length > 0
+                self._csr = (np.searchsorted(self._a[sel], np.arange(len(self.codes) + 1)),
+                             self._b[sel])
+            start, to = self._csr
+            degree = np.diff(start)[node[others]]
+            o_row = np.repeat(others, degree)
+            nb = to[np.arange(len(o_row)) + np.repeat(start[node[others]] - np.cumsum(degree)
+                                                      + degree, degree)]
+            at_nb = row_at[nb]
+            in_table = (at_nb >= 0) & (np.take(group, at_nb, mode="wrap") == group[o_row])
             width = len(self.codes) + 1
             keys = group[others] * width + node[others]
             order = np.argsort(keys)
-            keys = keys[order]
-            several = np.zeros(len(self.codes), dtype=bool)
-            several[node[others]] = True
-            cand = np.flatnonzero(several[nb])
-            wanted = group[row[cand]] * width + nb[cand]
-            at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-            hit = keys[at] == wanted
-            a = np.concatenate([a, row[cand[hit]]])
-            b = np.concatenate([b, others[order[at[hit]]]])
-            by_row = np.argsort(a, kind="stable")
-            a, b = a[by_row], b[by_row]
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(a, minlength=n), out=indptr[1:])
-        graph = csr_array((np.ones(len(a), dtype=np.int8), b, indptr), shape=(n, n))
+            wanted = group[o_row] * width + nb
+            at = np.minimum(np.searchsorted(keys[order], wanted), len(others) - 1)
+            among = keys[order][at] == wanted
+            a = np.concatenate([a, o_row[in_table], o_row[among]])
+            b = np.concatenate([b, at_nb[in_table], others[order[at[among]]]])
+        graph = coo_array((np.ones(len(a)), (a, b)), shape=(n, n))
         _, labels = connected_components(graph, directed=False)
         return labels.astype(np.int64)
 
