@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._about import __version__ as __version__
 from ._about import show_versions
 from .analysis.aci import SIZE_CLASSES, size_class
 from .analysis.changes import Comparison, compare, coverage_timeline
@@ -62,8 +63,6 @@ if TYPE_CHECKING:
     from .maps.figure import coverage_figure
     from .maps.interactive import comparison_map, coverage_map, map_html, overview_map, save_map
     from .publishing.site import PublishResult, publish
-
-__version__ = "0.2.0"
 
 _LAZY = {
     "coverage_map": "cpts_geo.maps.interactive",
