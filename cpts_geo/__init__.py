@@ -43,6 +43,7 @@ from .errors import (
     UnknownCommuneError,
 )
 from .geography import normalize_departements
+from .io.excel import readable
 from .io.readers import outline_fractions, read_territories
 from .membership import STATUSES, normalize_status
 from .sources.bundle import (
@@ -139,6 +140,7 @@ __all__ = [
     "population_years",
     "publish",
     "read_territories",
+    "readable",
     "reconcile",
     "resolve_codes",
     "resolve_communes",

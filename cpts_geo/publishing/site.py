@@ -32,7 +32,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,8 @@ def publish(
     progress: bool | None = None,
     keep: int = KEEP_RELEASES,
     complete: Mapping[str, Iterable[str]] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    stale_after: timedelta | None = None,
 ) -> PublishResult:
     """Build the static coverage site and publish it atomically at ``out``.
 
@@ -178,8 +180,7 @@ def publish(
         CPTS territories (read with :func:`cpts_geo.read_territories`, or its result).
     out : path
         Where the site is published: a symbolic link to the current release, swapped
-        atomically at the end of a successful run. Releases live next to it in
-        ``<out>.releases/``; the ``keep`` newest are kept.
+        atomically at the end of a successful run.
     year : int, optional
         Population year (default: the newest bundled).
     departements : str or sequence of str, optional
@@ -188,11 +189,24 @@ def publish(
     progress : bool, optional
         Show a progress bar (default: when standard error is a terminal).
     keep : int
-        Number of releases to keep (at least 2, so that the previous site stays available).
+        Number of releases to keep, the current one included (default 3; at least 2, so that
+        the previous site stays available).
     complete : mapping, optional
         The areas the territory files list completely, e.g. ``{"region": ["93"]}``: their
         published figures are compared with the computed ones in the "published vs computed"
         table (:func:`cpts_geo.reconcile`); the others are listed as not covered.
+    state_dir : path, optional
+        The one folder where the publication keeps what is not the site: the releases (the
+        current site and the previous ones, each a complete site) and the lock
+        ``publish.lock``. Default ``<out>.releases``, next to ``out``. Choose a folder the web
+        server does not list (e.g. ``/var/lib/cpts-geo/site``), the same for every run; one
+        state folder per site (its ``target.txt`` names the site).
+    stale_after : datetime.timedelta, optional
+        The schedule of the publication (e.g. ``timedelta(hours=30)`` for a nightly job): a page
+        read later than this after its publication shows a notice that the site has not been
+        updated as planned (the last run failed or did not run). Checked by the reader's
+        browser against the publication time written in the page, so that it works on a
+        static intranet. None (default): no notice.
 
     Returns
     -------
@@ -207,7 +221,8 @@ def publish(
         file; if the file system has no symbolic links, or (for the first publication over a
         plain site directory) no atomic exchange of directory entries.
     cpts_geo.errors.InputError
-        If the territories are invalid (nothing is published then).
+        If the territories are invalid (nothing is published then), or ``stale_after`` is not
+        a positive duration.
 
     Notes
     -----
@@ -225,9 +240,13 @@ def publish(
     out = Path(out).absolute()
     pages_wanted = normalize_departements(departements)
     timings: dict[str, float] = {}
-    check_target(out)  # before the lock, which creates <out>.lock
-    with lock(out):
-        releases = prepare_target(out)
+    if stale_after is not None and (not isinstance(stale_after, timedelta)
+                                    or stale_after <= timedelta(0)):
+        raise InputError(f"`stale_after` was {stale_after!r}; expected a positive "
+                         "datetime.timedelta, e.g. timedelta(hours=30) for a nightly job")
+    check_target(out, state_dir)  # before the lock, which creates the state folder
+    with lock(out, state_dir):
+        releases = prepare_target(out, state_dir)
         build = Path(tempfile.mkdtemp(prefix=".build-", dir=releases))
         try:
             with _step("read_territories", timings):
