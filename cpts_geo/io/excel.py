@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .writers import spreadsheet_safe
+from .writers import formula_safe, spreadsheet_safe
 
 __all__ = ["COLUMNS", "METRIC_LABELS", "Column", "readable", "source_fr", "write_excel_csv",
            "write_workbook"]
@@ -366,26 +366,31 @@ def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.Pa
     for title, table in sheets:
         ws = wb.create_sheet(title[:31])
         safe = spreadsheet_safe(table)
-        ws.append([str(c) for c in safe.columns])
-        for row in safe.itertuples(index=False, name=None):
-            ws.append([_cell(v) for v in row])
+        formats = [_FORMATS.get(labels.get(str(name), "text")) for name in safe.columns]
+        widths = [len(str(name)) // 2 + 2 for name in safe.columns]
         for j, name in enumerate(safe.columns, start=1):
-            ws.cell(row=1, column=j).font = bold
-            ws.cell(row=1, column=j).alignment = Alignment(wrap_text=True, vertical="top")
-            fmt = _FORMATS.get(labels.get(str(name), "text"))
-            width = max([len(str(name)) // 2 + 2]
-                        + [len(str(v)) + 2 for v in safe[name].head(200) if v is not None])
-            ws.column_dimensions[get_column_letter(j)].width = min(max(width, 8), 60)
-            for (cell,) in ws.iter_rows(min_row=2, min_col=j, max_col=j):
-                if isinstance(cell.value, str):
+            cell = ws.cell(row=1, column=j, value=str(name))
+            cell.data_type = "s"
+            cell.font = bold
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        for i, row in enumerate(safe.itertuples(index=False, name=None), start=2):
+            for j, value in enumerate(row):
+                value = _cell(value)
+                if value is None:
+                    continue
+                cell = ws.cell(row=i, column=j + 1, value=value)
+                if isinstance(value, str):
                     cell.data_type = "s"  # never a formula
-                elif fmt is not None and cell.value is not None:
-                    cell.number_format = fmt
+                elif formats[j] is not None:
+                    cell.number_format = formats[j]
+                if i < 202:
+                    widths[j] = max(widths[j], len(str(value)) + 2)
+        for j, width in enumerate(widths, start=1):
+            ws.column_dimensions[get_column_letter(j)].width = min(max(width, 8), 60)
         ws.freeze_panes = "A2"
     ws = wb.create_sheet("Source")
     for key, value in about:
-        ws.append([key, _cell(value) if not isinstance(value, str)
-                   else spreadsheet_safe(pd.DataFrame({"v": [value]}))["v"].iloc[0]])
+        ws.append([key, formula_safe(value) if isinstance(value, str) else _cell(value)])
         ws.cell(row=ws.max_row, column=1).font = bold
     ws.column_dimensions["A"].width = 28
     ws.column_dimensions["B"].width = 100

@@ -18,8 +18,8 @@ import pandas as pd
 
 from .._about import __version__
 
-__all__ = ["csv_metadata", "dump_json", "jsonable", "meta_line", "records", "spreadsheet_safe",
-           "table_meta", "terminal_safe"]
+__all__ = ["csv_metadata", "dump_json", "formula_safe", "jsonable", "meta_line", "records",
+           "spreadsheet_safe", "table_meta", "terminal_safe"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
 VINTAGE_KEYS = ("cog_year", "population_year", "census_year", "source")
@@ -80,14 +80,30 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
     """
     out = df.copy()
     for col in out.columns:
-        if pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col]):
+        series = out[col]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
             continue
-        if pd.api.types.is_datetime64_any_dtype(out[col]):
+        if pd.api.types.is_datetime64_any_dtype(series):
             continue
-        values = out[col].astype(object)
-        out[col] = values.map(lambda v: "'" + v if isinstance(v, str) and _FORMULA.match(v)
-                              else v)
+        values = series.to_numpy(dtype=object)
+        hits = [i for i, v in enumerate(values) if isinstance(v, str) and _FORMULA.match(v)]
+        if hits:  # only the columns holding such a cell are rewritten (as object)
+            values = values.copy()
+            for i in hits:
+                values[i] = formula_safe(values[i])
+            out[col] = pd.Series(values, index=out.index, dtype=object)
     return out
+
+
+def formula_safe(text: str) -> str:
+    """``text`` with a leading apostrophe if a spreadsheet would run it as a formula.
+
+    Examples
+    --------
+    >>> formula_safe("=1+1"), formula_safe("Gier")
+    ("'=1+1", 'Gier')
+    """
+    return "'" + text if _FORMULA.match(text) else text
 
 
 def terminal_safe(text: str) -> str:

@@ -39,19 +39,36 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.aci import default_rules
+from ..analysis.aci import SIZE_CLASSES, default_rules
 from ..analysis.changes import check_snapshot, diff, snapshot
 from ..analysis.claims import claims_table, complete_areas
 from ..analysis.inputs import prepare
 from ..errors import InputError, public, warn
+from ..geography import departements as all_departements
 from ..geography import normalize_departements
 from ..io.readers import read_territories
-from ..io.writers import records
+from ..io.writers import jsonable, records
+from ..maps.styles import js
 from ..sources.bundle import load_published_figures
 from ..sources.loaders import load_communes
-from .pages import departement_page, site_data
+from .pages import (
+    ZONE_NAMES_SHOWN,
+    CptsPage,
+    cpts_pages,
+    cpts_title,
+    departement_page,
+    search_index,
+    site_data,
+)
 from .release import STATE_FILE, check_target, current_release, install, lock, prepare_target
-from .render import environment, read_json, write_json, write_table
+from .render import (
+    about_rows,
+    environment,
+    publication_meta,
+    read_json,
+    write_downloads,
+    write_json,
+)
 
 __all__ = ["PublishResult", "publish"]
 
@@ -266,6 +283,14 @@ def publish(
                                  None if pages_wanted is None else sorted(pages_wanted))
             with _step("reconcile", timings):
                 claims = _claims(p, terr, communes, complete)
+            generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+            stale = (None if stale_after is None else (datetime.fromisoformat(generated)
+                                                       + stale_after).isoformat())
+            env = environment()
+            site = _Site(env=env, build=build, attrs=attrs, territories=source_name,
+                         generated=generated, stale=stale,
+                         meta=publication_meta(attrs, source_name, generated),
+                         funding_sources=data.funding_sources)
             with _step("national_map", timings):
                 _copy_static(build / "assets")
                 overview = build_overview(p)
@@ -273,23 +298,44 @@ def publish(
                 national = render_map(overview, title="CPTS : couverture nationale")
                 (build / "map.html").write_text(map_html(national, assets="assets/"),
                                                 encoding="utf-8")
-            env = environment()
+            with _step("cpts_pages", timings):
+                cpts_list = cpts_pages(p, data)
+                links = {c.cpts_id: f"cpts/{c.name}/index.html" for c in cpts_list}
+                env.globals.update(
+                    generated=generated, stale_after=stale, cpts_links=links,
+                    dep_pages=set(data.pages), size_classes=_size_classes_text(),
+                    dep_names={d: info.nom for d, info in all_departements().items()},
+                    cpts_names=dict(zip(data.cpts["cpts_id"].astype(str),
+                                        data.cpts["cpts"].astype(str), strict=True)))
+                for cp in cpts_list:
+                    _write_cpts(site, cp)
             with _step("departements", timings):
                 for code in _progress(data.pages, progress):
                     page = departement_page(data, code, claims)
                     m = render_map(build_layers(p, [code]))
-                    _write_departement(env, build, page, m, map_html, attrs, source_name,
-                                       data.funding_sources)
+                    _write_departement(site, page, m, map_html)
+            with _step("search", timings):
+                index = search_index(p, data, links)
+                (build / "communes-index.js").write_text(
+                    "window.CPTS_GEO_INDEX = " + js(index) + ";\n", encoding="utf-8")
+                (build / "communes.html").write_text(env.get_template("communes.html").render(
+                    title="Quelle CPTS couvre ma commune ?", root="", attrs=attrs,
+                    territories=source_name, n_communes=len(index["communes"])),
+                    encoding="utf-8")
             with _step("index", timings):
                 state = snapshot(p, "departement", data.departements)
                 changes = _changes(_previous_state(out), state)
-                generated = datetime.now(UTC).replace(microsecond=0).isoformat()
-                downloads = (write_table(data.departements, build, "coverage_departements")
-                             + write_table(data.regions, build, "coverage_regions")
-                             + write_table(data.nation, build, "coverage_nation")
-                             + write_table(data.cpts, build, "cpts"))
+                downloads = write_downloads(
+                    [("coverage_departements", "Départements", data.departements),
+                     ("coverage_regions", "Régions", data.regions),
+                     ("coverage_nation", "France", data.nation),
+                     ("cpts", "CPTS", data.cpts),
+                     ("published_vs_computed", "Chiffres publiés", claims)],
+                    build, "couverture_cpts_france.xlsx",
+                    about_rows(attrs, source_name, generated, stale), site.meta)
                 summary = {
                     "generated": generated,
+                    "stale_after": stale,
                     "territories": source_name,
                     "vintage": state["vintage"],
                     "source": attrs.get("source"),
@@ -298,10 +344,10 @@ def publish(
                     "departements": records(data.departements),
                     "cpts": records(data.cpts),
                     "pages": {c: f"departements/{c}/index.html" for c in data.pages},
+                    "cpts_pages": links,
                     "changes": changes,
                 }
                 summary["published_vs_computed"] = records(claims)
-                downloads += write_table(claims, build, "published_vs_computed")
                 write_json(build / "summary.json", summary)
                 write_json(build / STATE_FILE, state)
                 (build / "index.html").write_text(
@@ -313,7 +359,7 @@ def publish(
                         cpts=records(data.cpts), funding_sources=_sources_shown(
                             data.funding_sources, data.cpts),
                         overlaps=len(data.overlaps), changes=changes, attrs=attrs,
-                        generated=generated, territories=source_name, downloads=downloads,
+                        territories=source_name, downloads=downloads,
                         claims=records(claims),
                     ),
                     encoding="utf-8",
@@ -335,31 +381,62 @@ def _sources_shown(sources: dict[str, dict[str, Any]], cpts: pd.DataFrame) -> li
     return [{"id": k, **v} for k, v in sources.items() if k in used]
 
 
-def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
-                       attrs: dict[str, Any], source_name: str,
-                       funding_sources: dict[str, dict[str, Any]]) -> None:
+@dataclass
+class _Site:
+    """What every page of a publication shares."""
+
+    env: Any
+    build: Path
+    attrs: dict[str, Any]
+    territories: str
+    generated: str
+    stale: str | None
+    meta: dict[str, Any]
+    funding_sources: dict[str, dict[str, Any]]
+
+    def about(self) -> list[tuple[str, Any]]:
+        return about_rows(self.attrs, self.territories, self.generated, self.stale)
+
+
+def _size_classes_text() -> str:
+    """"1 : moins de 40 000 habitants ; 2 : ..." from the ACI size classes (one place)."""
+    from ..maps.styles import fr_int
+
+    parts = []
+    for c in SIZE_CLASSES:
+        if c.low == 0:
+            span = f"moins de {fr_int(c.high)}"
+        elif c.high == float("inf"):
+            span = f"plus de {fr_int(c.low)}"
+        else:
+            span = f"{fr_int(c.low)} à {fr_int(c.high)}"
+        parts.append(f"{c.taille} : {span} habitants")
+    return " ; ".join(parts)
+
+
+def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
     from markupsafe import Markup
 
     from ..maps.charts import timeline_svg
 
-    d = build / "departements" / page.code
+    d = site.build / "departements" / page.code
     d.mkdir(parents=True)
     (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
     # every text of the chart from an input is escaped by timeline_svg
     chart = Markup(timeline_svg(page.timeline, "departement"))
-    downloads = (
-        write_table(page.coverage, d, "coverage")
-        + write_table(page.timeline, d, "timeline")
-        + write_table(page.cpts, d, "cpts")
-        + write_table(page.gaps, d, "gaps")
-        + write_table(page.overlaps, d, "overlaps")
-        + write_table(page.communes, d, "communes")
-    )
     row = records(page.coverage)[0]
+    downloads = write_downloads(
+        [("coverage", "Couverture", page.coverage), ("timeline", "Au fil du temps",
+                                                     page.timeline),
+         ("cpts", "CPTS", page.cpts), ("gaps", "Zones sans CPTS", page.gaps),
+         ("overlaps", "Chevauchements", page.overlaps), ("communes", "Communes",
+                                                         page.communes)],
+        d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
     summary = {
         "departement": page.code,
         "nom": row["nom"],
-        "vintage": {k: attrs.get(k) for k in ("cog_year", "population_year", "census_year")},
+        "vintage": {k: site.attrs.get(k) for k in ("cog_year", "population_year",
+                                                     "census_year")},
         "coverage": row,
         "cpts": records(page.cpts),
         "gaps": records(page.gaps),
@@ -370,13 +447,38 @@ def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
     }
     write_json(d / "summary.json", summary)
     (d / "index.html").write_text(
-        env.get_template("departement.html").render(
+        site.env.get_template("departement.html").render(
             title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
             cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
+            zone_communes=page.zone_communes, zone_names_shown=ZONE_NAMES_SHOWN,
             timeline=records(page.timeline), timeline_svg=chart, undated=page.undated,
-            funding_sources=_sources_shown(funding_sources, page.cpts),
-            downloads=downloads, attrs=attrs, territories=source_name,
+            funding_sources=_sources_shown(site.funding_sources, page.cpts),
+            downloads=downloads, attrs=site.attrs, territories=site.territories,
             claims=records(page.claims),
+        ),
+        encoding="utf-8",
+    )
+
+
+def _write_cpts(site: _Site, page: CptsPage) -> None:
+    """One CPTS's page: its figures, communes, neighbours, downloads, and its map."""
+    from urllib.parse import quote
+
+    d = site.build / "cpts" / page.name  # a checked slug or cpts-<n>: never raw input
+    d.mkdir(parents=True)
+    row = {k: jsonable(v) for k, v in page.row.items()}
+    downloads = write_downloads(
+        [("communes", "Communes", page.communes)], d, None, site.about(), site.meta)
+    map_url = (None if page.map_departement is None else
+               f"../../departements/{page.map_departement}/map.html#cpts="
+               f"{quote(page.cpts_id, safe='')}")
+    (d / "index.html").write_text(
+        site.env.get_template("cpts.html").render(
+            title=cpts_title(str(row["cpts"])), root="../../", row=row, page=page,
+            communes=records(page.communes), map_url=map_url, downloads=downloads,
+            funding_sources=_sources_shown(site.funding_sources,
+                                           pd.DataFrame([page.row])),
+            attrs=site.attrs, territories=site.territories,
         ),
         encoding="utf-8",
     )
