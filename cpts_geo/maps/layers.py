@@ -8,6 +8,7 @@ so that all layers stay consistent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -86,6 +87,8 @@ class Layers:
     filters: str  # French description of as_of / statuses, or ""
     overview: bool = False  # départements shaded by rate, no commune layer
     links: dict[str, str] = field(default_factory=dict)  # département -> page (site)
+    labels: pd.DataFrame | None = None  # names of the main communes: nom, population, lon, lat
+    holes: gpd.GeoDataFrame | None = None  # holes of the boundary data in the area drawn
 
 
 
@@ -150,10 +153,14 @@ def title_texts(layers: Layers, title: str | None) -> tuple[str, str]:
 
 
 def vintage_text(layers: Layers) -> str:
+    """The attribution of a map, in French: sources and vintages of communes and territories."""
+    from ..io.excel import source_fr
+
     a = layers.attrs
     parts = []
     if a.get("source"):
-        parts.append(f"Communes : {a['source']}")
+        text = source_fr(a)
+        parts.append(text[0].upper() + text[1:])
     if a.get("cog_year"):
         parts.append(f"COG {a['cog_year']}")
     if a.get("population_year"):
@@ -184,6 +191,71 @@ def filters_text(p: Prepared) -> str:
     if p.statuses is not None:
         parts.append("statuts : " + ", ".join(p.statuses))
     return " ; ".join(parts)
+
+
+#: How many of the most populous communes are named on a map (a département's, France's); the
+#: map shows those whose names do not overlap a larger one's at its zoom.
+LABELS_DEPARTEMENT = 20
+LABELS_OVERVIEW = 30
+_ARRONDISSEMENT = re.compile(r"\s+\d+(er|e|ème)?\s+arrondissement$", re.IGNORECASE)
+
+
+def place_labels(communes: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` most populous communes of ``communes``, with a point inside each to name it.
+
+    Paris, Lyon and Marseille split into arrondissements are named once, as the city (their
+    arrondissements together). Columns ``nom``, ``population``, ``lon``, ``lat``.
+
+    Examples
+    --------
+    >>> from cpts_geo import load_communes
+    >>> place_labels(load_communes("42"), 3)["nom"].tolist()
+    ['Saint-Étienne', 'Saint-Chamond', 'Roanne']
+    """
+    columns = ["nom", "population", "lon", "lat"]
+    if len(communes) == 0 or "geometry" not in communes.columns or n <= 0:
+        return pd.DataFrame(columns=columns)
+    city = city_of_arrondissement()
+    codes = communes["insee"].astype(str)
+    key = codes.map(lambda c: city.get(c, c))
+    nom = communes["nom"].astype(str) if "nom" in communes.columns else codes
+    nom = pd.Series(np.where(codes.isin(list(city)), nom.str.replace(_ARRONDISSEMENT, "",
+                                                                      regex=True), nom),
+                    index=communes.index)
+    pop = pd.to_numeric(communes["population"], errors="coerce").fillna(0)
+    frame = pd.DataFrame({"key": key, "nom": nom, "population": pop,
+                          "geometry": communes.geometry.to_numpy()})
+    frame = frame[~shapely.is_missing(frame["geometry"].to_numpy())]
+    top = (frame.groupby("key", sort=False)
+           .agg(nom=("nom", "first"), population=("population", "sum"))
+           .sort_values(["population", "nom"], ascending=[False, True]).head(n))
+    rows = []
+    for k, r in top.iterrows():
+        geoms = frame.loc[frame["key"] == k, "geometry"].to_numpy()
+        shape = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        if communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals(
+                "EPSG:4326"):
+            shape = gpd.GeoSeries([shape], crs=communes.crs).to_crs(4326).iloc[0]
+        point = shapely.point_on_surface(shape)
+        rows.append({"nom": r["nom"], "population": int(r["population"]),
+                     "lon": round(point.x, DECIMALS), "lat": round(point.y, DECIMALS)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def boundary_holes(p: Prepared, departements: Sequence[str] | None) -> gpd.GeoDataFrame | None:
+    """The holes of the bundled boundaries bordering these départements (all: None).
+
+    Only for communes from the bundle (the holes are its own); None for other sources.
+    """
+    if p.attrs.get("source_kind") != "bundled":
+        return None
+    from ..sources.bundle import load_holes
+
+    holes = load_holes(None if departements is None else list(departements))
+    holes = holes[holes.geometry.notna()].reset_index(drop=True)
+    holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(), 10.0**-DECIMALS,
+                                              mode="pointwise")
+    return holes
 
 
 def build_layers(
@@ -274,6 +346,8 @@ def build_layers(
         departements=deps, rates=rates, attrs=dict(p.attrs),
         territory_source=p.territory_source, n_missing_geometry=n_missing,
         filters=filters_text(p),
+        labels=place_labels(communes[in_scope], LABELS_DEPARTEMENT),
+        holes=boundary_holes(p, sorted(set(dep_col[in_scope]))),
     )
 
 
@@ -390,7 +464,8 @@ def build_overview(p: Prepared) -> Layers:
         communes=empty, scope=np.zeros(0, dtype=bool), cpts=cpts, cpts_info=table,
         gaps=gaps, overlaps=empty, departements=deps, rates=rates, attrs=dict(p.attrs),
         territory_source=p.territory_source, n_missing_geometry=0, filters=filters_text(p),
-        overview=True,
+        overview=True, labels=place_labels(p.communes, LABELS_OVERVIEW),
+        holes=boundary_holes(p, None),
     )
 
 

@@ -35,6 +35,7 @@ PALETTE: tuple[str, ...] = (
 )
 GAP_FILL, GAP_LINE = "#e31a1c", "#99000d"
 OVERLAP_FILL, OVERLAP_LINE = "#6a3d9a", "#3f007d"
+HOLE_FILL, HOLE_LINE = "#9e9e9e", "#424242"  # holes of the boundary data: grey, not a place
 UNKNOWN_STATUS = "statut non renseigné"
 
 #: Style of a CPTS by status: fill opacity, line weight, dash pattern (SVG ``stroke-dasharray``)
@@ -60,6 +61,8 @@ LAYER_OVERLAPS = "Chevauchements entre CPTS"
 LAYER_COMMUNES = "Limites communales"
 LAYER_DEPARTEMENTS = "Limites départementales"
 LAYER_RATES = "Taux de couverture des départements"
+LAYER_HOLES = "Trous des contours de référence"
+LAYER_LABELS = "Noms des principales communes"
 
 #: Classes of the overview map's département shading: (lower bound of the rate, colour), a
 #: sequential yellow-green scale (ColorBrewer YlGn, colour-blind safe), never red nor violet.

