@@ -386,7 +386,7 @@ def load_holes(departements: str | Sequence[str] | None = None) -> gpd.GeoDataFr
     --------
     >>> loire = load_holes("42")
     >>> loire[["area_km2", "departements"]].values.tolist()
-    [[16.73, '42']]
+    [[16.73, '42'], [9.23, '42']]
     >>> len(load_holes()), round(float(load_holes()["area_km2"].sum()), 1)
     (56, 606.5)
     """
