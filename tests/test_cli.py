@@ -432,3 +432,28 @@ def test_info_prints_a_summary_and_the_manifest_with_json(capsys):
     code, out, _ = run(capsys, "info", "--json")
     manifest = json.loads(out)
     assert manifest["counts"]["communes"] == 34875 and "holes" not in manifest["report"]
+
+
+def test_publish_stale_after_must_be_positive(capsys, tmp_path):
+    code, out, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(tmp_path / "site"),
+                         "--stale-after", "0")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--stale-after 0.0: expected a number of hours above 0" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_publish_keeps_its_releases_and_lock_in_the_state_dir(capsys, tmp_path):
+    www, state = tmp_path / "www", tmp_path / "var" / "cpts"
+    www.mkdir()
+    for _ in range(4):
+        code, _, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(www / "cpts"),
+                           "-d", "42", "--state-dir", str(state), "--no-progress")
+        assert code == 0, err
+    assert [p.name for p in www.iterdir()] == ["cpts"] and (www / "cpts").is_symlink()
+    assert (www / "cpts" / "departements" / "42" / "index.html").is_file()
+    releases = [p for p in state.iterdir() if p.is_dir()]
+    assert len(releases) == 3  # the current site and the two before it
+    assert (www / "cpts").resolve() in [p.resolve() for p in releases]
+    assert sorted(p.name for p in state.iterdir() if p.is_file()) == ["publish.lock",
+                                                                       "target.txt"]
