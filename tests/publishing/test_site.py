@@ -603,7 +603,7 @@ def test_excel_downloads_give_the_figures_of_the_html_tables(site):
 
 @pytest.mark.slow
 def test_every_cpts_has_a_page_with_a_safe_name(site):
-    tmp, result = site
+    tmp, _ = site
     out = tmp / "site"
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     links = summary["cpts_pages"]
@@ -638,7 +638,7 @@ def test_every_cpts_has_a_page_with_a_safe_name(site):
 
 @pytest.mark.slow
 def test_pages_date_their_publication_in_french_and_explain_taille_and_parties(site):
-    tmp, result = site
+    tmp, _ = site
     out = tmp / "site"
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     generated = datetime.fromisoformat(summary["generated"])
@@ -693,7 +693,7 @@ def test_search_index_lists_every_commune_and_its_cpts(site):
     index = json.loads(text.removeprefix("window.CPTS_GEO_INDEX = ").rstrip().rstrip(";"))
     assert len(index["communes"]) == 34875
     by_code = {c[0]: c for c in index["communes"]}
-    code, name, cpts, population = by_code["42207"]
+    _, name, cpts, population = by_code["42207"]
     expected = load_communes("42").set_index("insee").loc["42207", "population"]
     assert (name, population) == ("Saint-Chamond", expected)
     assert [index["cpts"][k] for k in cpts] == [["CPTS Vallée du Gier",
