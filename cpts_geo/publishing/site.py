@@ -3,15 +3,23 @@
 Layout of a published site (``out`` is a symbolic link to the current release, so a web server
 always sees a complete site, the previous one or the new one)::
 
-    out -> out.releases/20261123T020000.123456-1234/
-        index.html            national, regional and departmental tables, national map, changes
+    out -> out.releases/20261123T020000.123456-1234/   (the state folder: --state-dir)
+        index.html            national, regional and departmental tables, the CPTS, national
+                              map, published figures, changes
+        communes.html         "Quelle CPTS couvre ma commune ?" (search in communes-index.js)
         map.html              national map (Leaflet served from assets/, no CDN)
         summary.json          machine-readable figures, vintage and changes, for other tools
         state.json            the snapshot the next run compares itself with
-        coverage_*.csv        downloads
-        assets/               Leaflet, style sheet, table sorting script
+        coverage_*.csv ...    downloads for programs (with -metadata.json sidecars) and for
+                              Excel (*_excel.csv, couverture_cpts_france.xlsx)
+        assets/               Leaflet, style sheet, table sorting and site scripts
         departements/42/      index.html (with its coverage over time as inline SVG), map.html,
-                              summary.json, CSV (timeline.csv...) and GeoJSON downloads
+                              summary.json, downloads (timeline.csv..., couverture_cpts_42.xlsx)
+        cpts/vallee-du-gier/  index.html (communes, neighbours, its département's map opened on
+                              it), communes.csv, communes_excel.csv
+
+Every page gives its publication date in French; with ``stale_after``, a page read after its
+schedule says that the site was not updated as planned.
 
 A run that fails or is killed, at any step, leaves ``out`` resolving to a complete site (the
 previous one, or the new one once it is switched in); the next run clears what it left. The
