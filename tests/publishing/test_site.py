@@ -548,8 +548,8 @@ def _excel_csv(path: Path) -> pd.DataFrame:
 def test_excel_downloads_give_the_figures_of_the_html_tables(site):
     from openpyxl import load_workbook
 
-    tmp, _ = site
-    out = tmp / "site"
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
     # the national table of départements: HTML, CSV for Excel, workbook
     html_deps = next(t for t in _tables(out / "index.html") if t.columns[0] == "Département")
     html_deps = html_deps.set_index("Département")
@@ -603,8 +603,8 @@ def test_excel_downloads_give_the_figures_of_the_html_tables(site):
 
 @pytest.mark.slow
 def test_every_cpts_has_a_page_with_a_safe_name(site):
-    tmp, _ = site
-    out = tmp / "site"
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     links = summary["cpts_pages"]
     assert len(links) == 3 + 1 + len(FORMULAS)  # the seeds and the hostile CPTS
@@ -638,8 +638,8 @@ def test_every_cpts_has_a_page_with_a_safe_name(site):
 
 @pytest.mark.slow
 def test_pages_date_their_publication_in_french_and_explain_taille_and_parties(site):
-    tmp, _ = site
-    out = tmp / "site"
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     generated = datetime.fromisoformat(summary["generated"])
     assert summary["stale_after"] == (generated + timedelta(hours=30)).isoformat()
@@ -667,12 +667,12 @@ def test_pages_date_their_publication_in_french_and_explain_taille_and_parties(s
 
 @pytest.mark.slow
 def test_gap_zones_name_their_largest_communes_first_and_fold_the_rest(site):
-    tmp, _ = site
-    page = (tmp / "site" / "departements" / "42" / "index.html").read_text("utf-8")
-    zones = json.loads((tmp / "site" / "departements" / "42" / "summary.json").read_text(
-        "utf-8"))["gaps"]
+    _, result = site
+    loire = result.release / "departements" / "42"
+    page = (loire / "index.html").read_text("utf-8")
+    zones = json.loads((loire / "summary.json").read_text("utf-8"))["gaps"]
     (zone,) = zones
-    communes = pd.read_csv(tmp / "site" / "departements" / "42" / "communes.csv",
+    communes = pd.read_csv(loire / "communes.csv",
                            dtype={"insee": str}).set_index("insee")
     members = communes.loc[zone["insee"].split(", ")].sort_values("population",
                                                                   ascending=False)
@@ -687,8 +687,8 @@ def test_gap_zones_name_their_largest_communes_first_and_fold_the_rest(site):
 
 @pytest.mark.slow
 def test_search_index_lists_every_commune_and_its_cpts(site):
-    tmp, _ = site
-    text = (tmp / "site" / "communes-index.js").read_text("utf-8")
+    _, result = site
+    text = (result.release / "communes-index.js").read_text("utf-8")
     assert text.startswith("window.CPTS_GEO_INDEX = ") and "<" not in text
     index = json.loads(text.removeprefix("window.CPTS_GEO_INDEX = ").rstrip().rstrip(";"))
     assert len(index["communes"]) == 34875
@@ -714,8 +714,8 @@ def test_commune_search_cpts_page_and_notices_in_headless_chromium(site, tmp_pat
         if os.environ.get("CPTS_GEO_REQUIRE_BROWSER") == "1":
             pytest.fail("chromium is missing but CPTS_GEO_REQUIRE_BROWSER=1")
         pytest.skip("chromium not installed")
-    tmp, _ = site
-    root = (tmp / "site").resolve()
+    _, result = site
+    root = result.release
     late = (root / "index.html").read_text("utf-8")
     late = re.sub(r'data-stale-after="[^"]+"', 'data-stale-after="2000-01-01T00:00:00+00:00"',
                   late)
