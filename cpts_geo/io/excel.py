@@ -259,14 +259,15 @@ def readable(
             raise InputError(f"`columns` names {missing}, which the table does not have; its "
                              f"columns are {list(plain.columns)}")
     metric = plain["metric"] if "metric" in plain.columns else None
-    out = pd.DataFrame(index=plain.index)
+    converted = {}
     for name in names:
         spec = COLUMNS.get(name, Column(str(name)))
         values = plain[name]
         if name == "metric":
             values = values.map(lambda m: METRIC_LABELS.get(str(m), m) if isinstance(m, str)
                                 else m)
-        out[spec.label] = _convert(values, spec.kind, metric)
+        converted[spec.label] = _convert(values, spec.kind, metric)
+    out = pd.DataFrame(converted, index=plain.index)
     out.attrs = dict(table.attrs)
     return out
 

@@ -216,28 +216,29 @@ def place_labels(communes: pd.DataFrame, n: int) -> pd.DataFrame:
     if len(communes) == 0 or "geometry" not in communes.columns or n <= 0:
         return pd.DataFrame(columns=columns)
     city = city_of_arrondissement()
-    codes = communes["insee"].astype(str)
-    key = codes.map(lambda c: city.get(c, c))
-    nom = communes["nom"].astype(str) if "nom" in communes.columns else codes
-    nom = pd.Series(np.where(codes.isin(list(city)), nom.str.replace(_ARRONDISSEMENT, "",
-                                                                      regex=True), nom),
-                    index=communes.index)
-    pop = pd.to_numeric(communes["population"], errors="coerce").fillna(0)
-    frame = pd.DataFrame({"key": key, "nom": nom, "population": pop,
-                          "geometry": communes.geometry.to_numpy()})
-    frame = frame[~shapely.is_missing(frame["geometry"].to_numpy())]
-    top = (frame.groupby("key", sort=False)
-           .agg(nom=("nom", "first"), population=("population", "sum"))
-           .sort_values(["population", "nom"], ascending=[False, True]).head(n))
+    codes = communes["insee"].astype(str).to_numpy(dtype=object)
+    key = np.array([city.get(c, c) for c in codes], dtype=object)
+    geoms = communes.geometry.to_numpy()
+    pop = pd.to_numeric(communes["population"], errors="coerce").fillna(0).to_numpy()
+    drawn = ~shapely.is_missing(geoms)
+    totals = pd.Series(pop[drawn]).groupby(key[drawn]).sum()
+    nom = (communes["nom"].astype(str).to_numpy(dtype=object) if "nom" in communes.columns
+           else codes)
+    first = pd.Series(nom[drawn]).groupby(key[drawn]).first()
+    top = pd.DataFrame({"nom": first, "population": totals})
+    top = top.sort_values(["population", "nom"], ascending=[False, True]).head(n)
+    to_4326 = communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals(
+        "EPSG:4326")
     rows = []
     for k, r in top.iterrows():
-        geoms = frame.loc[frame["key"] == k, "geometry"].to_numpy()
-        shape = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        if communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals(
-                "EPSG:4326"):
+        members = geoms[drawn & (key == k)]
+        shape = members[0] if len(members) == 1 else shapely.union_all(members)
+        if to_4326:
             shape = gpd.GeoSeries([shape], crs=communes.crs).to_crs(4326).iloc[0]
         point = shapely.point_on_surface(shape)
-        rows.append({"nom": r["nom"], "population": int(r["population"]),
+        # a city drawn by arrondissement is named once, as the city
+        name = _ARRONDISSEMENT.sub("", str(r["nom"])) if len(members) > 1 else str(r["nom"])
+        rows.append({"nom": name, "population": int(r["population"]),
                      "lon": round(point.x, DECIMALS), "lat": round(point.y, DECIMALS)})
     return pd.DataFrame(rows, columns=columns)
 
