@@ -28,6 +28,7 @@ from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
 from .analysis.funding import aci_funding
 from .analysis.graph import ContiguityGraph
 from .analysis.inputs import filter_territories
+from .analysis.proposals import Proposals, propose_territories
 from .analysis.rates import commune_coverage, coverage, cpts_table
 from .codes import normalize_insee, resolve_codes, resolve_communes
 from .errors import (
@@ -107,6 +108,7 @@ __all__ = [
     "DataSourceError",
     "InputError",
     "InvalidInseeCodeError",
+    "Proposals",
     "PublishError",
     "PublishResult",
     "ResourceLimitError",
@@ -140,6 +142,7 @@ __all__ = [
     "outline_fractions",
     "overview_map",
     "population_years",
+    "propose_territories",
     "publish",
     "read_territories",
     "readable",

@@ -1,8 +1,10 @@
-"""The ``cpts-geo`` command line.
+r"""The ``cpts-geo`` command line.
 
 Every subcommand prints a table (default), CSV or JSON on standard output, or writes it
-atomically to ``--output``. Bad input ends with exit status 2 and a single line
-``error: ...`` naming the file, row and value; no traceback.
+atomically to ``--output``. Bad input ends with exit status 2 and one ``error:`` block naming
+the file, row, column and value (a first line saying how many problems and what to do, then one
+problem a line); no traceback. Control characters and bidirectional overrides that input names
+may hold are shown escaped (``\x1b``, ``\u202e``) in tables, CSV, errors and warnings.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import pandas as pd
 
 from ._about import __version__
 from ._atomic import check_output, write_text_atomic
-from .errors import CptsGeoError, CptsGeoWarning
-from .io.writers import csv_metadata, dump_json, meta_line, records, table_meta
+from .errors import CptsGeoError, CptsGeoWarning, TerritoryError
+from .io.writers import csv_metadata, dump_json, meta_line, records, table_meta, terminal_safe
 
 __all__ = ["main"]
 
@@ -61,6 +63,45 @@ _TERRITORIES_HELP = ("CPTS territories: CSV, XLSX, GeoJSON or GeoPackage files, 
 def _territories_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE",
                    nargs="+", action="extend", help=_TERRITORIES_HELP)
+    _reading_arg(p)
+
+
+def _reading_arg(p: argparse.ArgumentParser) -> None:
+    reading = p.add_argument_group("reading the territory files")
+    reading.add_argument("--sheet", metavar="NAME",
+                         help="the Excel sheet, or GeoPackage layer, to read (default: the "
+                         "active sheet if visible, else the first visible one; a hidden sheet is "
+                         "read only when named); a number that names no sheet is a position, "
+                         "from 0")
+    reading.add_argument("--trust-codes", action="store_true",
+                         help="on a row whose INSEE code and commune name designate different "
+                         "communes, use the code (with a warning) instead of stopping")
+    reading.add_argument("--max-bytes", type=int, metavar="N",
+                         help="largest file read, in bytes, and largest decompressed workbook "
+                         "(default 268435456, 256 MiB)")
+    reading.add_argument("--max-rows", type=int, metavar="N",
+                         help="most rows of a table (default 200000)")
+    reading.add_argument("--max-cells", type=int, metavar="N",
+                         help="most cells of a table held in memory (default 5000000)")
+
+
+def _reading(args: argparse.Namespace) -> dict[str, object]:
+    """The options of read_territories given on the command line (the others by default)."""
+    options: dict[str, object] = {}
+    if args.sheet is not None:
+        options["sheet"] = args.sheet
+    if args.trust_codes:
+        options["trust_codes"] = True
+    for name in ("max_bytes", "max_rows", "max_cells"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+def _territories(args: argparse.Namespace) -> pd.DataFrame:
+    from .io.readers import read_territories
+
+    return read_territories(args.territories, **_reading(args))  # type: ignore[arg-type]
 
 
 def _complete_arg(p: argparse.ArgumentParser) -> None:
@@ -123,8 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p, geo=True)
 
     p = sub.add_parser("timeline", help="coverage at each status date that changes it")
-    p.add_argument("--territories", "-t", required=True, type=Path, metavar="FILE",
-                   help="CPTS territories with status dates: CSV, XLSX, GeoJSON or GeoPackage")
+    _territories_arg(p)
     p.add_argument("--status", action="append", metavar="STATUS",
                    help="count only CPTS with this status (repeatable), e.g. 'ACI signé'")
     _add_area(p)
@@ -134,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="what changed from one territory file to another")
     p.add_argument("before", type=Path, metavar="BEFORE", help="territory file, before")
     p.add_argument("after", type=Path, metavar="AFTER", help="territory file, after")
+    _reading_arg(p)
     p.add_argument("--as-of", metavar="DATE", help="compare the CPTS with a status date on or "
                    "before DATE (YYYY-MM-DD) in both files")
     p.add_argument("--status", action="append", metavar="STATUS",
@@ -169,6 +210,32 @@ def build_parser() -> argparse.ArgumentParser:
     _complete_arg(p)
     p.add_argument("--as-of", metavar="DATE", help="date of the territory files")
     _add_output(p)
+
+    p = sub.add_parser("propose", help="candidate CPTS for the uncovered communes, written as "
+                       "a territory file (status 'proposition')")
+    p.add_argument("--territories", "-t", type=Path, metavar="FILE", nargs="+",
+                   action="extend", default=[], help=_TERRITORIES_HELP + "; without: no CPTS yet")
+    _reading_arg(p)
+    p.add_argument("--departement", "-d", action="append", metavar="CODE", required=True,
+                   help="the area (repeat for several)")
+    p.add_argument("--target", type=int, metavar="N",
+                   help="total number of CPTS wanted in the area, existing and proposed")
+    p.add_argument("--min-population", type=int, default=40_000, metavar="N")
+    p.add_argument("--max-population", type=int, default=175_000, metavar="N")
+    p.add_argument("--ignore-epci", action="store_true",
+                   help="do not follow EPCI boundaries")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mountain", action="append", metavar="CODE",
+                   help="département or commune where taille 1 is allowed (repeatable)")
+    p.add_argument("--mountain-min-population", type=int, default=10_000, metavar="N")
+    p.add_argument("--year", type=int, help="population year (default: newest bundled)")
+    p.add_argument("--candidates", type=Path, metavar="FILE",
+                   help="also write the figures and reason of each candidate (CSV, atomically)")
+    p.add_argument("--format", choices=FORMATS, default="csv",
+                   help="output format (default: csv, a territory file read_territories reads)")
+    p.add_argument("--output", "-o", type=Path,
+                   help="write to this file (atomically; its folder must exist) instead of "
+                   "standard output")
 
     p = sub.add_parser("info", help="vintages, sources and licences of the reference data")
     p.add_argument("--json", action="store_true", help="the full manifest of the bundle, as JSON")
@@ -226,6 +293,12 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "FCPTS beside the figures computed from the same perimeters, where the territory files "
         "list every CPTS of the area (--complete), with what explains the difference.",
         "cpts-geo reconcile -t data/territories --complete region:93"),
+    "propose": (
+        "Candidate CPTS for the communes no CPTS covers in the départements given: contiguous, "
+        "within the ACI size bounds, following the EPCI where they can, written as a territory "
+        "file (status 'proposition') that read_territories reads back; how many and why on "
+        "standard error. A starting point for a discussion, not a decision.",
+        "cpts-geo propose -t data/territories -d 38 --target 20 -o propositions_38.csv"),
     "info": (
         "A short summary of the reference data shipped in the package: vintages, sources, "
         "licences and what the build found (the full manifest with --json).",
@@ -291,13 +364,14 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None,
     else:
         plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
         if fmt == "csv":
-            text = plain.to_csv(index=False, lineterminator="\n")
+            text = terminal_safe(plain.to_csv(index=False, lineterminator="\n"))
         elif plain.empty:
             text = "  ".join(map(str, plain.columns)) + "\n(no rows)\n"
         else:
+            shown = plain.map(lambda v: terminal_safe(v) if isinstance(v, str) else v)
             with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                    "display.width", 250, "display.max_colwidth", 60):
-                text = plain.to_string(index=False) + "\n"
+                text = shown.to_string(index=False) + "\n"
     if fmt == "table":
         text += f"\n{meta_line(_meta(df, args))}\n"
     if output is None:
@@ -321,10 +395,9 @@ def _load(
     régions; at national level, all of France: a total is never computed on a partial area.
     """
     from .geography import departement_of, departements, normalize_departements
-    from .io.readers import read_territories
     from .sources.loaders import load_communes
 
-    territories = read_territories(args.territories)
+    territories = _territories(args)
     wanted = None
     if args.departement:
         wanted = sorted(normalize_departements(args.departement) or [])
@@ -445,16 +518,17 @@ def _run(args: argparse.Namespace) -> int:
 
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        publish(args.territories, args.out, year=args.year, departements=args.departement,
+        # the reading options apply to a table read here; without them publish reads the files
+        territories = _territories(args) if _reading(args) else args.territories
+        publish(territories, args.out, year=args.year, departements=args.departement,
                 progress=False if args.no_progress else None,
                 complete=_complete(args.complete), **_publish_options(args))
         return 0
 
     if args.command == "reconcile":
         from .analysis.claims import reconcile
-        from .io.readers import read_territories
 
-        table = reconcile(None, read_territories(args.territories),
+        table = reconcile(None, _territories(args),
                           complete=_complete(args.complete), as_of=args.as_of)
         _emit(table, args.format, args.output, args)
         return 0
@@ -462,6 +536,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "compare":
         _compare(args)
         return 0
+    if args.command == "propose":
+        return _propose(args)
 
     from .analysis.diagnostics import find_gaps, find_overlaps, territory_geometries
     from .analysis.rates import coverage, cpts_table
@@ -521,7 +597,8 @@ def _compare(args: argparse.Namespace) -> None:
     from .io.readers import read_territories
     from .sources.loaders import load_communes
 
-    before, after = read_territories(args.before), read_territories(args.after)
+    before = read_territories(args.before, **_reading(args))  # type: ignore[arg-type]
+    after = read_territories(args.after, **_reading(args))  # type: ignore[arg-type]
     wanted = sorted(normalize_departements(args.departement) or []) if args.departement else None
     deps = set(wanted or []) | {departement_of(c) for t in (before, after) for c in t["insee"]}
     communes = load_communes(sorted(deps), year=args.year)
@@ -604,6 +681,31 @@ def _describe(rec: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _propose(args: argparse.Namespace) -> int:
+    """Candidate CPTS, written as a territory file; the count and its reason on stderr."""
+    from .analysis.proposals import propose_territories
+    from .geography import normalize_departements
+    from .sources.loaders import load_communes
+
+    deps = normalize_departements(args.departement) or []
+    territories = _territories(args) if args.territories else None
+    communes = load_communes(deps, year=args.year, arrondissements=True)
+    result = propose_territories(
+        communes, territories, departements=deps, target=args.target,
+        min_population=args.min_population, max_population=args.max_population,
+        respect=None if args.ignore_epci else "epci", seed=args.seed, mountain=args.mountain,
+        mountain_min_population=args.mountain_min_population)
+    print(f"propose: {_one_line(result.reason)}", file=sys.stderr)
+    if len(result.candidates) == 0 and args.output is not None:
+        # a territory file with no row is no territory file: read_territories refuses it
+        print(f"propose: nothing written to {args.output}", file=sys.stderr)
+        return 0
+    _emit(result.territory_file(), args.format, args.output)
+    if args.candidates is not None:
+        _emit(result.candidates, "csv", args.candidates)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 2 bad input, 1 other failure).
 
@@ -621,15 +723,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with warnings.catch_warnings():
         warnings.simplefilter("default", CptsGeoWarning)
-        warnings.formatwarning = _format_warning
+        warnings.showwarning = _show_warning  # restored on leaving, unlike formatwarning
         try:
             return _run(args)
         except CptsGeoError as exc:
-            print(f"error: {_one_line(exc)}", file=sys.stderr)
+            print(_error_block(exc), file=sys.stderr)
             return 2
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError,
                 PermissionError) as exc:  # a path given on the command line that cannot be used
-            print(f"error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+            print(f"error: {terminal_safe(str(exc.filename or ''))}: {exc.strerror}",
+                  file=sys.stderr)
             return 2
         except BrokenPipeError:  # `cpts-geo ... | head`
             return 0
@@ -638,15 +741,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split())
+def _one_line(exc: BaseException | Warning | str) -> str:
+    return terminal_safe(" ".join(str(exc).split()))
 
 
-def _format_warning(
+def _error_block(exc: CptsGeoError) -> str:
+    """``error: <what and what to do>`` then, for a territory file, one problem a line."""
+    if isinstance(exc, TerritoryError):
+        first, *rest = str(exc).split("\n")
+        return "\n".join([f"error: {_one_line(first)}", *(f"  {_one_line(r)}" for r in rest)])
+    return f"error: {_one_line(exc)}"
+
+
+def _show_warning(
     message: Warning | str, category: type[Warning], filename: str, lineno: int,
-    line: str | None = None,
-) -> str:
-    return f"warning: {_one_line(message)}\n"
+    file: object = None, line: str | None = None,
+) -> None:
+    """Print a warning as one line ``warning: ...`` on standard error (names escaped)."""
+    print(f"warning: {_one_line(message)}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

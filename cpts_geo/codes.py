@@ -26,12 +26,13 @@ from ._data import bundle_path, manifest
 from ._text import fold
 from .errors import (
     AmbiguousCommuneError,
+    InputError,
     InvalidInseeCodeError,
     UnknownCommuneError,
     public,
     warn,
 )
-from .geography import normalize_departements
+from .geography import arrondissements, normalize_departement, normalize_departements
 
 __all__ = [
     "CodeMatch",
@@ -41,6 +42,8 @@ __all__ = [
     "match_name",
     "name_key",
     "normalize_insee",
+    "postal_code_communes",
+    "postal_codes_of",
     "resolve_code",
     "resolve_codes",
     "resolve_communes",
@@ -382,16 +385,22 @@ def _name_keys(nom: str, *, insee: str, parent: str | None) -> list[tuple[str, s
 
 @dataclass(frozen=True)
 class NameMatch:
-    """The outcome of resolving one name (used by the territory reader for row-level reports)."""
+    """The outcome of resolving one name (used by the territory reader for row-level reports).
+
+    ``codes`` holds the current codes of the candidates of an ambiguous name (in the order of
+    ``candidates``), so that a caller knowing more (the département of the other communes of a
+    CPTS) can say which one is probably meant.
+    """
 
     name: str
     code: str | None
     status: str  # "exact", "former", "close", "unknown", "ambiguous"
     message: str
     candidates: tuple[str, ...] = ()
+    codes: tuple[str, ...] = ()
 
 
-def _in_scope(units: Iterable[_Unit], deps: set[str] | None) -> list[_Unit]:
+def _in_scope(units: Iterable[_Unit], deps: Iterable[str] | None) -> list[_Unit]:
     return [u for u in units if deps is None or u.departement in deps]
 
 
@@ -402,91 +411,349 @@ def _describe(u: _Unit, idx: _Index) -> str:
     return f"{u.nom} ({_KIND_LABEL[u.kind]} {u.insee}, now {cur.nom} {cur.insee})"
 
 
-@lru_cache(maxsize=64)
-def _pool(deps: frozenset[str] | None) -> dict[str, _Unit]:
-    """Name keys of the units in scope, for the closest-name suggestions (built once a scope)."""
+# ---------------------------------------------------------------------------------------------
+# Closest names: a trigram index narrows the ~40,000 names to a few hundred before difflib
+# ---------------------------------------------------------------------------------------------
+#: How many unknown names of one input get "closest name" suggestions: each costs a search of
+#: every name of the scope, and an error listing 20 problems needs no more. Stated in messages.
+SUGGESTED_NAMES = 20
+_SHORTLIST = 200  # names shortlisted by shared trigrams, then compared with difflib
+
+
+@dataclass
+class _Grams:
+    keys: list[str]
+    units: list[_Unit]
+    departements: np.ndarray
+    current: np.ndarray  # the unit is a current commune or arrondissement (fuzzy matching)
+    postings: dict[str, np.ndarray]
+
+
+def _trigrams(key: str) -> set[str]:
+    padded = f" {key} "
+    return {padded[i:i + 3] for i in range(len(padded) - 2)}
+
+
+@lru_cache(maxsize=1)
+def _grams() -> _Grams:
     idx = _index()
-    pool: dict[str, _Unit] = {}
-    for k, units in idx.by_loose.items():
-        for u in _in_scope(units, None if deps is None else set(deps)):
-            pool.setdefault(k, u)
-    return pool
+    keys: list[str] = []
+    units: list[_Unit] = []
+    for key, us in idx.by_loose.items():
+        for u in dict.fromkeys(us):
+            keys.append(key)
+            units.append(u)
+    postings: dict[str, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        for gram in _trigrams(key):
+            postings[gram].append(i)
+    return _Grams(
+        keys, units,
+        np.array([u.departement for u in units], dtype=object),
+        np.array([u.kind in ("commune", "arrondissement") for u in units]),
+        {g: np.asarray(ids, dtype=np.int32) for g, ids in postings.items()},
+    )
 
 
-def _closest(key: str, deps: set[str] | None, idx: _Index, n: int = 3) -> list[str]:
-    pool = _pool(None if deps is None else frozenset(deps))
-    keys = difflib.get_close_matches(key, list(pool), n=n, cutoff=0.6)
-    return [_describe(pool[k], idx) for k in keys]
+@lru_cache(maxsize=64)
+def _scope_mask(deps: frozenset[str] | None, current_only: bool) -> np.ndarray:
+    g = _grams()
+    mask = np.ones(len(g.keys), dtype=bool) if deps is None else np.isin(
+        g.departements, list(deps))
+    return mask & g.current if current_only else mask
 
 
+def _nearest(
+    key: str, deps: frozenset[str] | None, *, n: int, cutoff: float, current_only: bool = False,
+    allowed: frozenset[str] | None = None,
+) -> list[tuple[float, _Unit]]:
+    """The ``n`` units whose name is closest to ``key`` (difflib ratio >= ``cutoff``), best first.
+
+    Each unit appears once. Trigrams shortlist the candidates, so that a search costs about a
+    millisecond whatever the size of the scope.
+    """
+    g = _grams()
+    ids = [g.postings[t] for t in _trigrams(key) if t in g.postings]
+    if not ids:
+        return []
+    counts = np.bincount(np.concatenate(ids), minlength=len(g.keys))
+    counts[~_scope_mask(deps, current_only)] = 0
+    if allowed is not None:
+        counts[[i for i, u in enumerate(g.units) if u.current not in allowed]] = 0
+    shortlist = np.flatnonzero(counts)
+    if len(shortlist) > _SHORTLIST:
+        shortlist = shortlist[np.argpartition(-counts[shortlist], _SHORTLIST)[:_SHORTLIST]]
+    matcher = difflib.SequenceMatcher()
+    matcher.set_seq2(key)
+    scored: list[tuple[float, str, int]] = []
+    for i in shortlist.tolist():
+        matcher.set_seq1(g.keys[i])
+        if (matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff
+                and (score := matcher.ratio()) >= cutoff):
+            scored.append((score, g.keys[i], i))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    out: list[tuple[float, _Unit]] = []
+    seen: set[str] = set()
+    for score, _, i in scored:
+        u = g.units[i]
+        if u.insee not in seen:
+            seen.add(u.insee)
+            out.append((score, u))
+        if len(out) == n:
+            break
+    return out
+
+
+def _closest(key: str, deps: frozenset[str] | None, idx: _Index, n: int = 3,
+             allowed: frozenset[str] | None = None) -> list[str]:
+    return [_describe(u, idx) for _, u in _nearest(key, deps, n=n, cutoff=0.6, allowed=allowed)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Arrondissements as people write them, qualifiers in parentheses, postal codes
+# ---------------------------------------------------------------------------------------------
+_CITIES = {"paris": "75056", "lyon": "69123", "marseille": "13055"}
+_ARRONDISSEMENT_WORDS = {"arrondissement", "arrondissements", "arr", "arrt", "ardt", "arrdt",
+                         "arrond", "municipal"}
+_LINKS = {"de", "du", "d'", "d"}
+_ORDINAL = re.compile(r"^(\d{1,2})(?:e|er|ere|eme|em|ieme|me|o|°|º)?$")
+_QUALIFIER = re.compile(r"^(.*?\S)\s*[(\[]\s*([^()\[\]]+?)\s*[)\]]$")
+_POSTAL = re.compile(r"^\d{5}$")
+
+
+def _arrondissement(key: str) -> tuple[int, str | None] | None:
+    """``"5eme arrondissement de lyon"`` -> ``(5, "69123")``; ``"3e arrondissement"`` -> (3, None).
+
+    The key is a loose :func:`name_key`. A number alone is no arrondissement: it takes the word
+    arrondissement (``arr.``, ``ardt``...) or a city's name.
+    """
+    number: int | None = None
+    city: str | None = None
+    marked = False
+    for token in key.split():
+        if token in _CITIES:
+            if city is not None:
+                return None
+            city = _CITIES[token]
+        elif m := _ORDINAL.match(token):
+            if number is not None:
+                return None
+            number = int(m[1])
+        elif token in _ARRONDISSEMENT_WORDS:
+            marked = True
+        elif token not in _LINKS:
+            return None
+    if number is None or not (marked or city is not None):
+        return None
+    return number, city
+
+
+def _arrondissement_units(key: str, idx: _Index) -> list[_Unit] | None:
+    parsed = _arrondissement(key)
+    if parsed is None:
+        return None
+    number, city = parsed
+    return [idx.current[code] for parent, codes in arrondissements().items()
+            if city in (None, parent) for code in codes
+            if re.search(r"\d+", idx.current[code].nom)[0] == str(number)]  # type: ignore[index]
+
+
+@lru_cache(maxsize=1)
+def _postal_tables() -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    table = pq.read_table(bundle_path("postal_codes.parquet"), columns=["code_postal", "insee"])
+    by_postal: dict[str, list[str]] = defaultdict(list)
+    by_insee: dict[str, list[str]] = defaultdict(list)
+    for cp, insee in zip(table.column("code_postal").to_pylist(),
+                         table.column("insee").to_pylist(), strict=True):
+        by_postal[cp].append(insee)
+        by_insee[insee].append(cp)
+    return ({k: tuple(v) for k, v in by_postal.items()},
+            {k: tuple(v) for k, v in by_insee.items()})
+
+
+def postal_code_communes(code: object) -> tuple[str, ...]:
+    """INSEE codes of the communes (and arrondissements) that a postal code serves.
+
+    Parameters
+    ----------
+    code : str or int
+        A postal code (``38400``; a lost leading zero, ``1000``, is restored).
+
+    Returns
+    -------
+    tuple of str
+        The INSEE codes, empty when the value is no postal code of the bundle.
+
+    Examples
+    --------
+    >>> postal_code_communes("38400")
+    ('38421',)
+    >>> len(postal_code_communes(42800)), postal_code_communes(1000)
+    (10, ('01053', '01344'))
+    """
+    text = _SPACES.sub("", str(code))
+    m = _FLOAT_CODE.match(text)
+    if m:
+        text = m.group(1)
+    if text.isdigit() and len(text) == 4:
+        text = "0" + text
+    return _postal_tables()[0].get(text, ())
+
+
+def postal_codes_of(insee: str) -> tuple[str, ...]:
+    """Postal codes of a current commune or arrondissement (empty when unknown).
+
+    Examples
+    --------
+    >>> postal_codes_of("38421")
+    ('38400',)
+    """
+    return _postal_tables()[1].get(insee, ())
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+# ---------------------------------------------------------------------------------------------
 def match_name(
-    name: object, departements: set[str] | None = None, *, fuzzy: bool = False
+    name: object, departements: Iterable[str] | None = None, *, fuzzy: bool = False,
+    suggest: bool = True, postal_code: str | None = None,
 ) -> NameMatch:
     """Resolve one commune name; never raises for an unknown or ambiguous name (see status).
+
+    Besides the spellings :func:`name_key` absorbs, reads arrondissements as people write them
+    (``"5ème arrondissement de Lyon"``, ``"Lyon 5e"``, ``"Paris 16ème arr."``, ``"3ᵉ
+    arrondissement"`` when the scope is one of the three cities' départements) and a qualifier
+    in parentheses: a département (``"Châteauneuf (42)"``, ``"Trèves (Rhône)"``) or a postal
+    code (``"Saint-Martin-d'Hères (38400)"``).
 
     Parameters
     ----------
     name : str
         A commune name.
-    departements : set of str, optional
+    departements : iterable of str, optional
         Restrict candidates to these (normalised) département codes.
     fuzzy : bool
         Accept a single close match (similarity >= 0.85) with status ``"close"``.
+    suggest : bool
+        Search the closest names for an unknown name (a millisecond or so each): callers
+        resolving thousands of names suggest for the first :data:`SUGGESTED_NAMES` only.
+    postal_code : str, optional
+        Restrict candidates to the communes this postal code serves.
 
     Returns
     -------
     NameMatch
         The code (None if unresolved), a status and a message for reports.
+
+    Examples
+    --------
+    >>> match_name("5ème arrondissement de Lyon").code, match_name("Trèves (Rhône)").code
+    ('69385', '69252')
+    >>> match_name("3ᵉ arrondissement", {"69"}).code, match_name("Châteauneuf (42)").code
+    ('69383', '42053')
     """
-    idx = _index()
-    text = "" if name is None else str(name).strip()
+    text = "" if name is None else _SPACES.sub(" ", str(name)).strip()
     if not text or text.lower() == "nan":
         return NameMatch(text, None, "unknown", "empty commune name")
+    deps = None if departements is None else frozenset(departements)
+    return _match(text, deps, fuzzy, suggest, postal_code)
+
+
+@lru_cache(maxsize=16384)
+def _match(text: str, deps: frozenset[str] | None, fuzzy: bool, suggest: bool,
+           postal_code: str | None) -> NameMatch:
+    qualifier = _QUALIFIER.match(text)
+    if qualifier and not _TRAILING_ARTICLE.match(text):
+        whole = _resolve(text, text, deps, False, False, postal_code)
+        if whole.status != "unknown":  # "Château-Chinon (Ville)" is a name of its own
+            return whole
+        base, qual = qualifier[1], qualifier[2]
+        if _POSTAL.match(qual) and postal_code_communes(qual):
+            return _resolve(base, text, deps, fuzzy, suggest, qual)
+        try:
+            dep = normalize_departement(qual)
+        except InputError:
+            dep = None
+        if dep is not None:  # the qualifier of the name wins over the scope of the file
+            return _resolve(base, text, frozenset({dep}), fuzzy, suggest, postal_code)
+    return _resolve(text, text, deps, fuzzy, suggest, postal_code)
+
+
+def _resolve(text: str, shown: str, deps: frozenset[str] | None, fuzzy: bool, suggest: bool,
+             postal_code: str | None) -> NameMatch:
+    idx = _index()
+    allowed = None if postal_code is None else frozenset(postal_code_communes(postal_code))
+
+    def in_scope(units: Iterable[_Unit]) -> list[_Unit]:
+        return [u for u in _in_scope(units, deps) if allowed is None or u.current in allowed]
+
     full, loose = name_key(text, keep_article=True), name_key(text)
     for table, key in ((idx.by_full, full), (idx.by_loose, loose)):
-        units = _in_scope(table.get(key, []), departements)
+        units = in_scope(table.get(key, []))
         current = {u.insee: u for u in units if u.kind in ("commune", "arrondissement")}
         if len(current) == 1:
             u = next(iter(current.values()))
-            return NameMatch(text, u.insee, "exact", f"{text!r} is {_describe(u, idx)}")
+            return NameMatch(shown, u.insee, "exact", f"{shown!r} is {_describe(u, idx)}")
         if len(current) > 1:
-            cands = tuple(_describe(u, idx) for u in current.values())
-            return NameMatch(
-                text, None, "ambiguous",
-                f"{text!r} matches {len(current)} communes: {'; '.join(cands)}; give the INSEE "
-                "code or the département",
-                cands,
-            )
+            return _ambiguous(shown, list(current.values()), idx)
         olds = {u.current: u for u in units}
         if len(olds) == 1:
             u = next(iter(olds.values()))
             cur = idx.current[u.current]
             return NameMatch(
-                text, cur.insee, "former",
-                f"{text!r} is a former name: {_describe(u, idx)}; counted as {cur.nom} "
+                shown, cur.insee, "former",
+                f"{shown!r} is a former name: {_describe(u, idx)}; counted as {cur.nom} "
                 f"({cur.insee})",
             )
         if len(olds) > 1:
             cands = tuple(_describe(u, idx) for u in olds.values())
-            return NameMatch(text, None, "ambiguous",
-                             f"{text!r} is a former name of several communes: {'; '.join(cands)}",
-                             cands)
-    cands = tuple(_closest(loose, departements, idx))
-    if fuzzy and cands:
-        pool = {name_key(u.nom): u for k, us in idx.by_loose.items()
-                for u in _in_scope(us, departements) if u.kind in ("commune", "arrondissement")}
-        best = difflib.get_close_matches(loose, list(pool), n=2, cutoff=0.85)
-        if len(best) == 1 or (
-            len(best) == 2
-            and difflib.SequenceMatcher(None, loose, best[0]).ratio()
-            > difflib.SequenceMatcher(None, loose, best[1]).ratio()
-        ):
-            u = pool[best[0]]
-            return NameMatch(text, u.insee, "close",
-                             f"{text!r} matched approximately to {_describe(u, idx)}")
-    scope = "" if departements is None else f" in département(s) {', '.join(sorted(departements))}"
+            return NameMatch(shown, None, "ambiguous",
+                             f"{shown!r} is a former name of several communes: "
+                             f"{'; '.join(cands)}", cands, tuple(olds))
+    arrondissements_ = _arrondissement_units(loose, idx)
+    if arrondissements_:
+        units = in_scope(arrondissements_)
+        if len(units) == 1:
+            return NameMatch(shown, units[0].insee, "exact",
+                             f"{shown!r} is {_describe(units[0], idx)}")
+        if len(units) > 1:
+            return _ambiguous(shown, units, idx, "the city")
+    if fuzzy:
+        best = _nearest(loose, deps, n=2, cutoff=0.85, current_only=True, allowed=allowed)
+        if len(best) == 1 or (len(best) == 2 and best[0][0] > best[1][0]):
+            u = best[0][1]
+            return NameMatch(shown, u.insee, "close",
+                             f"{shown!r} matched approximately to {_describe(u, idx)}")
+    scope = "" if deps is None else f" in département(s) {', '.join(sorted(deps))}"
+    if postal_code is not None:
+        scope += f" with postal code {postal_code}"
+        elsewhere = _resolve(text, shown, deps, False, False, None)
+        if elsewhere.code is not None:
+            served = ", ".join(f"{commune_name(c)} ({c})" for c in sorted(allowed or ()))
+            return NameMatch(
+                shown, None, "unknown",
+                f"postal code {postal_code} does not serve {shown!r}: {shown!r} is "
+                f"{commune_name(elsewhere.code)} ({elsewhere.code}), whose postal code(s) are "
+                f"{', '.join(postal_codes_of(elsewhere.code)) or 'unknown'}; {postal_code} "
+                f"serves {served}",
+            )
+    if not suggest:
+        return NameMatch(shown, None, "unknown", f"{shown!r} is not a commune name{scope}")
+    cands = tuple(_closest(loose, deps, idx, allowed=allowed))
     hint = f"; closest: {'; '.join(cands)}" if cands else ""
-    return NameMatch(text, None, "unknown", f"{text!r} is not a commune name{scope}{hint}", cands)
+    return NameMatch(shown, None, "unknown", f"{shown!r} is not a commune name{scope}{hint}",
+                     cands)
+
+
+def _ambiguous(shown: str, units: list[_Unit], idx: _Index, what: str = "the département"
+               ) -> NameMatch:
+    cands = tuple(_describe(u, idx) for u in units)
+    return NameMatch(
+        shown, None, "ambiguous",
+        f"{shown!r} matches {len(units)} communes: {'; '.join(cands)}; give the INSEE code or "
+        f"{what}",
+        cands, tuple(u.insee for u in units),
+    )
 
 
 @public
@@ -502,7 +769,8 @@ def resolve_communes(
     hyphens and spaces, and expands ``St``/``Ste``. A name with its article is matched first
     (``Les Salles`` before ``Salles``). The former name of a merged commune resolves to the
     commune nouvelle with a warning. Arrondissements resolve from ``Lyon 3e``, ``Paris 12``,
-    ``Marseille 1er arrondissement``...
+    ``Marseille 1er arrondissement``, ``5ème arrondissement de Lyon``...; a département or a
+    postal code in parentheses restricts a name: ``Châteauneuf (42)``, ``Trèves (Rhône)``.
 
     Parameters
     ----------
@@ -522,7 +790,8 @@ def resolve_communes(
     Raises
     ------
     UnknownCommuneError
-        If a name matches no commune; lists every offender with its closest candidates.
+        If a name matches no commune; lists every offender, the first
+        :data:`SUGGESTED_NAMES` with their closest candidates.
     AmbiguousCommuneError
         If a name matches several communes (and none is unknown).
 
@@ -530,14 +799,24 @@ def resolve_communes(
     --------
     >>> resolve_communes(["L’Horme", "St-Chamond", "Longes"], departements=["42", "69"])
     ['42110', '42207', '69119']
+    >>> resolve_communes(["Lyon 5ème", "Châteauneuf (42)"])
+    ['69385', '42053']
     """
     codes = normalize_departements(departements)
     deps = None if codes is None else set(codes)
-    matches = [match_name(n, deps, fuzzy=fuzzy) for n in names]
+    matches = []
+    suggested = 0
+    for n in names:
+        m = match_name(n, deps, fuzzy=fuzzy, suggest=suggested < SUGGESTED_NAMES)
+        suggested += m.status == "unknown"
+        matches.append(m)
     unknown = [m for m in matches if m.status == "unknown"]
     ambiguous = [m for m in matches if m.status == "ambiguous"]
     if unknown or ambiguous:
         msg = "; ".join(m.message for m in unknown + ambiguous)
+        if len(unknown) > SUGGESTED_NAMES:
+            msg += (f" (closest names are searched for the first {SUGGESTED_NAMES} unknown "
+                    "names only)")
         cls = UnknownCommuneError if unknown else AmbiguousCommuneError
         raise cls(f"{len(unknown) + len(ambiguous)} name(s) could not be resolved: {msg}")
     notes = [m.message for m in matches if m.status in ("former", "close")]

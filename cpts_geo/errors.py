@@ -109,17 +109,89 @@ class Problem:
 
 
 class TerritoryError(InputError):
-    """A territory file or table has one or more problems; ``problems`` lists all of them."""
+    """A territory file or table has one or more problems; ``problems`` lists all of them.
 
-    #: How many problems the message lists (``problems`` always holds every one).
+    The message says how many problems there are and what to do on its first line, then gives
+    one problem a line; the same mistake on several rows (same column, value and message) is
+    one line naming the rows (``rows 2-250``). ``problems`` always holds every problem, one per
+    cell. A ``note`` ends the message (the cap on closest-name suggestions, for instance).
+    """
+
+    #: How many lines of problems the message lists (``problems`` always holds every one).
     shown = 20
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], note: str | None = None):
         self.problems = list(problems)
         n = len(self.problems)
-        head = "; ".join(str(p) for p in self.problems[: self.shown])
-        more = f" (and {n - self.shown} more)" if n > self.shown else ""
-        super().__init__(f"{n} problem{'s' if n > 1 else ''} in territories: {head}{more}")
+        groups = group_problems(self.problems)
+        sources = list(dict.fromkeys(p.source for p in self.problems))
+        head = (
+            f"{plural(n, 'problem')} in {', '.join(sources) or 'territories'}: correct "
+            f"{'this cell' if n == 1 else 'these cells'} in the file and read it again"
+        )
+        lines = [_group_line(rows, p) for rows, p in groups[: self.shown]]
+        if len(groups) > self.shown:
+            rest = sum(len(rows) for rows, _ in groups[self.shown:])
+            lines.append(f"… and {plural(rest, 'more problem')} on other rows "
+                         "(TerritoryError.problems lists them all)")
+        if note:
+            lines.append(note)
+        super().__init__("\n".join([head, *lines]))
+
+    @property
+    def headline(self) -> str:
+        """The first line of the message: how many problems, and what to do."""
+        return str(self).split("\n", 1)[0]
+
+
+def group_problems(problems: list[Problem]) -> list[tuple[list[int | None], Problem]]:
+    """Problems grouped when only their row differs, in order of first appearance.
+
+    Returns
+    -------
+    list of (rows, problem)
+        The rows of each group (sorted) and its first problem.
+    """
+    groups: dict[tuple[str, str | None, str, str], tuple[list[int | None], Problem]] = {}
+    for p in problems:
+        key = (p.source, p.column, p.message, repr(p.value))
+        if key in groups:
+            groups[key][0].append(p.row)
+        else:
+            groups[key] = ([p.row], p)
+    return [(sorted(rows, key=lambda r: -1 if r is None else r), p)
+            for rows, p in groups.values()]
+
+
+def row_ranges(rows: list[int], limit: int = 12) -> str:
+    """``[2, 3, 4, 7, 9, 10]`` -> ``"rows 2-4, 7, 9-10"`` (the first ``limit`` ranges).
+
+    Examples
+    --------
+    >>> row_ranges([2, 3, 4, 7, 9, 10]), row_ranges([5])
+    ('rows 2-4, 7, 9-10', 'row 5')
+    """
+    rows = sorted(set(rows))
+    spans: list[list[int]] = []
+    for r in rows:
+        if spans and r == spans[-1][1] + 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans[:limit])
+    if len(spans) > limit:
+        text += f", … ({len(rows)} rows in all)"
+    return f"row{'s' if len(rows) > 1 else ''} {text}"
+
+
+def _group_line(rows: list[int | None], p: Problem) -> str:
+    if len(rows) == 1:
+        return str(p)
+    numbered = [r for r in rows if r is not None]
+    where = p.source + (f", {row_ranges(numbered)}" if numbered else "")
+    if p.column is not None:
+        where += f", column {p.column!r}"
+    return f"{where}: {p.message} (value: {p.value!r})"
 
 
 # ---------------------------------------------------------------------------------------------

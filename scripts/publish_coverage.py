@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Nightly job: rebuild and publish the static coverage site.
+r"""Nightly job: rebuild and publish the static coverage site.
 
 A thin wrapper over ``cpts-geo publish`` for cron or a CI scheduler::
 

@@ -40,8 +40,9 @@ def _raw(name: str) -> Path:
     if not path.is_file():
         if os.environ.get("CPTS_GEO_REQUIRE_RAW"):
             pytest.fail(f"raw input {path} is missing (CPTS_GEO_REQUIRE_RAW is set)")
-        pytest.skip(f"raw input {path} not downloaded (run .ci/fetch_raw.sh; the npm "
-                    "tarballs need npm): this check against the raw package files is skipped")
+        how = ("install npm, then run .ci/fetch_raw.sh" if path.suffix == ".tgz"
+               else "run .ci/fetch_raw.sh")
+        pytest.skip(f"raw input {path} not downloaded ({how}); CI requires it")
     return path
 
 

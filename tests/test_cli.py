@@ -112,15 +112,19 @@ def test_gaps_and_overlaps(capsys, tmp_path):
     assert {f["properties"]["cpts"] for f in features} == {"A", "B"}
 
 
-def test_bad_input_exits_2_with_one_line_naming_file_row_value(capsys, tmp_path):
+def test_bad_input_exits_2_with_one_error_block_naming_file_row_value(capsys, tmp_path):
     bad = tmp_path / "cpts.csv"
-    bad.write_text("cpts,commune\nA,42218\nA,42999\n", encoding="utf-8")
+    bad.write_text("cpts,commune\nA,42218\nA,42999\n" + "A,42218,x\n" * 3, encoding="utf-8")
     code, out, err = run(capsys, "coverage", "-t", str(bad))
     assert code == 2
     assert out == ""
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert "cpts.csv" in lines[0] and "row 3" in lines[0] and "42999" in lines[0]
+    assert lines[0] == ("error: 4 problems in cpts.csv: correct these cells in the file and read "
+                        "it again")
+    assert lines[1].startswith("  cpts.csv, row 3, column 'commune': unknown INSEE code 42999")
+    # the same mistake on three rows is one line
+    assert lines[2].startswith("  cpts.csv, rows 4-6: the row has 3 cells but the header only 2")
+    assert len(lines) == 3 and sum(line.startswith("error:") for line in lines) == 1
     assert "Traceback" not in err
 
 
@@ -138,7 +142,8 @@ def test_subprocess_error_has_no_traceback(tmp_path):
     res = subprocess.run([sys.executable, "-m", "cpts_geo.cli", "coverage", "-t", str(bad)],
                          capture_output=True, text=True)
     assert res.returncode == 2
-    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert res.stderr.count("\n") == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("error: 1 problem in bad.csv: correct this cell")
     assert "bad.csv" in res.stderr and "row 2" in res.stderr and "'12'" in res.stderr
 
 
@@ -186,11 +191,11 @@ def _dated_file(tmp_path):
 
 def test_timeline_json_prints_the_figures_recomputed_from_the_raw_files(capsys, tmp_path,
                                                                          raw_npm):
-    with pytest.warns(cpts_geo.CptsGeoWarning, match=r"1 CPTS have no status_date and are "
-                      r"left out of the timeline \(their date is not guessed\): C$"):
-        code, out, _ = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "--format",
-                           "json")
+    code, out, err = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "--format",
+                         "json")
     assert code == 0
+    assert err.splitlines() == ["warning: 1 CPTS have no status_date and are left out of the "
+                                "timeline (their date is not guessed): C"]
     rows = json.loads(out)
     assert [list(r) for r in rows[:1]] == [["departement", "nom", "date", "population",
                                             "covered_population", "coverage_rate", "delta",
@@ -213,9 +218,9 @@ def test_timeline_json_prints_the_figures_recomputed_from_the_raw_files(capsys, 
         assert r["population"] == total(dep)
         assert r["covered_population"] == pytest.approx(covered, abs=0.05)
         assert r["coverage_rate"] == pytest.approx(covered / total(dep))
-    with pytest.warns(cpts_geo.CptsGeoWarning, match="no status_date"):
-        code, out, _ = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "-d", "69",
-                           "--format", "csv")
+    code, out, err = run(capsys, "timeline", "-t", str(_dated_file(tmp_path)), "-d", "69",
+                         "--format", "csv")
+    assert "no status_date" in err
     assert code == 0 and out.splitlines()[1].startswith("69,Rhône,2023-12-07,")
     assert len(out.splitlines()) == 2
 
@@ -457,3 +462,134 @@ def test_publish_keeps_its_releases_and_lock_in_the_state_dir(capsys, tmp_path):
     assert (www / "cpts").resolve() == max(releases, key=lambda p: p.name).resolve()
     assert sorted(p.name for p in state.iterdir() if p.is_file()) == ["publish.lock",
                                                                        "target.txt"]
+
+
+def test_propose_writes_a_territory_file(capsys, tmp_path):
+    out, cands = tmp_path / "propositions.csv", tmp_path / "candidates.csv"
+    code, stdout, err = run(capsys, "propose", "--territories", str(SEEDS), "--departement",
+                            "38", "--target", "20", "--output", str(out),
+                            "--candidates", str(cands))
+    assert code == 0 and stdout == ""
+    assert "20 CPTS in all in Isère (38): 1 existing" in err and "target 20 reached" in err
+    back = cpts_geo.read_territories(out)
+    assert back["cpts_id"].nunique() == 19 and (back["status"] == "proposition").all()
+    assert back["source"].str.startswith("proposition drawn by cpts_geo").all()
+    table = pd.read_csv(cands)
+    assert len(table) == 19 and {"population", "size_class", "reason"} <= set(table.columns)
+    both = cpts_geo.read_territories([SEEDS, out])
+    isere = cpts_geo.load_communes("38")
+    assert cpts_geo.coverage(isere, both)["coverage_rate"].tolist() == [1.0]
+    # standard output, JSON
+    code, stdout, _ = run(capsys, "propose", "-d", "2A", "--target", "3", "--format", "json")
+    assert code == 0 and len({r["cpts_id"] for r in json.loads(stdout)}) == 3
+
+
+def test_propose_nothing_to_propose_writes_no_file(capsys, tmp_path):
+    out = tmp_path / "p.csv"
+    code, _, err = run(capsys, "propose", "-t", str(ROOT / "data" / "territories"), "-d", "05",
+                       "-o", str(out))
+    assert code == 0 and not out.exists()
+    assert "every commune of Hautes-Alpes (05) is covered: nothing to propose" in err
+    assert f"nothing written to {out}" in err
+
+
+def test_propose_bad_input_exits_2_with_one_line(capsys, tmp_path):
+    for argv in (["-d", "38", "--target", "0"], ["-d", "38", "--mountain", "38999"],
+                 ["-d", "38", "--min-population", "200000"]):
+        code, out, err = run(capsys, "propose", *argv, "-o", str(tmp_path / "x.csv"))
+        assert code == 2 and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert not (tmp_path / "x.csv").exists()
+# ---------------------------------------------------------------------------------------------
+# Reading options, départements by name, safe output (issues 12 and 14)
+# ---------------------------------------------------------------------------------------------
+def _workbook(path, hidden_old=True):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    old = book.active
+    old.title = "Ancienne liste"
+    old.append(["cpts", "insee"])
+    old.append(["Gier 2019", "42218"])
+    if hidden_old:
+        old.sheet_state = "hidden"
+    new = book.create_sheet("CPTS 2024")
+    new.append(["cpts", "insee"])
+    new.append(["Gier", "42207"])
+    book.active = 1
+    book.save(path)
+    return path
+
+
+def test_sheet_option_reads_a_named_sheet(capsys, tmp_path):
+    path = _workbook(tmp_path / "cpts.xlsx")
+    code, out, _ = run(capsys, "overlaps", "-t", str(path), "--format", "json")
+    assert code == 0 and json.loads(out) == []
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json")
+    assert [r["cpts"] for r in json.loads(out)] == ["Gier"]  # the visible, active sheet
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                       "--sheet", "Ancienne liste")
+    assert code == 0 and [r["cpts"] for r in json.loads(out)] == ["Gier 2019"]
+    code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                       "--sheet", "0")
+    assert code == 0 and [r["cpts"] for r in json.loads(out)] == ["Gier 2019"]  # a position
+    code, _, err = run(capsys, "coverage", "-t", str(path), "--sheet", "Nope")
+    assert code == 2 and err.startswith("error: cpts.xlsx: no sheet named 'Nope'")
+    # publish reads with the same options (and stops before building on a bad one)
+    code, _, err = run(capsys, "publish", "-t", str(path), "--sheet", "Nope", "--out",
+                       str(tmp_path / "site"), "--no-progress")
+    assert code == 2 and "no sheet named 'Nope'" in err and not (tmp_path / "site").exists()
+
+
+def test_trust_codes_flag(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee,commune\nSEG,38400,Saint-Martin-d'Hères\n", encoding="utf-8")
+    code, out, err = run(capsys, "coverage", "-t", str(path), "--format", "json")
+    assert code == 2 and out == ""
+    assert err.splitlines()[1].startswith("  cpts.csv, row 2, column 'insee': '38400' is the "
+                                          "INSEE code of Saint-Jean-de-Moirans (38)")
+    code, out, err = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", "json",
+                         "--trust-codes")
+    assert code == 0 and json.loads(out)[0]["n_communes"] == 1
+    assert err.startswith("warning: cpts.csv: 1 row(s) give a commune code and a name that "
+                          "disagree; the code is used")
+
+
+def test_limits_on_the_command_line(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee\n" + "A,42218\n" * 20, encoding="utf-8")
+    code, _, err = run(capsys, "overlaps", "-t", str(path), "--max-rows", "5")
+    assert code == 2 and "(`max_rows=5`)" in err and "--max-rows on the command line" in err
+    code, _, err = run(capsys, "overlaps", "-t", str(path), "--max-bytes", "100")
+    assert code == 2 and "(`max_bytes=100`)" in err
+
+
+def test_departements_by_name(capsys):
+    code, out, _ = run(capsys, "communes", "-d", "Loire", "--format", "csv")
+    assert code == 0 and len(out.strip().splitlines()) == 321
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "-d", "Isère", "--format", "json")
+    assert code == 0 and [r["departement"] for r in json.loads(out)] == ["38"]
+    assert len(cpts_geo.load_communes("Loire")) == 320
+
+
+def test_control_characters_from_names_are_escaped(capsys, tmp_path):
+    path = tmp_path / "cpts.csv"
+    path.write_text("cpts,insee\n\"Gier\x1b[31m\u202e\",42207\n", encoding="utf-8")
+    for fmt in ("table", "csv"):
+        code, out, _ = run(capsys, "coverage", "-t", str(path), "--by", "cpts", "--format", fmt)
+        assert code == 0
+        assert "\x1b" not in out and "\u202e" not in out
+        assert "Gier\\x1b[31m\\u202e" in out
+    bad = tmp_path / "bad.csv"
+    bad.write_text("cpts,commune\nA,\"Saint\x1b[2J\x07-Chamond\"\n", encoding="utf-8")
+    code, _, err = run(capsys, "coverage", "-t", str(bad))
+    assert code == 2 and "\x1b" not in err and "\x07" not in err
+    assert "'Saint\\x1b[2J\\x07-Chamond' is not a commune name" in err
+
+
+def test_output_under_an_existing_file_exits_2(capsys, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x", encoding="utf-8")
+    code, out, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(blocker / "out.csv"))
+    assert code == 2 and out == "" and err.startswith("error: ") and "Traceback" not in err

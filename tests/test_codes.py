@@ -145,3 +145,93 @@ def test_public_api_exports():
     for name in ("load_communes", "resolve_communes", "normalize_insee", "coverage",
                  "find_gaps", "find_overlaps", "territory_geometries", "read_territories"):
         assert hasattr(cpts_geo, name), name
+
+
+# ---------------------------------------------------------------------------------------------
+# Names as planners type them (issue 12)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "scope", "code"), [
+    ("5ème arrondissement de Lyon", None, "69385"),
+    ("Lyon 5e", None, "69385"),
+    ("Lyon 5ème", None, "69385"),
+    ("Lyon 5eme arrondissement", None, "69385"),
+    ("Marseille 1er", None, "13201"),
+    ("1er arrondissement de Marseille", None, "13201"),
+    ("Paris 16e", None, "75116"),
+    ("Paris 16ème arr.", None, "75116"),
+    ("3ᵉ arrondissement", {"69"}, "69383"),  # in a Rhône file
+    ("3e arrondissement", {"13"}, "13203"),
+    ("arrondissement 12", {"75"}, "75112"),
+])
+def test_arrondissements_as_people_write_them(name, scope, code):
+    m = match_name(name, scope)
+    assert (m.status, m.code) == ("exact", code)
+
+
+def test_an_arrondissement_without_its_city_lists_each_city_once():
+    m = match_name("3ᵉ arrondissement")
+    assert m.status == "ambiguous"
+    assert m.codes == ("13203", "69383", "75103")
+    assert "give the INSEE code or the city" in m.message
+    # closest-name suggestions list each commune once, not once per spelling of it
+    m = match_name("Lyon 3eme arondisement")
+    assert m.status == "unknown" and len(set(m.candidates)) == len(m.candidates) == 3
+    assert m.candidates[0] == "Lyon 3e Arrondissement (69383, 69)"
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("Châteauneuf (42)", "42053"), ("Châteauneuf (Loire)", "42053"),
+    ("Trèves (Rhône)", "69252"), ("Trèves (69)", "69252"), ("Saint-Joseph (042)", "42242"),
+    ("Saint-Martin-d'Hères (38400)", "38421"), ("Horme (L')", "42110"),
+    ("Château-Chinon (Ville)", "58062"),  # an official name with parentheses
+])
+def test_a_departement_or_postal_code_in_parentheses_disambiguates(name, code):
+    assert match_name(name).code == code
+
+
+def test_a_qualifier_that_is_no_departement_is_part_of_the_name():
+    m = match_name("Saint-Joseph (Bretagne)")
+    assert m.status == "unknown" and "'Saint-Joseph (Bretagne)' is not a commune name" in m.message
+
+
+def test_postal_codes_of_the_bundle():
+    from cpts_geo.codes import postal_code_communes, postal_codes_of
+
+    assert postal_code_communes("38400") == ("38421",)  # Saint-Martin-d'Hères
+    assert postal_codes_of("38400") == ("38430",)  # Saint-Jean-de-Moirans, INSEE 38400
+    assert postal_code_communes(1000) == ("01053", "01344")
+    assert set(postal_code_communes("75016")) == {"75056", "75116"}
+    assert postal_code_communes("99999") == ()
+
+
+def test_postal_codes_match_the_raw_npm_package(raw_npm):
+    """Recomputed from the tarball's communes.json, independently of the build script."""
+    import pyarrow.parquet as pq
+
+    from cpts_geo._data import bundle_path
+
+    raw = raw_npm("6.0.0")
+    expected = {(cp, c["code"]) for c in raw
+                if c["type"] in ("commune-actuelle", "arrondissement-municipal")
+                and not c["code"].startswith(("975", "977", "978", "98"))
+                for cp in c.get("codesPostaux", [])}
+    table = pq.read_table(bundle_path("postal_codes.parquet")).to_pylist()
+    bundled = {(r["code_postal"], r["insee"]) for r in table}
+    assert bundled == expected
+    assert len(table) == len(bundled) == 35405
+    assert ("38400", "38421") in bundled and ("38430", "38400") in bundled
+
+
+def test_thousands_of_misspelt_names_fail_fast_with_suggestions_for_the_first_20():
+    import time
+
+    names = [f"Zorglub-sur-Loire {i}" for i in range(3000)] + ["Saint-Chamon"]
+    start = time.perf_counter()
+    with pytest.raises(UnknownCommuneError) as info:
+        resolve_communes(names)
+    elapsed = time.perf_counter() - start
+    message = str(info.value)
+    assert message.startswith("3001 name(s) could not be resolved")
+    assert "closest names are searched for the first 20 unknown names only" in message
+    assert "'Saint-Chamon' is not a commune name" in message  # listed, without suggestions
+    assert elapsed < 5, elapsed

@@ -65,5 +65,22 @@ def test_a_warning_can_be_made_an_error_by_the_caller(isere):
 def test_territory_error_lists_the_first_problems_and_keeps_all():
     problems = [Problem("f.csv", i, "insee", i, "bad") for i in range(2, 30)]
     err = TerritoryError(problems)
-    assert str(err).startswith("28 problems in territories: f.csv, row 2, column 'insee'")
-    assert "(and 8 more)" in str(err) and len(err.problems) == 28
+    lines = str(err).splitlines()
+    assert lines[0] == "28 problems in f.csv: correct these cells in the file and read it again"
+    assert lines[1] == "f.csv, row 2, column 'insee': bad (value: 2)"
+    assert len(lines) == 22 and lines[-1].startswith("… and 8 more problems")
+    assert len(err.problems) == 28 and err.headline == lines[0]
+
+
+def test_the_same_mistake_on_every_row_is_one_line():
+    problems = [Problem("f.csv", i, "statut", "en cours", "'en cours' is not a CPTS status")
+                for i in [*range(2, 251), 260]]
+    problems.append(Problem("f.csv", 7, "insee", "42999", "unknown INSEE code 42999"))
+    err = TerritoryError(problems)
+    assert str(err).splitlines() == [
+        "251 problems in f.csv: correct these cells in the file and read it again",
+        "f.csv, rows 2-250, 260, column 'statut': 'en cours' is not a CPTS status "
+        "(value: 'en cours')",
+        "f.csv, row 7, column 'insee': unknown INSEE code 42999 (value: '42999')",
+    ]
+    assert len(err.problems) == 251

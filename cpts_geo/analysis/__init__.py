@@ -6,7 +6,9 @@
 :mod:`~cpts_geo.analysis.graph` is the contiguity graph they share;
 :mod:`~cpts_geo.analysis.changes` diffs two states of the map;
 :mod:`~cpts_geo.analysis.aci` holds the ACI size classes and funding rules;
-:mod:`~cpts_geo.analysis.funding` gives each CPTS the amounts of its class.
+:mod:`~cpts_geo.analysis.funding` gives each CPTS the amounts of its class;
+:mod:`~cpts_geo.analysis.proposals` proposes candidate CPTS for the gaps (the method:
+:mod:`~cpts_geo.analysis.partition`).
 """
 
 from .aci import SIZE_CLASSES, size_class
@@ -15,6 +17,7 @@ from .diagnostics import find_gaps, find_overlaps, territory_geometries
 from .funding import aci_funding
 from .graph import ContiguityGraph
 from .inputs import Prepared, filter_territories, prepare
+from .proposals import Proposals, propose_territories
 from .rates import commune_coverage, coverage, cpts_table
 
 __all__ = [
@@ -22,6 +25,7 @@ __all__ = [
     "Comparison",
     "ContiguityGraph",
     "Prepared",
+    "Proposals",
     "aci_funding",
     "commune_coverage",
     "compare",
@@ -32,6 +36,7 @@ __all__ = [
     "find_gaps",
     "find_overlaps",
     "prepare",
+    "propose_territories",
     "size_class",
     "territory_geometries",
 ]

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..geography import departement_of, local_crs
 from ..membership import (
     Report,
+    _cell_problems,
     _Entry,
     _getter,
     _Group,
@@ -98,6 +99,13 @@ def _check_outlines(
         row = pos + 2
         if geom is None or geom.is_empty:
             report.problem(row, "geometry", None, "the feature has no geometry")
+            geoms.append(None)
+        elif not np.isfinite(shapely.get_coordinates(geom)).all():
+            report.problem(
+                row, "geometry", geom.geom_type,
+                "the outline has coordinates that are not numbers (NaN or infinite): the file "
+                "is damaged; export it again from the GIS",
+            )
             geoms.append(None)
         elif geom.geom_type not in ("Polygon", "MultiPolygon"):
             report.problem(
@@ -205,6 +213,8 @@ def _outline_members(
     attributes = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
     entries = []
     for pos, values in enumerate(attributes.itertuples(index=False, name=None)):
+        if _cell_problems(pos + 2, list(values), header, cols, report):
+            continue
         entries.append(_parse_entry(pos + 2, _getter(list(values), header, cols), report))
     geoms, _ = _check_outlines(gdf, report)
     report.raise_problems()

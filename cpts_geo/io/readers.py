@@ -19,7 +19,7 @@ import pandas as pd
 from ..errors import InputError, Problem, TerritoryError, public
 from ..membership import RawTable, Report, finish, members_frame, validate_table
 from .outlines import _outline_members
-from .tables import EXTENSIONS, load_source
+from .tables import EXTENSIONS, MAX_BYTES, MAX_CELLS, MAX_ROWS, Limits, load_source
 
 __all__ = ["outline_fractions", "read_territories"]
 
@@ -34,6 +34,10 @@ def read_territories(
     sheet: str | int | None = None,
     threshold: float = 0.5,
     fuzzy: bool = False,
+    trust_codes: bool = False,
+    max_bytes: int = MAX_BYTES,
+    max_rows: int = MAX_ROWS,
+    max_cells: int = MAX_CELLS,
 ) -> pd.DataFrame:
     """Read CPTS territories (which communes each CPTS covers) into the membership table.
 
@@ -41,15 +45,21 @@ def read_territories(
 
     * **long form**: one row per CPTS and commune, with a CPTS name column and a commune column
       (INSEE code, or name resolved with :mod:`cpts_geo.codes`), and optionally ``cpts_id``,
-      ``departement`` (restricts name matching; a cell may list several: ``"42,69"``),
-      ``status``, ``status_date``, ``share`` and ``source``. Headers are matched in French or
-      English, ignoring case, accents, spaces and underscores (``"Code INSEE"``, ``"nom
-      commune"``, ``"statut"``, ``"date de signature"``, ``"quote-part"``...). Title rows above
-      the header are skipped; merged Excel cells (a CPTS name merged over its communes) are
-      filled.
+      ``departement`` (restricts name matching; codes or names, ``"042"``, ``"Loire"``; a cell
+      may list several: ``"42,69"``), ``code postal`` (checks and disambiguates the names: a
+      postal code alone identifies no commune), ``status``, ``status_date``, ``share`` and
+      ``source``. Headers are matched in French or English, ignoring case, accents, spaces and
+      underscores (``"Code INSEE"``, ``"nom commune"``, ``"statut"``, ``"date de signature"``,
+      ``"quote-part"``...). Title rows above the header are skipped; merged Excel cells (a CPTS
+      name merged over its communes) are filled. Names are read as planners write them:
+      ``"Lyon 5ème"``, ``"5ème arrondissement de Lyon"``, ``"3ᵉ arrondissement"`` (in a
+      Rhône file), ``"Châteauneuf (42)"``, ``"Trèves (Rhône)"``. A row giving a code and a
+      name that designate different communes is a problem showing both (a postal code typed
+      as an INSEE code is said so), unless ``trust_codes``. Two former communes of one commune
+      nouvelle listed in one CPTS are the commune nouvelle once, with a warning.
     * **wide form**: one row per CPTS with all its communes in one cell, separated by commas,
       semicolons or new lines (commune names never contain them; ``"A et B"`` at the end of a
-      list is split when it is not itself a commune name).
+      list, ``"Gières et Venon"``, is split when it is not itself a commune name).
     * **outlines**: a GeoJSON or GeoPackage (or GeoDataFrame) of CPTS polygons. Each commune is
       assigned to every CPTS whose outline covers at least ``threshold`` of its area, computed
       in Lambert-93 (EPSG:2154) or in the local projection overseas (EPSG:5490 Antilles, 2972
@@ -61,9 +71,12 @@ def read_territories(
       or without geometry is read as a table.
 
     Files: CSV (``,``, ``;`` or tab, sniffed; UTF-8 with or without BOM, or Windows-1252),
-    Excel ``.xlsx``, GeoJSON, GeoPackage. Row numbers are those a spreadsheet user sees (the
+    Excel ``.xlsx`` (the active sheet when visible, else the first visible one; a hidden sheet
+    only when named), GeoJSON, GeoPackage. Row numbers are those a spreadsheet user sees (the
     header is row 1 when it is the first row); for a (Geo)DataFrame, GeoJSON or GeoPackage,
-    the first row or feature is row 2.
+    the first row or feature is row 2. Reading is bounded: a file larger than ``max_bytes``
+    (or a workbook decompressing beyond it), a table beyond ``max_rows`` rows or
+    ``max_cells`` cells is refused before it is read whole, with the limit in the message.
 
     Parameters
     ----------
@@ -78,11 +91,21 @@ def read_territories(
         départements the outlines touch). For tables, its départements restrict name matching on
         rows without a département.
     sheet : str or int, optional
-        Excel sheet (name or index; default the first), or GeoPackage layer.
+        Excel sheet (name or index; default the active sheet if visible, else the first
+        visible one), or GeoPackage layer.
     threshold : float
         Outlines only: the share of a commune's area an outline must cover, in (0, 1].
     fuzzy : bool
         Accept a single close match for a misspelt commune name, with a warning.
+    trust_codes : bool
+        Use the INSEE code of a row whose name designates another commune, with a warning
+        (default: a problem showing both).
+    max_bytes : int
+        Largest file read, in bytes (and largest decompressed workbook); default 256 MiB.
+    max_rows : int
+        Most rows of a table (in a workbook, the last row holding a value); default 200,000.
+    max_cells : int
+        Most cells of a table held in memory; default 5,000,000.
 
     Returns
     -------
@@ -97,31 +120,41 @@ def read_territories(
         (row in the input). With several inputs, ``source`` is completed with the file name
         where the file gives none. ``attrs`` holds scalars only: ``source`` (file name(s) or
         ``"DataFrame"``), ``n_cpts``, ``n_communes``, ``form`` (``"long"``, ``"wide"``,
-        ``"outlines"`` or ``"several"``), ``ignored_columns``, ``cog_year``, ``sheet`` (Excel)
-        and, for outlines, ``threshold``. The fractions of communes split between outlines are
-        given by :func:`outline_fractions`.
+        ``"outlines"`` or ``"several"``), ``ignored_columns``, ``cog_year``, ``sheet`` (Excel:
+        the sheet read) and, for outlines, ``threshold``. The fractions of communes split
+        between outlines are given by :func:`outline_fractions`.
 
     Raises
     ------
     TerritoryError
         Listing every problem of the input with its row, column and value: unknown code,
-        unknown or ambiguous name (with the closest candidates), commune outside the row's
-        département, duplicate (CPTS, commune), share out of range, unknown status, bad date,
-        missing CPTS name, empty commune, conflicting statuses, dates or ids within a CPTS, an id
-        shared by two CPTS, invalid or misplaced outlines, outlines covering no commune.
+        unknown or ambiguous name (with the closest candidates, for the first
+        :data:`~cpts_geo.codes.SUGGESTED_NAMES` unknown names; an ambiguous name says which
+        candidate lies in the département of the rest of its CPTS), a code and a name that
+        disagree, commune outside the row's département, duplicate (CPTS, commune), share out
+        of range, unknown status, bad date, missing CPTS name, empty commune, a formula without
+        a saved value, a nested JSON value, a value outside the table, conflicting statuses,
+        dates or ids within a CPTS, an id shared by two CPTS, invalid or misplaced outlines
+        (NaN or infinite coordinates included), outlines covering no commune. The message
+        gives one line per problem, the same mistake on several rows once.
+    ResourceLimitError
+        If the input is larger than ``max_bytes``, ``max_rows`` or ``max_cells`` (the message
+        states the limit and how to raise it).
     InputError
         If the input cannot be read: file not found, unknown extension, empty file, malformed
-        CSV, Excel or JSON, missing columns (the message lists the columns found and the
-        accepted headers), outlines without CRS or not in France.
+        CSV, Excel or JSON (nested too deeply included), missing columns (the message lists the
+        columns found and the accepted headers, and a workbook's sheets), outlines without CRS,
+        with an unknown CRS, of GeometryCollections, or not in France.
 
     Warns
     -----
     CptsGeoWarning
         When a code of a commune déléguée, associée or merged commune (or a former name) is
         resolved to the current commune, a name is matched approximately (``fuzzy``), a CPTS
-        name is spelt in several ways, a row's code and name disagree, two former communes of one
-        commune nouvelle are both listed in a CPTS (counted once), an outline is repaired, or
-        communes are split between outlines.
+        name is spelt in several ways, a row's code comes with its name misspelt (or with
+        another commune's name and ``trust_codes``), two former communes of one commune
+        nouvelle are both listed in a CPTS (counted once), an outline is repaired, or communes
+        are split between outlines.
 
     Examples
     --------
@@ -135,14 +168,16 @@ def read_territories(
     ['vallee-du-gier']
     """
     _check_options(communes, threshold)
+    limits = Limits(max_bytes, max_rows, max_cells)
+    limits.check()
     inputs = _expand(source)
+    options = {"communes": communes, "threshold": threshold, "fuzzy": fuzzy,
+               "trust_codes": trust_codes, "limits": limits}
     if len(inputs) == 1:
-        return _read_one(inputs[0], communes=communes, sheet=sheet, threshold=threshold,
-                         fuzzy=fuzzy)
+        return _read_one(inputs[0], sheet=sheet, **options)  # type: ignore[arg-type]
     if sheet is not None:
         raise InputError("`sheet` applies to one workbook; read several files without it")
-    frames = [_read_one(i, communes=communes, sheet=None, threshold=threshold, fuzzy=fuzzy)
-              for i in inputs]
+    frames = [_read_one(i, sheet=None, **options) for i in inputs]  # type: ignore[arg-type]
     return _concat(frames)
 
 
@@ -187,14 +222,14 @@ def _expand(source: object) -> list[Input]:
 
 def _read_one(
     source: Input, *, communes: gpd.GeoDataFrame | None, sheet: str | int | None,
-    threshold: float, fuzzy: bool,
+    threshold: float, fuzzy: bool, trust_codes: bool, limits: Limits,
 ) -> pd.DataFrame:
-    name, loaded = load_source(source, sheet)
+    name, loaded = load_source(source, sheet, limits)
     if isinstance(loaded, RawTable):
         scope = None
         if communes is not None and "departement" in communes.columns:
             scope = {str(d) for d in communes["departement"].dropna().unique()}
-        frame = validate_table(loaded, scope=scope, fuzzy=fuzzy)
+        frame = validate_table(loaded, scope=scope, fuzzy=fuzzy, trust_codes=trust_codes)
         frame.attrs["source"] = name
         return frame
     report = Report(name)
@@ -240,6 +275,7 @@ def outline_fractions(
     communes: gpd.GeoDataFrame | None = None,
     sheet: str | int | None = None,
     threshold: float = 0.5,
+    max_bytes: int = MAX_BYTES,
 ) -> pd.DataFrame:
     """How much of each commune each CPTS outline covers (the detail behind outline files).
 
@@ -247,7 +283,7 @@ def outline_fractions(
     ----------
     source : str, path or geopandas.GeoDataFrame
         CPTS outlines, as accepted by :func:`read_territories`.
-    communes, sheet, threshold
+    communes, sheet, threshold, max_bytes
         As in :func:`read_territories`.
 
     Returns
@@ -265,7 +301,9 @@ def outline_fractions(
         If the source holds no outlines, or as :func:`read_territories`.
     """
     _check_options(communes, threshold)
-    name, loaded = load_source(source, sheet)
+    limits = Limits(max_bytes=max_bytes)
+    limits.check()
+    name, loaded = load_source(source, sheet, limits)
     if isinstance(loaded, RawTable):
         raise InputError(f"{name}: holds no polygons; outline_fractions reads CPTS outlines")
     report = Report(name)

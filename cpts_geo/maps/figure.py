@@ -25,6 +25,8 @@ from .styles import (
     GAP_LINE,
     OVERLAP_FILL,
     OVERLAP_LINE,
+    PROPOSAL_LINE,
+    PROPOSAL_STATUS,
     STATUS_ORDER,
     STATUS_STYLE,
     darker,
@@ -43,7 +45,7 @@ def _rgba(hex_colour: str, alpha: float) -> tuple[float, float, float, float]:
 
 
 _MPL_DASH: dict[str | None, Any] = {None: "-", "8 4": "--", "3 4": ":", "1 5": (0, (1, 4)),
-                                    "10 3 2 3": "-."}
+                                    "10 3 2 3": "-.", "10 6": (0, (6, 3))}
 
 
 def _plot_layers(ax: Any, layers: Layers, mask: np.ndarray, crs: int | None) -> None:
@@ -59,10 +61,16 @@ def _plot_layers(ax: Any, layers: Layers, mask: np.ndarray, crs: int | None) -> 
                     ] if len(cc) else cpts.iloc[0:0]
     for _, r in cpts.iterrows():
         fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
+        edge = PROPOSAL_LINE if r["proposal"] else darker(r["colour"])
         gpd.GeoSeries([r.geometry], crs=cpts.crs).plot(
-            ax=ax, facecolor=_rgba(r["colour"], fo), edgecolor=darker(r["colour"]),
+            ax=ax, facecolor=_rgba(r["colour"], fo), edgecolor=edge,
             linewidth=w * 0.6, linestyle=_MPL_DASH.get(dash, "-"), zorder=2)
     gaps = proj(layers.gaps) if len(layers.gaps) else layers.gaps
+    proposed = cpts.geometry[cpts["proposal"].to_numpy(dtype=bool)] if len(cpts) else []
+    if len(gaps) and len(proposed):  # what the propositions would fill is drawn as theirs
+        rest = gaps.geometry.difference(shapely.union_all(np.asarray(proposed)))
+        gaps = gaps.set_geometry(rest.to_numpy())
+        gaps = gaps[~rest.is_empty.to_numpy() & (rest.area > (1e4 if crs else 1e-6)).to_numpy()]
     if len(gaps):
         gaps = gaps[gaps["insee"].map(lambda s: bool(codes & set(str(s).split(", "))))]
         if len(gaps):
@@ -153,7 +161,7 @@ def coverage_figure(
         _plot_layers(ax, layers, np.ones(len(deps), dtype=bool),
                      codes[0] if len(codes) == 1 else None)
     fig.suptitle(main, fontsize=14, fontweight="bold")
-    ax.set_title(sub, loc="center", fontsize=10)
+    ax.set_title(textwrap.fill(sub, 120), loc="center", fontsize=10)
     handles = []
     cpts = layers.cpts
     if 0 < len(cpts) <= 12:
@@ -163,10 +171,11 @@ def coverage_figure(
                                  linestyle=_MPL_DASH.get(dash, "-"),
                                  label=f"{r['cpts']} ({status_of(r['status'])})"))
     present = {status_of(s) for s in cpts["status"]} if len(cpts) else set()
-    for status in STATUS_ORDER:
+    for status in (*STATUS_ORDER, PROPOSAL_STATUS):
         if status in present:
             fo, _w, dash, desc = STATUS_STYLE[status]
-            handles.append(Patch(facecolor=_rgba("#1f78b4", fo), edgecolor="#14507a",
+            edge = PROPOSAL_LINE if status == PROPOSAL_STATUS else "#14507a"
+            handles.append(Patch(facecolor=_rgba("#1f78b4", fo), edgecolor=edge,
                                  linestyle=_MPL_DASH.get(dash, "-"),
                                  label=f"statut {status} : {desc}"))
     handles.append(Patch(facecolor=_rgba(GAP_FILL, 0.35), edgecolor=GAP_LINE, hatch="///",

@@ -55,11 +55,14 @@ from .styles import (
     LAYER_HOLES,
     LAYER_LABELS,
     LAYER_OVERLAPS,
+    LAYER_PROPOSALS,
     LAYER_RATES,
     MAX_LISTED_CPTS,
     MAX_LISTED_NAMES,
     OVERLAP_FILL,
     OVERLAP_LINE,
+    PROPOSAL_LINE,
+    PROPOSAL_STATUS,
     RATE_CLASSES,
     STATUS_ORDER,
     STATUS_STYLE,
@@ -141,9 +144,24 @@ class _CoverageMap(folium.Map):
 
 
 
+def _proposals_legend(proposals: pd.DataFrame) -> list[str]:
+    """The legend's section on propositions: their style, and each one when few."""
+    fo, w, dash, desc = STATUS_STYLE[PROPOSAL_STATUS]
+    rows = [f'<div class="cpts-geo-sec">{esc(LAYER_PROPOSALS)} ({len(proposals)})</div>',
+            f"<div>{swatch('#1f78b4', PROPOSAL_LINE, fo, w, dash)} <small>{esc(desc)}"
+            "</small></div>"]
+    if len(proposals) <= MAX_LISTED_CPTS:
+        for _, r in proposals.sort_values("cpts_id").iterrows():
+            rows.append(f"<div>{swatch(r['colour'], PROPOSAL_LINE, fo, w, dash)} "
+                        f"{esc(r['cpts'])} <small>({fr_int(r['population'])} hab.)</small>"
+                        "</div>")
+    return rows
+
+
 def _legend_html(layers: Layers) -> str:
     rows: list[str] = []
-    cpts = layers.cpts
+    proposals = layers.cpts[layers.cpts["proposal"].to_numpy(dtype=bool)]
+    cpts = layers.cpts[~layers.cpts["proposal"].to_numpy(dtype=bool)]
     rows.append(f'<div class="cpts-geo-sec">{esc(LAYER_CPTS)} ({len(cpts)})</div>')
     if len(cpts) == 0:
         rows.append("<div>aucune CPTS sur ce territoire</div>")
@@ -165,6 +183,8 @@ def _legend_html(layers: Layers) -> str:
             f"<div>{swatch('#1f78b4', '#14507a', fo, w, dash)} {esc(status)} "
             f"<small>: {esc(desc)}</small></div>"
         )
+    if len(proposals):
+        rows += _proposals_legend(proposals)
     gaps = layers.gaps
     n_gap = int(gaps["n_communes"].sum()) if len(gaps) else 0
     gap_pop = float(pd.to_numeric(gaps["population"], errors="coerce").sum()) if len(gaps) else 0
@@ -589,33 +609,40 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
     helpers = _Helpers(records)
     m.add_child(helpers)
     panes = [("cpts_geo_rates", 405, True), ("cpts_geo_cpts", 410, True),
-             ("cpts_geo_gaps", 420, True), ("cpts_geo_holes", 425, True),
-             ("cpts_geo_overlaps", 430, True), ("cpts_geo_communes", 440, True),
-             ("cpts_geo_departements", 450, False), ("cpts_geo_labels", 460, False)]
+             ("cpts_geo_gaps", 420, True), ("cpts_geo_proposals", 425, True),
+             ("cpts_geo_holes", 427, True), ("cpts_geo_overlaps", 430, True),
+             ("cpts_geo_communes", 440, True), ("cpts_geo_departements", 450, False),
+             ("cpts_geo_labels", 460, False)]
     for name, z, events in panes:
         m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
 
     if layers.overview:
         _add_rates(m, layers, helpers)
 
-    # CPTS territories
-    cpts = layers.cpts
-    props = []
+    # CPTS territories, then the propositions in their own layer (drawn over the gap zones)
     thin = len(layers.communes) > 3_000 or layers.overview  # national map: lighter lines
-    for _, r in cpts.iterrows():
-        fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
-        style = {"color": darker(r["colour"]), "weight": w / 2 if thin else w,
-                 "fillColor": r["colour"],
-                 "fillOpacity": fo / 3 if layers.overview else fo, "opacity": 0.95}
-        if dash:
-            style["dashArray"] = dash
-        props.append({"i": index[r["cpts_id"]], "style": style})
-    group = folium.FeatureGroup(name=LAYER_CPTS, show=True)
-    cpts_layer = _GeoJsonLayer(props, list(cpts.geometry), pane="cpts_geo_cpts", style=None,
-                               helpers=helpers, tooltip_js=_CPTS_TIP)
-    group.add_child(cpts_layer)
-    m.add_child(group)
-    focus = _Focus(cpts_layer, helpers)  # added last, after the map's bounds
+    proposal = layers.cpts["proposal"].to_numpy(dtype=bool)
+    for name, pane, cpts in ((LAYER_CPTS, "cpts_geo_cpts", layers.cpts[~proposal]),
+                             (LAYER_PROPOSALS, "cpts_geo_proposals", layers.cpts[proposal])):
+        if name == LAYER_PROPOSALS and not len(cpts):
+            continue
+        props = []
+        for _, r in cpts.iterrows():
+            fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
+            line = PROPOSAL_LINE if name == LAYER_PROPOSALS else darker(r["colour"])
+            style = {"color": line, "weight": w / 2 if thin else w,
+                     "fillColor": r["colour"],
+                     "fillOpacity": fo / 3 if layers.overview else fo, "opacity": 0.95}
+            if dash:
+                style["dashArray"] = dash
+            props.append({"i": index[r["cpts_id"]], "style": style})
+        group = folium.FeatureGroup(name=name, show=True)
+        layer = _GeoJsonLayer(props, list(cpts.geometry), pane=pane, style=None,
+                              helpers=helpers, tooltip_js=_CPTS_TIP)
+        group.add_child(layer)
+        m.add_child(group)
+        if name == LAYER_CPTS:
+            focus = _Focus(layer, helpers)  # added last, after the map's bounds
 
     # gap zones
     gaps = layers.gaps
@@ -632,7 +659,8 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
             "voisines": esc(r["neighbour_cpts"]),
             "enclave": esc(r["enclosed_by"]) if bool(r["enclave"]) else "",
         })
-    group = folium.FeatureGroup(name=LAYER_GAPS, show=True)
+    # under propositions the gap zones would tint them: listed, switchable, hidden at first
+    group = folium.FeatureGroup(name=LAYER_GAPS, show=not layers.n_proposals)
     group.add_child(_GeoJsonLayer(
         props, list(gaps.geometry) if len(gaps) else [], pane="cpts_geo_gaps",
         style={"color": GAP_LINE, "weight": 1 if layers.overview else 2, "fillColor": GAP_FILL,
@@ -782,6 +810,12 @@ def coverage_map(
     commune name, INSEE code, population and CPTS). The title gives the coverage rate of the
     population of the départements shown; the legend explains the styles; the attribution
     gives the source and vintage of the communes (``communes.attrs``) and of the territories.
+
+    Propositions (CPTS with status ``"proposition"``, such as those of
+    :func:`cpts_geo.propose_territories`) are no CPTS: they have their own layer and legend
+    section (black outline in long dashes), are drawn over the gap zones they would fill, and
+    are not counted in the coverage rate of the title (which says how many inhabitants they
+    would add).
 
     Parameters
     ----------

@@ -20,6 +20,7 @@ import shapely
 
 from ..analysis.diagnostics import gap_zones, outline, territory_outlines
 from ..analysis.inputs import Prepared
+from ..analysis.proposals import is_proposal, without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..errors import InputError
 from ..geography import LOCAL_CRS, METRO_CRS, city_of_arrondissement
@@ -89,6 +90,8 @@ class Layers:
     links: dict[str, str] = field(default_factory=dict)  # département -> page (site)
     labels: pd.DataFrame | None = None  # names of the main communes: nom, population, lon, lat
     holes: gpd.GeoDataFrame | None = None  # holes of the boundary data in the area drawn
+    n_proposals: int = 0  # CPTS with status "proposition" drawn (in `cpts`, not in `rates`)
+    proposed_population: float = 0.0  # inhabitants of the scope only they cover
 
 
 
@@ -149,7 +152,16 @@ def title_texts(layers: Layers, title: str | None) -> tuple[str, str]:
     )
     if layers.filters:
         sub += f" — {layers.filters}"
+    if layers.n_proposals:
+        sub += (f" — {plural_fr(layers.n_proposals, 'proposition')} de CPTS en tirets, non "
+                f"comptée{'s' if layers.n_proposals > 1 else ''} "
+                f"({fr_int(layers.proposed_population)} hab. de plus)")
     return main, sub
+
+
+def plural_fr(n: int, word: str) -> str:
+    """``"1 proposition"``, ``"19 propositions"``."""
+    return f"{n} {word}{'s' if n > 1 else ''}"
 
 
 def vintage_text(layers: Layers) -> str:
@@ -285,6 +297,7 @@ def build_layers(
                 f"`departements` asks for {absent} but `communes` has no commune there; load "
                 f"them too, e.g. load_communes({absent!r})"
             )
+    real = p.memo("without_proposals", without_proposals)  # rates, gaps: real CPTS only
     m = p.membership
     ins = p.inside
     scope_ids = set(ins.loc[in_scope[ins["pos"].to_numpy()], "cpts_id"])
@@ -298,13 +311,16 @@ def build_layers(
     info_ids = set(ins.loc[keep[ins["pos"].to_numpy()], "cpts_id"])
     table = p.memo("cpts_figures", cpts_figures)
     info = table[table["cpts_id"].isin(info_ids)].reset_index(drop=True)
-    rates = area_rates(p, "departement", mask=in_scope)
+    rates = area_rates(real, "departement", mask=in_scope)
     if departements is not None and len(departements) == 1:  # the zones of a département page
-        national = p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
+        national = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
         gaps = national[national["departements"] == departements[0]].reset_index(drop=True)
         gaps["zone"] = np.arange(1, len(gaps) + 1)
     else:
-        gaps = gap_zones(p, mask=in_scope, geometry=False)
+        gaps = gap_zones(real, mask=in_scope, geometry=False)
+    proposed_population = float(
+        area_rates(p, "departement", mask=in_scope)["covered_population"].sum()
+        - rates["covered_population"].sum()) if real is not p else 0.0
 
     # geometry: simplify the drawn communes as one coverage, rebuild everything from them
     tol = auto_tolerance(len(cc)) if simplify == "auto" else tol
@@ -324,6 +340,7 @@ def build_layers(
     colours = colour_graph(outlines, list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
     cpts["colour"] = [palette_colour(c) for c in colours]
+    cpts["proposal"] = is_proposal(cpts["status"])
 
     # gap zones: union of the zone's simplified communes
     if len(gaps):
@@ -346,7 +363,8 @@ def build_layers(
         communes=cc, scope=scope, cpts=cpts, cpts_info=info, gaps=gaps, overlaps=overlaps,
         departements=deps, rates=rates, attrs=dict(p.attrs),
         territory_source=p.territory_source, n_missing_geometry=n_missing,
-        filters=filters_text(p),
+        filters=filters_text(p), n_proposals=int(cpts["proposal"].sum()),
+        proposed_population=proposed_population,
         labels=place_labels(communes[in_scope], LABELS_DEPARTEMENT),
         holes=boundary_holes(p, sorted(set(dep_col[in_scope]))),
     )
@@ -431,7 +449,8 @@ def build_overview(p: Prepared) -> Layers:
     département); no commune layer, so that the page stays light (communes are drawn on the
     départements' own maps).
     """
-    rates = area_rates(p, "departement")
+    real = p.memo("without_proposals", without_proposals)
+    rates = area_rates(real, "departement")
     outlines_ = p.memo("departement_outlines", departement_outlines)
     deps = outlines_.merge(rates, on="departement")
     deps["geometry"] = _by_local_crs(
@@ -452,7 +471,8 @@ def build_overview(p: Prepared) -> Layers:
     colours = colour_graph(list(cpts.geometry), list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
     cpts["colour"] = [palette_colour(c) for c in colours]
-    gaps = p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
+    cpts["proposal"] = is_proposal(cpts["status"])
+    gaps = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
     gaps = gpd.GeoDataFrame(
         gaps.drop(columns="geometry"),
         geometry=_by_local_crs(gaps.geometry.to_numpy(), gaps["departements"].to_numpy(), dp),
@@ -465,7 +485,11 @@ def build_overview(p: Prepared) -> Layers:
         communes=empty, scope=np.zeros(0, dtype=bool), cpts=cpts, cpts_info=table,
         gaps=gaps, overlaps=empty, departements=deps, rates=rates, attrs=dict(p.attrs),
         territory_source=p.territory_source, n_missing_geometry=0, filters=filters_text(p),
-        overview=True, labels=place_labels(p.communes, LABELS_OVERVIEW),
+        overview=True, n_proposals=int(cpts["proposal"].sum()),
+        proposed_population=0.0 if real is p else float(
+            area_rates(p, "departement")["covered_population"].sum()
+            - rates["covered_population"].sum()),
+        labels=place_labels(p.communes, LABELS_OVERVIEW),
         holes=boundary_holes(p, None),
     )
 

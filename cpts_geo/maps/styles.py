@@ -47,6 +47,14 @@ STATUS_STYLE: dict[str, tuple[float, float, str | None, str]] = {
     "pré-projet": (0.2, 1.5, "1 5", "remplissage très clair, contour pointillé espacé"),
     UNKNOWN_STATUS: (0.4, 1.5, "10 3 2 3", "contour en tirets-points"),
 }
+#: A proposition (a candidate territory, :func:`cpts_geo.propose_territories` or a planner's
+#: draft) is no CPTS: it has its own layer, a black outline in long dashes and a light fill, and
+#: it is not counted in the coverage rate of the map.
+PROPOSAL_STATUS = "proposition"
+PROPOSAL_LINE = "#1a1a1a"
+STATUS_STYLE[PROPOSAL_STATUS] = (0.3, 2.5, "10 6",
+                                 "territoire candidat à discuter, pas une CPTS : contour noir en "
+                                 "longs tirets, non compté dans le taux")
 STATUS_ORDER = (
     "ACI signé",
     "projet de santé validé",
@@ -56,6 +64,7 @@ STATUS_ORDER = (
 )
 
 LAYER_CPTS = "Territoires CPTS"
+LAYER_PROPOSALS = "Propositions de CPTS (à discuter)"
 LAYER_GAPS = "Zones blanches (communes non couvertes)"
 LAYER_OVERLAPS = "Chevauchements entre CPTS"
 LAYER_COMMUNES = "Limites communales"

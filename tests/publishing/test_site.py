@@ -798,3 +798,24 @@ def test_commune_search_cpts_page_and_notices_in_headless_chromium(site, tmp_pat
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_site_figures_count_real_cpts_not_propositions():
+    """Propositions in the files are listed and drawn on the site, not counted in its rates."""
+    import cpts_geo
+    from cpts_geo.analysis.aci import default_rules
+    from cpts_geo.analysis.inputs import prepare
+    from cpts_geo.publishing.pages import site_data
+
+    isere = cpts_geo.load_communes("38")
+    seeds = cpts_geo.read_territories(SEEDS)
+    prop = cpts_geo.propose_territories(isere, seeds, departements="38", target=20)
+    both = pd.concat([seeds, prop.territories], ignore_index=True)
+    data = site_data(prepare(isere, both), default_rules())
+    real = cpts_geo.coverage(isere, seeds)
+    assert data.departements["coverage_rate"].tolist() == real["coverage_rate"].tolist()
+    assert int(data.gaps["n_communes"].sum()) == 507
+    assert (data.cpts["status"] == "proposition").sum() == 19
+    # nor in its timeline: the propositions have no date, and are not "CPTS without a date"
+    assert data.undated.empty
+    assert data.timeline["cpts_entered"].tolist() == ["Sud-Est Grenoblois"]

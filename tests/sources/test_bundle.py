@@ -210,3 +210,18 @@ def test_mayotte_population_is_flagged_as_the_2017_census():
     assert set(totals.values()) == {256_518}
     assert "2017 census" in cpts_geo.load_communes("976").attrs["caveats"]
     assert "caveats" not in cpts_geo.load_communes("42").attrs
+
+
+def test_communes_not_drawn_lie_inside_the_commune_named():
+    """DRAWN_INSIDE lists exactly the communes the bundle has no outline for, each with a
+    commune of its département and EPCI whose outline is drawn."""
+    from cpts_geo.sources.bundle import DRAWN_INSIDE
+
+    report = cpts_geo.bundle_info()["report"]
+    assert sorted(DRAWN_INSIDE) == sorted(report["communes_without_geometry"])
+    cantal = cpts_geo.load_communes("15").set_index("insee")
+    links = cpts_geo.load_contiguity()
+    for code, host in DRAWN_INSIDE.items():
+        assert cantal.loc[code, "geometry"] is None and cantal.loc[host, "geometry"] is not None
+        assert cantal.loc[code, "epci"] == cantal.loc[host, "epci"]
+        assert not ((links["a"] == code) & (links["length_km"] > 0)).any()
