@@ -25,8 +25,8 @@ import pandas as pd
 from ..errors import InputError
 from .writers import formula_safe, spreadsheet_safe
 
-__all__ = ["COLUMNS", "METRIC_LABELS", "Column", "readable", "source_fr", "write_excel_csv",
-           "write_workbook"]
+__all__ = ["COLUMNS", "METRIC_LABELS", "Column", "is_rate_metric", "readable", "source_fr",
+           "write_excel_csv", "write_workbook"]
 
 Kind = Literal["text", "count", "population", "rate", "points", "km2", "eur", "date", "bool",
                "metric"]
@@ -148,7 +148,14 @@ METRIC_LABELS: dict[str, str] = {
 }
 
 
-def _is_rate_metric(metric: object) -> bool:
+def is_rate_metric(metric: object) -> bool:
+    """Whether a published indicator is a rate (a fraction), not a count.
+
+    Examples
+    --------
+    >>> [is_rate_metric(m) for m in ("coverage_rate", "share_population_uncovered", "n_cpts")]
+    [True, True, False]
+    """
     text = str(metric)
     return "rate" in text or text.startswith("share")
 
@@ -175,7 +182,7 @@ def _convert(values: pd.Series, kind: Kind, metric: pd.Series | None) -> pd.Seri
         return pd.to_datetime(values, errors="coerce")
     if kind == "metric":
         number = pd.to_numeric(values, errors="coerce")
-        rate = (metric.map(_is_rate_metric) if metric is not None
+        rate = (metric.map(is_rate_metric) if metric is not None
                 else pd.Series(False, index=values.index))
         return pd.Series(np.where(rate, (100 * number).round(1), number.round(1)),
                          index=values.index)

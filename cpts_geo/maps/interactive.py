@@ -70,6 +70,7 @@ from .styles import (
     darker,
     esc,
     fr_int,
+    fr_num,
     int_or_none,
     js,
     plural,
@@ -239,10 +240,6 @@ def _legend_html(layers: Layers) -> str:
         + "</details>"
     )
 
-
-def fr_num(value: float, digits: int) -> str:
-    """``16.73`` -> ``"16,7"`` (French decimal comma)."""
-    return f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
 
 
 _CSS = """

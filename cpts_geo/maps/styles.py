@@ -138,6 +138,31 @@ def fr_int(value: float | int | None) -> str:
     return f"{round(float(value)):,}".replace(",", "\u202f")
 
 
+def fr_num(value: float, digits: int) -> str:
+    """``16.73`` -> ``"16,7"`` (decimal comma, narrow no-break spaces between thousands).
+
+    Examples
+    --------
+    >>> fr_num(16.73, 1), fr_num(1234.5, 1)
+    ('16,7', '1\u202f234,5')
+    """
+    return f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
+
+
+def size_classes_text() -> str:
+    """The ACI size classes in French: ``"1 : moins de 40 000 habitants ; 2 : ..."``."""
+    parts = []
+    for c in SIZE_CLASSES:
+        if c.low == 0:
+            span = f"moins de {fr_int(c.high)}"
+        elif np.isinf(c.high):
+            span = f"plus de {fr_int(c.low)}"
+        else:
+            span = f"{fr_int(c.low)} à {fr_int(c.high)}"
+        parts.append(f"{c.taille} : {span} habitants")
+    return " ; ".join(parts)
+
+
 def fr_pct(rate: float | None) -> str:
     if rate is None or pd.isna(rate):
         return "n.d."

@@ -21,8 +21,15 @@ import jinja2
 import pandas as pd
 
 from .._about import __version__
-from ..io.excel import METRIC_LABELS, readable, source_fr, write_excel_csv, write_workbook
-from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe, table_meta
+from ..io.excel import (
+    METRIC_LABELS,
+    is_rate_metric,
+    readable,
+    source_fr,
+    write_excel_csv,
+    write_workbook,
+)
+from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe
 
 __all__ = ["environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
 
@@ -77,7 +84,7 @@ def _metric(value: Any, metric: str, signed: bool = False) -> str:
     """A published or computed figure as French text: rates in percent, counts in units."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    rate = "rate" in metric or metric.startswith("share")
+    rate = is_rate_metric(metric)
     number = 100 * float(value) if rate else float(value)
     text = _num(number, 1 if rate else 0)
     if signed and number > 0:
@@ -197,12 +204,6 @@ def about_rows(attrs: Mapping[str, Any], territories: str, generated: str,
     if stale_after:
         rows.insert(1, ("À remplacer avant le", fr_datetime(stale_after)))
     return rows
-
-
-def publication_meta(attrs: Mapping[str, Any], territories: str,
-                     generated: str) -> dict[str, Any]:
-    """The metadata of every table of a publication (CSV sidecars, summary)."""
-    return table_meta(attrs, territories=territories, generated=generated)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -47,7 +47,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..analysis.aci import SIZE_CLASSES, default_rules
+from ..analysis.aci import default_rules
 from ..analysis.changes import check_snapshot, diff, snapshot
 from ..analysis.claims import claims_table, complete_areas
 from ..analysis.inputs import prepare
@@ -55,8 +55,8 @@ from ..errors import InputError, public, warn
 from ..geography import departements as all_departements
 from ..geography import normalize_departements
 from ..io.readers import read_territories
-from ..io.writers import jsonable, records
-from ..maps.styles import js
+from ..io.writers import jsonable, records, table_meta
+from ..maps.styles import js, size_classes_text
 from ..sources.bundle import load_published_figures
 from ..sources.loaders import load_communes
 from .pages import (
@@ -72,7 +72,6 @@ from .release import STATE_FILE, check_target, current_release, install, lock, p
 from .render import (
     about_rows,
     environment,
-    publication_meta,
     read_json,
     write_downloads,
     write_json,
@@ -242,9 +241,10 @@ def publish(
     ------
     PublishError
         Before anything is built: if another run holds the lock; if ``out`` is a file, lies
-        under a file, or is a directory that is not a cpts-geo site; if ``<out>.releases`` is a
-        file; if the file system has no symbolic links, or (for the first publication over a
-        plain site directory) no atomic exchange of directory entries.
+        under a file, or is a directory that is not a cpts-geo site; if the state folder is a
+        file, inside ``out``, another site's or a folder of other files; if the file system has
+        no symbolic links, or (for the first publication over a plain site directory) no atomic
+        exchange of directory entries.
     cpts_geo.errors.InputError
         If the territories are invalid (nothing is published then), or ``stale_after`` is not
         a positive duration.
@@ -297,7 +297,8 @@ def publish(
             env = environment()
             site = _Site(env=env, build=build, attrs=attrs, territories=source_name,
                          generated=generated, stale=stale,
-                         meta=publication_meta(attrs, source_name, generated),
+                         meta=table_meta(attrs, territories=source_name,
+                                         generated=generated),
                          funding_sources=data.funding_sources)
             with _step("national_map", timings):
                 _copy_static(build / "assets")
@@ -311,7 +312,7 @@ def publish(
                 links = {c.cpts_id: f"cpts/{c.name}/index.html" for c in cpts_list}
                 env.globals.update(
                     generated=generated, stale_after=stale, cpts_links=links,
-                    dep_pages=set(data.pages), size_classes=_size_classes_text(),
+                    dep_pages=set(data.pages), size_classes=size_classes_text(),
                     dep_names={d: info.nom for d, info in all_departements().items()},
                     cpts_names=dict(zip(data.cpts["cpts_id"].astype(str),
                                         data.cpts["cpts"].astype(str), strict=True)))
@@ -404,22 +405,6 @@ class _Site:
 
     def about(self) -> list[tuple[str, Any]]:
         return about_rows(self.attrs, self.territories, self.generated, self.stale)
-
-
-def _size_classes_text() -> str:
-    """"1 : moins de 40 000 habitants ; 2 : ..." from the ACI size classes (one place)."""
-    from ..maps.styles import fr_int
-
-    parts = []
-    for c in SIZE_CLASSES:
-        if c.low == 0:
-            span = f"moins de {fr_int(c.high)}"
-        elif c.high == float("inf"):
-            span = f"plus de {fr_int(c.low)}"
-        else:
-            span = f"{fr_int(c.low)} à {fr_int(c.high)}"
-        parts.append(f"{c.taille} : {span} habitants")
-    return " ; ".join(parts)
 
 
 def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
