@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._about import __version__ as __version__
 from ._about import show_versions
 from .analysis.aci import SIZE_CLASSES, size_class
 from .analysis.changes import Comparison, compare, coverage_timeline
@@ -43,6 +44,7 @@ from .errors import (
     UnknownCommuneError,
 )
 from .geography import normalize_departements
+from .io.excel import readable
 from .io.readers import outline_fractions, read_territories
 from .membership import STATUSES, normalize_status
 from .sources.bundle import (
@@ -51,6 +53,7 @@ from .sources.bundle import (
     load_departements,
     load_epci,
     load_former_communes,
+    load_holes,
     load_published_figures,
     load_regions,
     population_years,
@@ -63,8 +66,6 @@ if TYPE_CHECKING:
     from .maps.figure import coverage_figure
     from .maps.interactive import comparison_map, coverage_map, map_html, overview_map, save_map
     from .publishing.site import PublishResult, publish
-
-__version__ = "0.2.0"
 
 _LAZY = {
     "coverage_map": "cpts_geo.maps.interactive",
@@ -131,6 +132,7 @@ __all__ = [
     "load_departements",
     "load_epci",
     "load_former_communes",
+    "load_holes",
     "load_published_figures",
     "load_regions",
     "map_html",
@@ -143,6 +145,7 @@ __all__ = [
     "propose_territories",
     "publish",
     "read_territories",
+    "readable",
     "reconcile",
     "resolve_codes",
     "resolve_communes",

@@ -8,7 +8,10 @@ from importlib import metadata
 
 from ._data import manifest
 
-__all__ = ["show_versions"]
+__all__ = ["__version__", "show_versions"]
+
+#: The version of cpts_geo (the one of ``pyproject.toml``; a test checks they agree).
+__version__ = "0.2.0"
 
 _PACKAGES = ("cpts-geo", "geopandas", "shapely", "pandas", "numpy", "pyarrow", "pyogrio",
              "pyproj", "folium", "requests", "openpyxl", "scipy", "jinja2", "matplotlib",

@@ -12,7 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "default_mode", "fsync_dir", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "check_output", "default_mode", "fsync_dir", "write_bytes_atomic",
+           "write_text_atomic"]
 
 
 @contextlib.contextmanager
@@ -38,22 +39,9 @@ def atomic_path(path: str | os.PathLike[str], *, create_parent: bool = True) -> 
     NotADirectoryError
         If a parent of ``path`` is a file.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(21, "is a directory: give a file name", str(target))
-    ancestor = target.parent
-    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise NotADirectoryError(20, "a parent of the output is a file, not a folder",
-                                 str(ancestor))
+    target = check_output(path, create_parent=create_parent)
     if create_parent:
         target.parent.mkdir(parents=True, exist_ok=True)
-    elif not target.parent.is_dir():
-        if target.parent.exists():
-            raise NotADirectoryError(20, "a parent of the output is a file", str(target.parent))
-        raise FileNotFoundError(2, "the output folder does not exist (create it first)",
-                                str(target.parent))
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -67,6 +55,33 @@ def atomic_path(path: str | os.PathLike[str], *, create_parent: bool = True) -> 
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def check_output(path: str | os.PathLike[str], *, create_parent: bool = True) -> Path:
+    """Refuse an output path that cannot be written; return it as a Path (nothing is created).
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a directory.
+    NotADirectoryError
+        If a parent of ``path`` is a file.
+    FileNotFoundError
+        If the parent directory is missing and ``create_parent`` is False.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a directory: give a file name", str(target))
+    ancestor = target.parent
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(20, "a parent of the output is a file, not a folder",
+                                 str(ancestor))
+    if not create_parent and not target.parent.is_dir():
+        raise FileNotFoundError(2, "the output folder does not exist (create it first)",
+                                str(target.parent))
+    return target
 
 
 def default_mode(directory: bool = False) -> int:

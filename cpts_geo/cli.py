@@ -19,21 +19,34 @@ from typing import Any
 
 import pandas as pd
 
-from ._atomic import write_text_atomic
+from ._about import __version__
+from ._atomic import check_output, write_text_atomic
 from .errors import CptsGeoError, CptsGeoWarning, TerritoryError
-from .io.writers import dump_json, records, terminal_safe
+from .io.writers import csv_metadata, dump_json, meta_line, records, table_meta, terminal_safe
 
 __all__ = ["main"]
 
 FORMATS = ("table", "csv", "json")
 
 
+#: The format an ``--output`` extension gives when ``--format`` is not given.
+EXTENSIONS = {".csv": "csv", ".json": "json", ".geojson": "geojson", ".txt": "table"}
+
+
 def _add_output(p: argparse.ArgumentParser, geo: bool = False) -> None:
     formats = (*FORMATS, "geojson") if geo else FORMATS
-    p.add_argument("--format", choices=formats, default="table",
-                   help="output format (default: table)")
-    p.add_argument("--output", "-o", type=Path,
-                   help="write to this file (atomically) instead of standard output")
+    p.add_argument("--format", choices=formats, default=None,
+                   help="output format (default: from the extension of --output: "
+                   f"{', '.join(e for e, f in EXTENSIONS.items() if f in formats)}; "
+                   "table on standard output)")
+    p.add_argument("--output", "-o", type=Path, metavar="FILE",
+                   help="write to FILE (atomically; its folder must exist) instead of standard "
+                   "output; a CSV file gets a sidecar FILE-metadata.json with its vintage and "
+                   "sources")
+    p.add_argument("--json-envelope", action="store_true",
+                   help='JSON: an object {"meta": {...}, "records": [...]} giving the vintage '
+                   "and sources, instead of the bare list of records")
+    p.set_defaults(formats=formats)
 
 
 def _add_area(p: argparse.ArgumentParser) -> None:
@@ -110,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cpts-geo",
         description="How well is a French territory covered by CPTS? Offline by default.",
+        epilog="Each command's options and an example: cpts-geo COMMAND --help.",
     )
+    parser.add_argument("--version", action="version", version=f"cpts-geo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("communes", help="communes with population (reference data)")
@@ -156,12 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", choices=("departement", "region", "nation"), default="departement")
     _add_output(p)
 
-    p = sub.add_parser("compare", help="what changed from one territory file to another",
-                       description="Compare two territory files (today's map and a draft, or "
-                       "two dates): CPTS created, dissolved or changed, communes that enter, "
-                       "leave or change CPTS, coverage of each département before and after. "
-                       "JSON: an object with 'cpts', 'communes' and 'areas'; CSV: one table "
-                       "with a 'section' column.")
+    p = sub.add_parser("compare", help="what changed from one territory file to another")
     p.add_argument("before", type=Path, metavar="BEFORE", help="territory file, before")
     p.add_argument("after", type=Path, metavar="AFTER", help="territory file, after")
     _reading_arg(p)
@@ -187,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--departement", "-d", action="append", metavar="CODE",
                    help="publish only these départements (default: all with a CPTS)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--state-dir", type=Path, metavar="DIR",
+                   help="where the releases (the current site and the previous ones) and the "
+                   "lock live (default: OUT.releases next to --out); keep it out of what the "
+                   "web server lists, and the same for every run")
+    p.add_argument("--stale-after", type=float, metavar="HOURS",
+                   help="the pages show a notice when they are older than HOURS (e.g. 30 for a "
+                   "nightly job): the scheduled publication has not replaced them")
 
     p = sub.add_parser("reconcile", help="published coverage figures beside the computed ones")
     _territories_arg(p)
@@ -217,14 +234,122 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, default="csv",
                    help="output format (default: csv, a territory file read_territories reads)")
     p.add_argument("--output", "-o", type=Path,
-                   help="write to this file (atomically) instead of standard output")
+                   help="write to this file (atomically; its folder must exist) instead of "
+                   "standard output")
 
-    sub.add_parser("info", help="vintages, sources and licences of the reference data")
+    p = sub.add_parser("info", help="vintages, sources and licences of the reference data")
+    p.add_argument("--json", action="store_true", help="the full manifest of the bundle, as JSON")
+    _document(sub)
     return parser
 
 
+#: What each command does and an example of it (``--help`` and the documentation show them).
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "communes": (
+        "The communes of départements or régions with their INSEE code, EPCI and legal "
+        "population, from the bundled reference data (offline) or an online source.",
+        "cpts-geo communes -d Loire -o loire.csv"),
+    "coverage": (
+        "The share of the population covered by the CPTS of the territory files, by "
+        "département (default), région or nation; or one row per CPTS (--by cpts: "
+        "population, size class, parts). Each inhabitant counts once.",
+        "cpts-geo coverage -t data/territories/cpts_seeds.csv --by cpts -o cpts.csv"),
+    "gaps": (
+        "Communes covered by no CPTS, grouped into zones of neighbouring communes (largest "
+        "population first), with the CPTS around each zone and whether it is an enclave.",
+        "cpts-geo gaps -t data/territories/cpts_seeds.csv -d 38 -o gaps.geojson"),
+    "overlaps": (
+        "Communes claimed by several CPTS, and the population claimed more than once.",
+        "cpts-geo overlaps -t data/territories"),
+    "outlines": (
+        "One outline per CPTS (the union of its communes) with its population, size class and "
+        "number of parts (more than one: the territory is not contiguous).",
+        "cpts-geo outlines -t data/territories/cpts_paca.csv -o outlines.geojson"),
+    "timeline": (
+        "The coverage at each status date that changes it: each CPTS counts with its "
+        "perimeter in the file from its status date on, at one population vintage. CPTS "
+        "without a date are left out with a warning, not guessed.",
+        "cpts-geo timeline -t data/territories/cpts_seeds.csv -d 69"),
+    "compare": (
+        "Compare two territory files (today's map and a draft, or two dates): CPTS created, "
+        "dissolved or changed, communes that enter, leave or change CPTS, coverage of each "
+        "département before and after. JSON: an object with 'cpts', 'communes' and 'areas'; "
+        "CSV: one table with a 'section' column.",
+        "cpts-geo compare data/territories/cpts_seeds.csv draft.csv -d 42"),
+    "funding": (
+        "The ACI funding rules of each CPTS's size class (taille), each amount with its "
+        "source; an amount no source establishes stays empty. These are the rules of a size "
+        "class, not a CPTS's contract.",
+        "cpts-geo funding -t data/territories/cpts_seeds.csv -o funding.csv"),
+    "publish": (
+        "Build the static coverage site (tables, maps, one page per département and per CPTS, "
+        "a commune search, downloads for Excel and for programs) and publish it atomically: "
+        "--out is a symbolic link to the current release, switched in one step once the new "
+        "site is complete. The last 3 releases are kept in the state folder.",
+        "cpts-geo publish -t data/territories --complete region:93 --out site "
+        "--stale-after 30"),
+    "reconcile": (
+        "The coverage figures and CPTS counts published by ARS, Assurance Maladie and the "
+        "FCPTS beside the figures computed from the same perimeters, where the territory files "
+        "list every CPTS of the area (--complete), with what explains the difference.",
+        "cpts-geo reconcile -t data/territories --complete region:93"),
+    "propose": (
+        "Candidate CPTS for the communes no CPTS covers in the départements given: contiguous, "
+        "within the ACI size bounds, following the EPCI where they can, written as a territory "
+        "file (status 'proposition') that read_territories reads back; how many and why on "
+        "standard error. A starting point for a discussion, not a decision.",
+        "cpts-geo propose -t data/territories -d 38 --target 20 -o propositions_38.csv"),
+    "info": (
+        "A short summary of the reference data shipped in the package: vintages, sources, "
+        "licences and what the build found (the full manifest with --json).",
+        "cpts-geo info --json"),
+}
+
+
+def _document(sub: argparse._SubParsersAction) -> None:
+    """Give every command its description and example (a new command needs an entry)."""
+    import textwrap
+
+    for name, p in sub.choices.items():
+        description, example = _COMMANDS[name]
+        p.description = textwrap.fill(description, 88)
+        p.epilog = f"example:\n  {example}"
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 # ---------------------------------------------------------------------------------------------
-def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
+def _output_format(args: argparse.Namespace) -> str:
+    """The output format: ``--format``, else the extension of ``--output``, else a table."""
+    from .errors import InputError
+
+    if args.format is not None:
+        return str(args.format)
+    if args.output is None:
+        return "table"
+    fmt = EXTENSIONS.get(args.output.suffix.lower())
+    if fmt is None or fmt not in args.formats:
+        known = ", ".join(e for e, f in EXTENSIONS.items() if f in args.formats)
+        raise InputError(f"--output {args.output}: cannot tell the format from the extension "
+                         f"{args.output.suffix or '(none)'!r}; use one of {known} or give "
+                         f"--format ({', '.join(args.formats)})")
+    return fmt
+
+
+def _meta(df: pd.DataFrame, args: argparse.Namespace | None) -> dict[str, Any]:
+    """The vintage and sources of a table printed or written by a command."""
+    files = list(getattr(args, "territories", None) or [])
+    files += [getattr(args, k) for k in ("before", "after") if getattr(args, k, None)]
+    names = ", ".join(Path(f).name for f in files) or None
+    meta = table_meta(df.attrs, territories=names)
+    if getattr(args, "as_of", None):
+        meta["as_of"] = getattr(args, "as_of", None)
+    if getattr(args, "status", None):
+        meta["statuses"] = "; ".join(getattr(args, "status", None) or [])
+    return meta
+
+
+def _emit(df: pd.DataFrame, fmt: str, output: Path | None,
+          args: argparse.Namespace | None = None) -> None:
     if fmt == "geojson":
         import geopandas as gpd
 
@@ -232,7 +357,9 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
         text = gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True)
     elif fmt == "json":
         buf = io.StringIO()
-        dump_json(records(df), buf)
+        rows = records(df)
+        wrap = args is not None and args.json_envelope
+        dump_json({"meta": _meta(df, args), "records": rows} if wrap else rows, buf)
         text = buf.getvalue()
     else:
         plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
@@ -245,10 +372,17 @@ def _emit(df: pd.DataFrame, fmt: str, output: Path | None) -> None:
             with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                    "display.width", 250, "display.max_colwidth", 60):
                 text = shown.to_string(index=False) + "\n"
+    if fmt == "table":
+        text += f"\n{meta_line(_meta(df, args))}\n"
     if output is None:
         sys.stdout.write(text)
     else:
-        write_text_atomic(output, text)
+        write_text_atomic(output, text, create_parent=False)
+        if fmt == "csv":  # the vintage and sources beside the file, which stays plain CSV
+            buf = io.StringIO()
+            dump_json(csv_metadata(output.name, _meta(df, args)), buf)
+            write_text_atomic(output.with_name(output.name + "-metadata.json"), buf.getvalue(),
+                              create_parent=False)
 
 
 def _load(
@@ -278,6 +412,53 @@ def _load(
     return territories, communes, wanted
 
 
+def _publish_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of publish that have no default on the command line."""
+    from datetime import timedelta
+
+    from .errors import InputError
+
+    options: dict[str, Any] = {}
+    if args.state_dir is not None:
+        options["state_dir"] = args.state_dir
+    if args.stale_after is not None:
+        if not args.stale_after > 0 or args.stale_after == float("inf"):
+            raise InputError(f"--stale-after {args.stale_after}: expected a number of hours "
+                             "above 0, e.g. 30 for a nightly publication")
+        options["stale_after"] = timedelta(hours=args.stale_after)
+    return options
+
+
+def _info_summary(info: dict[str, Any]) -> str:
+    """What the bundle holds, in a few lines (the full manifest: ``info --json``)."""
+    counts, sources, report = info["counts"], info["sources"], info["report"]
+    years = sorted(info["population_years"])
+    default = info["population_year_default"]
+    census = next(p["census_year"] for p in sources["populations"].values()
+                  if p["in_force"] == default)
+    lines = [
+        f"cpts-geo {__version__}: reference data shipped in the package (offline)",
+        f"  communes      COG {info['cog_year']}: {counts['communes']:,} communes and "
+        f"{counts['arrondissements']} arrondissements (Paris, Lyon, Marseille), "
+        f"{counts['departements']} départements, {counts['regions']} régions, "
+        f"{counts['epci']:,} EPCI",
+        f"  populations   INSEE legal populations in force in {years[0]}-{years[-1]} "
+        f"(default {default}: census {census}), from "
+        f"{sources['populations'][next(iter(sources['populations']))]['package'].split(' ')[0]}"
+        " (npm)",
+        f"  boundaries    {sources['boundaries']['package']}, cleaned into a valid coverage; "
+        f"{len(report['communes_without_geometry'])} communes without geometry "
+        f"({', '.join(report['communes_without_geometry'])}); "
+        f"{report['holes_over_1_ha']} holes covered by no commune "
+        f"({report['holes_total_km2']} km²)",
+        f"  contiguity    {counts['contiguity_pairs']:,} pairs of neighbouring communes",
+        f"  licences      boundaries: {sources['boundaries']['licence']}; "
+        f"populations: {sources['populations_licence']}",
+        "Full manifest (sources, checksums, build report): cpts-geo info --json",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _complete(items: list[str]) -> dict[str, list[str]]:
     """``["region:93", "departement:05"]`` -> ``{"region": ["93"], "departement": ["05"]}``."""
     from .errors import InputError
@@ -304,14 +485,21 @@ def _restrict(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "formats", None):  # a command with an output: refuse a bad one first
+        if args.output is not None:
+            check_output(args.output, create_parent=False)
+        args.format = _output_format(args)
     if args.command == "info":
         from .sources.bundle import bundle_info
 
         info = bundle_info()
-        report = dict(info["report"])
-        report.pop("holes", None)
-        dump_json({k: v for k, v in info.items() if k not in ("report", "geography")}
-                  | {"report": report}, sys.stdout)
+        if args.json:
+            report = dict(info["report"])
+            report.pop("holes", None)
+            dump_json({k: v for k, v in info.items() if k not in ("report", "geography")}
+                      | {"report": report}, sys.stdout)
+        else:
+            sys.stdout.write(_info_summary(info))
         return 0
     if args.command == "communes":
         from .sources.loaders import load_communes
@@ -321,7 +509,7 @@ def _run(args: argparse.Namespace) -> int:
                             max_age=args.max_age)
         if args.format != "geojson":
             gdf = gdf.drop(columns="geometry")
-        _emit(gdf, args.format, args.output)
+        _emit(gdf, args.format, args.output, args)
         return 0
     if args.command == "publish":
         import logging
@@ -334,7 +522,7 @@ def _run(args: argparse.Namespace) -> int:
         territories = _territories(args) if _reading(args) else args.territories
         publish(territories, args.out, year=args.year, departements=args.departement,
                 progress=False if args.no_progress else None,
-                complete=_complete(args.complete))
+                complete=_complete(args.complete), **_publish_options(args))
         return 0
 
     if args.command == "reconcile":
@@ -342,7 +530,7 @@ def _run(args: argparse.Namespace) -> int:
 
         table = reconcile(None, _territories(args),
                           complete=_complete(args.complete), as_of=args.as_of)
-        _emit(table, args.format, args.output)
+        _emit(table, args.format, args.output, args)
         return 0
 
     if args.command == "compare":
@@ -367,7 +555,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.by == "region" and wanted is not None:
             regions = set(communes.loc[communes["departement"].isin(wanted), "region"])
             table = table[table["region"].isin(regions)]
-        _emit(table, args.format, args.output)
+        _emit(table, args.format, args.output, args)
         return 0
     filters = {"as_of": args.as_of, "statuses": args.status}
     if args.command == "coverage":
@@ -383,21 +571,23 @@ def _run(args: argparse.Namespace) -> int:
             if args.by == "region" and wanted is not None:
                 regions = set(communes.loc[communes["departement"].isin(wanted), "region"])
                 table = table[table["region"].isin(regions)]
-        _emit(table, args.format, args.output)
+        _emit(table, args.format, args.output, args)
     elif args.command == "gaps":
         scope = communes if wanted is None else communes[communes["departement"].isin(wanted)]
-        _emit(find_gaps(scope, territories, **filters), args.format, args.output)
+        _emit(find_gaps(scope, territories, **filters), args.format, args.output, args)
     elif args.command == "overlaps":
         table = find_overlaps(communes, territories, **filters)
-        _emit(_restrict(table, wanted), args.format, args.output)
+        _emit(_restrict(table, wanted), args.format, args.output, args)
     elif args.command == "outlines":
         table = territory_geometries(communes, territories, **filters)
-        _emit(_restrict(table, wanted, "departements"), args.format, args.output)
+        _emit(_restrict(table, wanted, "departements"), args.format, args.output,
+              args)
     elif args.command == "funding":
         from .analysis.funding import aci_funding
 
         table = aci_funding(communes, territories, rules=args.rules, **filters)
-        _emit(_restrict(table, wanted, "departements"), args.format, args.output)
+        _emit(_restrict(table, wanted, "departements"), args.format, args.output,
+              args)
     return 0
 
 
@@ -417,10 +607,11 @@ def _compare(args: argparse.Namespace) -> None:
     result = c.to_dict()
     if args.format == "json":
         buf = io.StringIO()
-        dump_json({"vintage": {k: c.areas.attrs.get(k) for k in
-                               ("cog_year", "population_year", "census_year")},
-                   "cpts": result["cpts"], "communes": result["communes"],
-                   "areas": result["areas"]}, buf)
+        meta = {"meta": _meta(c.areas, args)} if args.json_envelope else {}
+        dump_json(meta | {"vintage": {k: c.areas.attrs.get(k) for k in
+                                      ("cog_year", "population_year", "census_year")},
+                          "cpts": result["cpts"], "communes": result["communes"],
+                          "areas": result["areas"]}, buf)
         text = buf.getvalue()
     else:
         cpts = pd.DataFrame(
@@ -458,10 +649,16 @@ def _compare(args: argparse.Namespace) -> None:
                 with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                        "display.width", 250, "display.max_colwidth", 80):
                     text += table.to_string(index=False) + "\n\n"
+            text += meta_line(_meta(c.areas, args)) + "\n"
     if args.output is None:
         sys.stdout.write(text)
     else:
-        write_text_atomic(args.output, text)
+        write_text_atomic(args.output, text, create_parent=False)
+        if args.format == "csv":
+            buf = io.StringIO()
+            dump_json(csv_metadata(args.output.name, _meta(c.areas, args)), buf)
+            write_text_atomic(args.output.with_name(args.output.name + "-metadata.json"),
+                              buf.getvalue(), create_parent=False)
 
 
 def _describe(rec: dict[str, Any]) -> str:

@@ -83,11 +83,14 @@ def test_coverage_table_and_output_file(capsys, tmp_path):
     code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--by", "nation")
     assert code == 0 and "France" in out and "coverage_rate" in out
     target = tmp_path / "out" / "cov.csv"
+    target.parent.mkdir()
     code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--format", "csv", "-o",
                        str(target))
     assert code == 0 and out == ""
     assert len(pd.read_csv(target)) == 3
-    assert [p.name for p in target.parent.iterdir()] == ["cov.csv"]  # no temporary left
+    # no temporary left; the sidecar holds the vintage
+    assert sorted(p.name for p in target.parent.iterdir()) == ["cov.csv",
+                                                               "cov.csv-metadata.json"]
     assert target.stat().st_mode & 0o044  # readable by others, as a plain write would be
     code, _, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(tmp_path))
     assert code == 2 and err.startswith(f"error: {tmp_path}: is a directory")
@@ -319,6 +322,148 @@ def test_output_under_a_file_is_one_error_line(capsys, tmp_path):
 def test_communes_refresh_needs_an_online_source(capsys):
     code, _, err = run(capsys, "communes", "-d", "90", "--refresh")
     assert code == 2 and "`refresh` and `max_age` only apply to the online sources" in err
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out == f"cpts-geo {cpts_geo.__version__}\n"
+    project = (ROOT / "pyproject.toml").read_text("utf-8")
+    assert f'\nversion = "{cpts_geo.__version__}"\n' in project
+
+
+def test_every_command_help_has_a_description_and_an_example():
+    import argparse
+
+    from cpts_geo.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert len(sub.choices) >= 11
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        _, _, rest = text.partition("\n\n")
+        description = rest.split("\n\n")[0]
+        assert len(description.split()) >= 10, (name, description)
+        example = text.split("example:\n")[1].strip()
+        assert example.startswith(f"cpts-geo {name} "), (name, example)
+        # the example parses (its files need not exist)
+        parsed = parser.parse_args(example.split()[1:])
+        assert parsed.command == name
+
+
+def test_output_format_from_the_extension(capsys, tmp_path):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(tmp_path / "cov.csv"))
+    assert code == 0 and out == ""
+    table = pd.read_csv(tmp_path / "cov.csv", dtype={"departement": str})
+    assert table["departement"].tolist() == ["38", "42", "69"]
+    assert table.loc[1, "covered_population"] == 95453
+    side = json.loads((tmp_path / "cov.csv-metadata.json").read_text("utf-8"))
+    assert side["url"] == "cov.csv"
+    assert {k: side["cpts_geo"][k] for k in ("cog_year", "population_year", "census_year",
+                                             "territories")} == {
+        "cog_year": 2026, "population_year": 2026, "census_year": 2023,
+        "territories": "cpts_seeds.csv"}
+    assert "@etalab/decoupage-administratif 6.0.0" in side["dc:source"]
+    code, _, _ = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(tmp_path / "cov.JSON"))
+    assert code == 0 and len(json.loads((tmp_path / "cov.JSON").read_text("utf-8"))) == 3
+    # --format says otherwise: it wins (and a JSON file gets no CSV sidecar)
+    code, _, _ = run(capsys, "coverage", "-t", str(SEEDS), "--format", "json", "-o",
+                     str(tmp_path / "rates.csv"))
+    assert code == 0 and json.loads((tmp_path / "rates.csv").read_text("utf-8"))[0][
+        "departement"] == "38"
+    assert not (tmp_path / "rates.csv-metadata.json").exists()
+    code, _, _ = run(capsys, "gaps", "-t", str(SEEDS), "-d", "42", "-o",
+                     str(tmp_path / "gaps.geojson"))
+    assert code == 0
+    assert json.loads((tmp_path / "gaps.geojson").read_text("utf-8"))["type"] == \
+        "FeatureCollection"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name in ("cov.xls", "cov", "cov.geojson"):  # coverage has no geometry
+        code, out, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(tmp_path / name))
+        assert code == 2 and out == "" and err.count("\n") == 1
+        assert err.startswith(f"error: --output {tmp_path / name}: cannot tell the format "
+                              "from the extension")
+        assert "give --format (table, csv, json)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_missing_output_folder_is_an_error_not_created(capsys, tmp_path):
+    target = tmp_path / "missing" / "cov.csv"
+    code, out, err = run(capsys, "coverage", "-t", str(SEEDS), "-o", str(target))
+    assert code == 2 and out == ""
+    assert err == (f"error: {tmp_path / 'missing'}: the output folder does not exist (create "
+                   "it first)\n")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_table_footer_gives_the_vintage_and_the_sources(capsys):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "-d", "42")
+    assert code == 0
+    table, footer = out.rstrip("\n").rsplit("\n\n", 1)
+    assert "Loire" in table and "0.123303" in table
+    assert footer.startswith("COG 2026 · populations in force in 2026 (census 2023) · "
+                             "communes: cpts_geo bundle")
+    assert footer.endswith(f"· territories: cpts_seeds.csv · cpts-geo {cpts_geo.__version__}")
+    code, out, _ = run(capsys, "compare", str(SEEDS), str(SEEDS), "-d", "42")
+    assert out.rstrip().splitlines()[-1].startswith("COG 2026 · populations in force in 2026")
+    assert "territories: cpts_seeds.csv, cpts_seeds.csv" in out
+
+
+def test_json_envelope_carries_the_vintage(capsys):
+    code, out, _ = run(capsys, "coverage", "-t", str(SEEDS), "--format", "json",
+                       "--json-envelope", "--as-of", "2021-01-01")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"meta", "records"}
+    assert doc["meta"]["population_year"] == 2026 and doc["meta"]["as_of"] == "2021-01-01"
+    assert doc["meta"]["territories"] == "cpts_seeds.csv"
+    by_dep = {r["departement"]: r for r in doc["records"]}
+    assert by_dep["42"]["covered_population"] == 0  # the Vallée du Gier signed in 2023
+    assert by_dep["38"]["covered_population"] == 58578
+    code, out, _ = run(capsys, "compare", str(SEEDS), str(SEEDS), "--format", "json",
+                       "--json-envelope")
+    assert json.loads(out)["meta"]["census_year"] == 2023
+
+
+def test_info_prints_a_summary_and_the_manifest_with_json(capsys):
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and len(out.splitlines()) <= 10
+    assert "COG 2026: 34,875 communes and 45 arrondissements" in out
+    assert "in force in 2022-2026 (default 2026: census 2023)" in out
+    assert "56 holes covered by no commune (606.5 km²)" in out
+    assert out.rstrip().endswith("cpts-geo info --json")
+    code, out, _ = run(capsys, "info", "--json")
+    manifest = json.loads(out)
+    assert manifest["counts"]["communes"] == 34875 and "holes" not in manifest["report"]
+
+
+def test_publish_stale_after_must_be_positive(capsys, tmp_path):
+    code, out, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(tmp_path / "site"),
+                         "--stale-after", "0")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--stale-after 0.0: expected a number of hours above 0" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_publish_keeps_its_releases_and_lock_in_the_state_dir(capsys, tmp_path):
+    www, state = tmp_path / "www", tmp_path / "var" / "cpts"
+    www.mkdir()
+    for _ in range(2):  # pruning to 3 releases: tests/publishing/test_release.py
+        code, _, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(www / "cpts"),
+                           "-d", "42", "--state-dir", str(state), "--no-progress")
+        assert code == 0, err
+    assert [p.name for p in www.iterdir()] == ["cpts"] and (www / "cpts").is_symlink()
+    assert (www / "cpts" / "departements" / "42" / "index.html").is_file()
+    releases = [p for p in state.iterdir() if p.is_dir()]
+    assert len(releases) == 2  # the current site and the one before it
+    assert (www / "cpts").resolve() == max(releases, key=lambda p: p.name).resolve()
+    assert sorted(p.name for p in state.iterdir() if p.is_file()) == ["publish.lock",
+                                                                       "target.txt"]
+
+
 def test_propose_writes_a_territory_file(capsys, tmp_path):
     out, cands = tmp_path / "propositions.csv", tmp_path / "candidates.csv"
     code, stdout, err = run(capsys, "propose", "--territories", str(SEEDS), "--departement",

@@ -46,10 +46,14 @@ from .layers import (
 from .styles import (
     GAP_FILL,
     GAP_LINE,
+    HOLE_FILL,
+    HOLE_LINE,
     LAYER_COMMUNES,
     LAYER_CPTS,
     LAYER_DEPARTEMENTS,
     LAYER_GAPS,
+    LAYER_HOLES,
+    LAYER_LABELS,
     LAYER_OVERLAPS,
     LAYER_PROPOSALS,
     LAYER_RATES,
@@ -66,6 +70,7 @@ from .styles import (
     darker,
     esc,
     fr_int,
+    fr_num,
     int_or_none,
     js,
     plural,
@@ -208,6 +213,20 @@ def _legend_html(layers: Layers) -> str:
         rows.append(f"<div>{swatch(None, '#555555', 0, 1, None)} {esc(LAYER_COMMUNES)}</div>")
         rows.append(f"<div>{swatch(None, '#000000', 0, 2.5, None)} "
                     f"{esc(LAYER_DEPARTEMENTS)}</div>")
+    holes = layers.holes
+    if holes is not None and len(holes):
+        area = float(holes["area_km2"].sum())
+        rows.append(
+            f"<div>{swatch(HOLE_FILL, HOLE_LINE, 0.7, 1.5, '4 3')} <b>Trou des contours</b> : "
+            "terrain qu’aucune commune ne couvre dans les contours de référence (contour "
+            "périmé d’une commune qui en a absorbé d’autres) ; les populations sont celles "
+            f"des communes entières <small>({plural(len(holes), 'trou')}, "
+            f"{fr_num(area, 1)} km²)</small></div>"
+        )
+    if layers.labels is not None and len(layers.labels):
+        rows.append(f"<div><b>Noms</b> : les {len(layers.labels)} communes les plus peuplées "
+                    "<small>(autant que la place le permet : zoomer en montre plus)</small>"
+                    "</div>")
     if layers.n_missing_geometry:
         rows.append(
             f"<div><small>{layers.n_missing_geometry} commune(s) sans contour dans les données "
@@ -220,6 +239,7 @@ def _legend_html(layers: Layers) -> str:
         + "".join(rows)
         + "</details>"
     )
+
 
 
 _CSS = """
@@ -241,6 +261,18 @@ _CSS = """
 .cpts-geo-tip th { text-align: left; font-weight: normal; color: #555; padding: 0 8px 0 0; }
 .cpts-geo-tip td { padding: 0; }
 .cpts-geo-tip .cpts-geo-sub { margin-top: 4px; font-weight: 600; }
+.cpts-geo-label { pointer-events: none; }
+.cpts-geo-label span { position: absolute; transform: translate(-50%, -50%); white-space: nowrap;
+  font: 600 12px/1.1 system-ui, sans-serif; color: #1d1d1d;
+  text-shadow: 0 0 2px #fff, 0 0 3px #fff, 0 0 4px #fff; }
+@media (max-width: 700px) {
+  .cpts-geo-title { left: 50px; max-width: calc(100% - 110px); min-width: 0; padding: 4px 8px;
+    font-size: 12px; }
+  .cpts-geo-title .cpts-geo-main { font-size: 14px; }
+  .cpts-geo-legend { top: 96px; bottom: auto; max-width: calc(100% - 40px); max-height: 55%; }
+  .leaflet-control-attribution { max-width: 100%; font-size: 9px !important; }
+  .cpts-geo-label span { font-size: 11px; }
+}
 """
 
 
@@ -258,6 +290,7 @@ class _Overlay(MacroElement):
         {{ this.legend }}
         {% endmacro %}
         {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.attributionControl.setPrefix("Carte : Leaflet");
         {{ this._parent.get_name() }}.attributionControl.addAttribution({{ this.attribution }});
         {% endmacro %}
         """
@@ -315,6 +348,104 @@ var {{ this.get_name() }} = {
   }
 };
 """
+
+
+class _SmallScreen(MacroElement):
+    """On a small screen (700 px or less), the legend and the layer control start folded."""
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "if (window.matchMedia && window.matchMedia('(max-width: 700px)').matches) {"
+        " document.querySelectorAll('details.cpts-geo-legend').forEach("
+        "function (d) { d.open = false; });"
+        " {{ this.control }}.collapse();"
+        " {{ this._parent.get_name() }}.on('click', function () {"
+        " {{ this.control }}.collapse(); });"
+        "}"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, control: folium.LayerControl):
+        super().__init__()
+        self._name = "CptsGeoSmallScreen"
+        self.control = control.get_name()
+
+
+class _Labels(MacroElement):
+    """Names of places, drawn as text on the map (escaped, not interactive)."""
+
+    # most populous first; a name that would overlap one already shown is hidden at this zoom
+    _template = Template(
+        """{% macro script(this, kwargs) %}
+(function () {
+  var group = {{ this._parent.get_name() }}, map = {{ this._parent._parent.get_name() }};
+  var marks = {{ this.data }}.map(function (d) {
+    return L.marker([d[1], d[0]], {pane: "cpts_geo_labels", interactive: false,
+      keyboard: false, icon: L.divIcon({className: "cpts-geo-label", iconSize: null,
+      html: "<span>" + d[2] + "</span>"})}).addTo(group);
+  });
+  function declutter() {
+    var shown = [];
+    marks.forEach(function (mk) {
+      var el = mk.getElement();
+      if (!el || !el.firstChild) { return; }
+      var span = el.firstChild;
+      span.style.visibility = "visible";
+      var r = span.getBoundingClientRect();
+      var hit = shown.some(function (q) {
+        return r.left < q.right + 6 && r.right + 6 > q.left && r.top < q.bottom + 2
+          && r.bottom + 2 > q.top;
+      });
+      if (hit) { span.style.visibility = "hidden"; } else { shown.push(r); }
+    });
+  }
+  map.on("zoomend", declutter);
+  group.on("add", function () { setTimeout(declutter, 0); });
+  map.whenReady(function () { setTimeout(declutter, 0); });
+})();
+{% endmacro %}"""
+    )
+
+    def __init__(self, labels: pd.DataFrame):
+        super().__init__()
+        self._name = "CptsGeoLabels"
+        # every name is HTML-escaped here; js() keeps the data inert inside <script>
+        self.data = js([[float(r["lon"]), float(r["lat"]), esc(r["nom"])]
+                        for r in labels.to_dict("records")])
+
+
+class _Focus(MacroElement):
+    """Open the map on the CPTS named in the page's address: ``map.html#cpts=<cpts_id>``.
+
+    The CPTS pages of the site show their département's map this way, centred on the CPTS and
+    with its outline thickened. The id is only compared with the ids of the map's CPTS.
+    """
+
+    _template = Template(
+        "{% macro script(this, kwargs) %}"
+        "(function () {"
+        " var m = /^#cpts=(.+)$/.exec(window.location.hash);"
+        " if (!m) { return; }"
+        " var want = decodeURIComponent(m[1]), H = {{ this.helpers }};"
+        " {{ this.layer }}.eachLayer(function (l) {"
+        "  var c = H.cpts[l.feature.properties.i];"
+        "  if (c && c.id === want) {"
+        "   {{ this._parent.get_name() }}.fitBounds(l.getBounds(),"
+        " {padding: [40, 40], maxZoom: 12});"
+        "   l.setStyle({weight: 6, color: \"#111111\", opacity: 1});"
+        "   document.querySelectorAll('details.cpts-geo-legend').forEach("
+        "function (d) { d.open = false; });"
+        "  }"
+        " });"
+        "})();"
+        "{% endmacro %}"
+    )
+
+    def __init__(self, layer: MacroElement, helpers: MacroElement):
+        super().__init__()
+        self._name = "CptsGeoFocus"
+        self.layer = layer.get_name()
+        self.helpers = helpers.get_name()
 
 
 class _MetricScale(MacroElement):
@@ -456,6 +587,7 @@ def _cpts_records(layers: Layers) -> tuple[list[dict[str, Any]], dict[str, int]]
             "n": int_or_none(r["n_communes"]),
             "taille": esc(size_label(r["size_class"])),
             "deps": esc(r["departements"]),
+            "id": esc(r["cpts_id"]),  # compared with the page's #cpts= (see _Focus), escaped
         }
         for _, r in info.iterrows()
     ]
@@ -468,14 +600,16 @@ def _k(cpts_ids: object, index: dict[str, int]) -> list[int]:
     return [index[c] for c in cpts_ids.split("; ") if c in index]
 
 
-def _add_layers(m: folium.Map, layers: Layers) -> None:
+def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
+    """Add the layers of the map; return the element that opens it on a CPTS (add it last)."""
     records, index = _cpts_records(layers)
     helpers = _Helpers(records)
     m.add_child(helpers)
     panes = [("cpts_geo_rates", 405, True), ("cpts_geo_cpts", 410, True),
              ("cpts_geo_gaps", 420, True), ("cpts_geo_proposals", 425, True),
-             ("cpts_geo_overlaps", 430, True),
-             ("cpts_geo_communes", 440, True), ("cpts_geo_departements", 450, False)]
+             ("cpts_geo_holes", 427, True), ("cpts_geo_overlaps", 430, True),
+             ("cpts_geo_communes", 440, True), ("cpts_geo_departements", 450, False),
+             ("cpts_geo_labels", 460, False)]
     for name, z, events in panes:
         m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
 
@@ -500,9 +634,12 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
                 style["dashArray"] = dash
             props.append({"i": index[r["cpts_id"]], "style": style})
         group = folium.FeatureGroup(name=name, show=True)
-        group.add_child(_GeoJsonLayer(props, list(cpts.geometry), pane=pane, style=None,
-                                      helpers=helpers, tooltip_js=_CPTS_TIP))
+        layer = _GeoJsonLayer(props, list(cpts.geometry), pane=pane, style=None,
+                              helpers=helpers, tooltip_js=_CPTS_TIP)
+        group.add_child(layer)
         m.add_child(group)
+        if name == LAYER_CPTS:
+            focus = _Focus(layer, helpers)  # added last, after the map's bounds
 
     # gap zones
     gaps = layers.gaps
@@ -527,9 +664,10 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
                "fillOpacity": 0.25 if layers.overview else 0.4, "opacity": 0.9},
         helpers=helpers, tooltip_js=_GAP_TIP, popup_js=_GAP_POPUP))
     m.add_child(group)
+    _add_holes_and_labels(m, layers, helpers)
 
     if layers.overview:
-        return
+        return focus
 
     # overlaps
     ov = layers.overlaps
@@ -573,6 +711,32 @@ def _add_layers(m: folium.Map, layers: Layers) -> None:
                "fill": False},
         helpers=helpers))
     m.add_child(group)
+    return focus
+
+
+_HOLE_TIP = """function (p, H) {
+    return H.table("Trou des contours de référence",
+                   [["Surface", p.km2], ["Pourquoi", "aucune commune ne couvre ce terrain "
+                     + "dans les contours (contour périmé d'une commune fusionnée)"]]);
+}"""
+
+
+def _add_holes_and_labels(m: folium.Map, layers: Layers, helpers: _Helpers) -> None:
+    """The holes of the boundary data, and the names of the main communes."""
+    holes = layers.holes
+    if holes is not None and len(holes):
+        group = folium.FeatureGroup(name=LAYER_HOLES, show=True)
+        group.add_child(_GeoJsonLayer(
+            [{"km2": esc(f"{fr_num(float(a), 1)} km²")} for a in holes["area_km2"]],
+            list(holes.geometry), pane="cpts_geo_holes",
+            style={"color": HOLE_LINE, "weight": 1.5, "dashArray": "4 3",
+                   "fillColor": HOLE_FILL, "fillOpacity": 0.7, "opacity": 0.9},
+            helpers=helpers, tooltip_js=_HOLE_TIP))
+        m.add_child(group)
+    if layers.labels is not None and len(layers.labels):
+        group = folium.FeatureGroup(name=LAYER_LABELS, show=True)
+        group.add_child(_Labels(layers.labels))
+        m.add_child(group)
 
 
 def _add_rates(m: folium.Map, layers: Layers, helpers: _Helpers) -> None:
@@ -779,13 +943,16 @@ def render_map(layers: Layers, *, title: str | None = None, offline: bool = True
         root.title = esc(f"{main} — {sub}")
     if tiles is not None:
         m.add_child(_tile_layer(tiles))
-    _add_layers(m, layers)
+    focus = _add_layers(m, layers)
     m.add_child(_Overlay(main, sub, _legend_html(layers), vintage_text(layers)))
-    m.add_child(folium.LayerControl(collapsed=False, position="topright"))
+    control = folium.LayerControl(collapsed=False, position="topright")
+    m.add_child(control)
     m.add_child(_MetricScale())
     bounds = _bounds(layers)
     if bounds is not None:
         m.fit_bounds(bounds)
+    m.add_child(_SmallScreen(control))
+    m.add_child(focus)
     return m
 
 
@@ -1036,8 +1203,10 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
                "fill": False}, helpers=helpers))
     m.add_child(group)
     m.add_child(_Overlay(main, sub, _comparison_legend(layers, counts), vintage_text(layers)))
-    m.add_child(folium.LayerControl(collapsed=False, position="topright"))
+    control = folium.LayerControl(collapsed=False, position="topright")
+    m.add_child(control)
     m.add_child(_MetricScale())
+    m.add_child(_SmallScreen(control))
     # open on what changed and the CPTS drawn (the whole départements when nothing is drawn)
     geoms = np.concatenate([cc.geometry[(cc["change"] != "").to_numpy()].to_numpy(),
                             before.geometry.to_numpy(), after.geometry.to_numpy()])

@@ -8,6 +8,7 @@ so that all layers stay consistent.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,10 +88,10 @@ class Layers:
     filters: str  # French description of as_of / statuses, or ""
     overview: bool = False  # départements shaded by rate, no commune layer
     links: dict[str, str] = field(default_factory=dict)  # département -> page (site)
+    labels: pd.DataFrame | None = None  # names of the main communes: nom, population, lon, lat
+    holes: gpd.GeoDataFrame | None = None  # holes of the boundary data in the area drawn
     n_proposals: int = 0  # CPTS with status "proposition" drawn (in `cpts`, not in `rates`)
     proposed_population: float = 0.0  # inhabitants of the scope only they cover
-
-
 
 
 
@@ -164,10 +165,14 @@ def plural_fr(n: int, word: str) -> str:
 
 
 def vintage_text(layers: Layers) -> str:
+    """The attribution of a map, in French: sources and vintages of communes and territories."""
+    from ..io.excel import source_fr
+
     a = layers.attrs
     parts = []
     if a.get("source"):
-        parts.append(f"Communes : {a['source']}")
+        text = source_fr(a)
+        parts.append(text[0].upper() + text[1:])
     if a.get("cog_year"):
         parts.append(f"COG {a['cog_year']}")
     if a.get("population_year"):
@@ -198,6 +203,72 @@ def filters_text(p: Prepared) -> str:
     if p.statuses is not None:
         parts.append("statuts : " + ", ".join(p.statuses))
     return " ; ".join(parts)
+
+
+#: How many of the most populous communes are named on a map (a département's, France's); the
+#: map shows those whose names do not overlap a larger one's at its zoom.
+LABELS_DEPARTEMENT = 20
+LABELS_OVERVIEW = 30
+_ARRONDISSEMENT = re.compile(r"\s+\d+(er|e|ème)?\s+arrondissement$", re.IGNORECASE)
+
+
+def place_labels(communes: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The ``n`` most populous communes of ``communes``, with a point inside each to name it.
+
+    Paris, Lyon and Marseille split into arrondissements are named once, as the city (their
+    arrondissements together). Columns ``nom``, ``population``, ``lon``, ``lat``.
+
+    Examples
+    --------
+    >>> from cpts_geo import load_communes
+    >>> place_labels(load_communes("42"), 3)["nom"].tolist()
+    ['Saint-Étienne', 'Saint-Chamond', 'Roanne']
+    """
+    columns = ["nom", "population", "lon", "lat"]
+    if len(communes) == 0 or "geometry" not in communes.columns or n <= 0:
+        return pd.DataFrame(columns=columns)
+    city = city_of_arrondissement()
+    codes = communes["insee"].astype(str).to_numpy(dtype=object)
+    key = np.array([city.get(c, c) for c in codes], dtype=object)
+    geoms = communes.geometry.to_numpy()
+    pop = pd.to_numeric(communes["population"], errors="coerce").fillna(0).to_numpy()
+    drawn = ~shapely.is_missing(geoms)
+    totals = pd.Series(pop[drawn]).groupby(key[drawn]).sum()
+    nom = (communes["nom"].astype(str).to_numpy(dtype=object) if "nom" in communes.columns
+           else codes)
+    first = pd.Series(nom[drawn]).groupby(key[drawn]).first()
+    top = pd.DataFrame({"nom": first, "population": totals})
+    top = top.sort_values(["population", "nom"], ascending=[False, True]).head(n)
+    to_4326 = communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals(
+        "EPSG:4326")
+    rows = []
+    for k, r in top.iterrows():
+        members = geoms[drawn & (key == k)]
+        shape = members[0] if len(members) == 1 else shapely.union_all(members)
+        if to_4326:
+            shape = gpd.GeoSeries([shape], crs=communes.crs).to_crs(4326).iloc[0]
+        point = shapely.point_on_surface(shape)
+        # a city drawn by arrondissement is named once, as the city
+        name = _ARRONDISSEMENT.sub("", str(r["nom"])) if len(members) > 1 else str(r["nom"])
+        rows.append({"nom": name, "population": int(r["population"]),
+                     "lon": round(point.x, DECIMALS), "lat": round(point.y, DECIMALS)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def boundary_holes(p: Prepared, departements: Sequence[str] | None) -> gpd.GeoDataFrame | None:
+    """The holes of the bundled boundaries bordering these départements (all: None).
+
+    Only for communes from the bundle (the holes are its own); None for other sources.
+    """
+    if p.attrs.get("source_kind") != "bundled":
+        return None
+    from ..sources.bundle import load_holes
+
+    holes = load_holes(None if departements is None else list(departements))
+    holes = holes[holes.geometry.notna()].reset_index(drop=True)
+    holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(), 10.0**-DECIMALS,
+                                              mode="pointwise")
+    return holes
 
 
 def build_layers(
@@ -294,6 +365,8 @@ def build_layers(
         territory_source=p.territory_source, n_missing_geometry=n_missing,
         filters=filters_text(p), n_proposals=int(cpts["proposal"].sum()),
         proposed_population=proposed_population,
+        labels=place_labels(communes[in_scope], LABELS_DEPARTEMENT),
+        holes=boundary_holes(p, sorted(set(dep_col[in_scope]))),
     )
 
 
@@ -416,6 +489,8 @@ def build_overview(p: Prepared) -> Layers:
         proposed_population=0.0 if real is p else float(
             area_rates(p, "departement")["covered_population"].sum()
             - rates["covered_population"].sum()),
+        labels=place_labels(p.communes, LABELS_OVERVIEW),
+        holes=boundary_holes(p, None),
     )
 
 

@@ -35,6 +35,7 @@ PALETTE: tuple[str, ...] = (
 )
 GAP_FILL, GAP_LINE = "#e31a1c", "#99000d"
 OVERLAP_FILL, OVERLAP_LINE = "#6a3d9a", "#3f007d"
+HOLE_FILL, HOLE_LINE = "#9e9e9e", "#424242"  # holes of the boundary data: grey, not a place
 UNKNOWN_STATUS = "statut non renseigné"
 
 #: Style of a CPTS by status: fill opacity, line weight, dash pattern (SVG ``stroke-dasharray``)
@@ -69,6 +70,8 @@ LAYER_OVERLAPS = "Chevauchements entre CPTS"
 LAYER_COMMUNES = "Limites communales"
 LAYER_DEPARTEMENTS = "Limites départementales"
 LAYER_RATES = "Taux de couverture des départements"
+LAYER_HOLES = "Trous des contours de référence"
+LAYER_LABELS = "Noms des principales communes"
 
 #: Classes of the overview map's département shading: (lower bound of the rate, colour), a
 #: sequential yellow-green scale (ColorBrewer YlGn, colour-blind safe), never red nor violet.
@@ -133,6 +136,31 @@ def fr_int(value: float | int | None) -> str:
     if value is None or pd.isna(value):
         return "n.d."
     return f"{round(float(value)):,}".replace(",", "\u202f")
+
+
+def fr_num(value: float, digits: int) -> str:
+    """``16.73`` -> ``"16,7"`` (decimal comma, narrow no-break spaces between thousands).
+
+    Examples
+    --------
+    >>> fr_num(16.73, 1), fr_num(1234.5, 1)
+    ('16,7', '1\u202f234,5')
+    """
+    return f"{value:,.{digits}f}".replace(",", "\u202f").replace(".", ",")
+
+
+def size_classes_text() -> str:
+    """The ACI size classes in French: ``"1 : moins de 40 000 habitants ; 2 : ..."``."""
+    parts = []
+    for c in SIZE_CLASSES:
+        if c.low == 0:
+            span = f"moins de {fr_int(c.high)}"
+        elif np.isinf(c.high):
+            span = f"plus de {fr_int(c.low)}"
+        else:
+            span = f"{fr_int(c.low)} à {fr_int(c.high)}"
+        parts.append(f"{c.taille} : {span} habitants")
+    return " ; ".join(parts)
 
 
 def fr_pct(rate: float | None) -> str:

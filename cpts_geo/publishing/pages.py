@@ -3,11 +3,18 @@
 The index holds the national, regional and departmental tables, the CPTS (with what the ACI
 funding rules give their size class) and the changes since the last publication; each
 département page holds its coverage, its coverage over time, its CPTS, its gap zones (zones
-never cross the département's border there), its overlaps and its communes.
+never cross the département's border there, their communes largest first), its overlaps and its
+communes; each CPTS page its communes, its neighbours and its place on its département's map.
+The commune search reads an index of every commune and its CPTS (:func:`search_index`).
+
+File names never come from an input unchecked: a CPTS page is named after its ``cpts_id`` only
+when that is a plain slug (``vallee-du-gier``), else after its position (``cpts-3``)
+(:func:`page_names`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +31,11 @@ from ..analysis.proposals import without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
 
-__all__ = ["DepartementPage", "SiteData", "departement_page", "site_data"]
+__all__ = ["CptsPage", "DepartementPage", "SiteData", "cpts_pages", "cpts_title",
+           "departement_page", "page_names", "search_index", "site_data"]
+
+#: Communes of a gap zone named in full on its page; the others are folded.
+ZONE_NAMES_SHOWN = 8
 
 
 @dataclass
@@ -58,6 +69,21 @@ class DepartementPage:
     claims: pd.DataFrame  # published figures about this département or its région
     timeline: pd.DataFrame
     undated: list[str]  # CPTS of the département left out of its timeline (no status date)
+    zone_communes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # communes of each gap zone, most populous first: insee, nom, population
+
+
+@dataclass
+class CptsPage:
+    """The figures of one CPTS's page."""
+
+    cpts_id: str
+    name: str  # the page's folder: a checked slug of cpts_id, or cpts-<n>
+    row: dict[str, Any]  # its row of the CPTS table (population, size class, parts, funding)
+    communes: pd.DataFrame  # insee, nom, departement, population, share, other_cpts
+    neighbours: list[str]  # cpts_id of the CPTS sharing a border or a commune with it
+    departements: list[str]
+    map_departement: str | None  # the département page whose map shows it (most inhabitants)
 
 
 def _with_funding(cpts: gpd.GeoDataFrame, p: Prepared,
@@ -135,6 +161,19 @@ def departement_page(data: SiteData, code: str,
     timeline = data.timeline[data.timeline["departement"] == code]
     touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
     undated = data.undated[np.asarray(touching, dtype=bool)]
+    pops = data.communes.set_index("insee")
+    zone_communes = {}
+    for zone, codes in zip(gaps["zone"], gaps["insee"], strict=True):
+        members = pops.reindex(str(codes).split(", "))
+        listed = pd.DataFrame({"insee": members.index, "nom": members["nom"].to_numpy(),
+                               "population": pd.to_numeric(members["population"],
+                                                           errors="coerce").to_numpy()})
+        listed = listed.sort_values(["population", "nom"], ascending=[False, True],
+                                    na_position="last")
+        zone_communes[int(zone)] = [
+            {"insee": r.insee, "nom": r.nom,
+             "population": None if pd.isna(r.population) else int(r.population)}
+            for r in listed.itertuples(index=False)]
     return DepartementPage(
         code=code,
         row=cov.iloc[0].to_dict(),
@@ -146,4 +185,133 @@ def departement_page(data: SiteData, code: str,
         claims=mine.reset_index(drop=True),
         timeline=timeline.reset_index(drop=True),
         undated=sorted(undated["cpts"].astype(str)),
+        zone_communes=zone_communes,
     )
+
+
+_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+#: Names Windows refuses for a file or a folder, whatever the extension.
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+             *(f"lpt{i}" for i in range(10))}
+
+
+def page_names(cpts_ids: list[str]) -> dict[str, str]:
+    """A safe, unique folder name for the page of each CPTS.
+
+    The ``cpts_id`` itself when it is a plain slug (lowercase letters, digits and single
+    hyphens, 60 characters at most, not a name Windows reserves); otherwise ``cpts-<n>``, ``n``
+    its position among the sorted ids. No name derives from an input unchecked.
+
+    Examples
+    --------
+    >>> list(page_names(["vallee-du-gier", "../../etc", "<img src=x>", "aux"]).values())
+    ['vallee-du-gier', 'cpts-1', 'cpts-2', 'cpts-3']
+    """
+    ids = sorted(cpts_ids)
+    names: dict[str, str] = {}
+    for cid in ids:
+        if isinstance(cid, str) and len(cid) <= 60 and _SLUG.fullmatch(cid) \
+                and cid not in _RESERVED:
+            names[cid] = cid
+    used = set(names.values())
+    for n, cid in enumerate(ids, start=1):
+        if cid in names:
+            continue
+        name = f"cpts-{n}"
+        while name in used:
+            name += "-x"
+        names[cid] = name
+        used.add(name)
+    return {cid: names[cid] for cid in cpts_ids}
+
+
+def _neighbours(p: Prepared) -> dict[str, set[str]]:
+    """The CPTS each CPTS borders (a commune of each sharing a border) or shares a commune with."""
+    ins = p.inside[["insee", "cpts_id"]].astype(str)
+    edges = p.graph.edges(ins["insee"].unique())
+    pairs = pd.concat([
+        edges.merge(ins.rename(columns={"insee": "a", "cpts_id": "x"}), on="a")
+             .merge(ins.rename(columns={"insee": "b", "cpts_id": "y"}), on="b")[["x", "y"]],
+        ins.merge(ins, on="insee", suffixes=("_x", "_y")).rename(
+            columns={"cpts_id_x": "x", "cpts_id_y": "y"})[["x", "y"]],
+    ], ignore_index=True)
+    pairs = pairs[pairs["x"] != pairs["y"]]
+    out: dict[str, set[str]] = {}
+    for x, y in zip(pairs["x"], pairs["y"], strict=True):
+        out.setdefault(x, set()).add(y)
+        out.setdefault(y, set()).add(x)
+    return out
+
+
+def cpts_pages(p: Prepared, data: SiteData) -> list[CptsPage]:
+    """The page of every CPTS that has a commune in a département with a page."""
+    pages = set(data.pages)
+    cpts = data.cpts[data.cpts["departements"].str.split(",").map(
+        lambda ds: bool(pages & set(ds)))]
+    names = page_names(sorted(data.cpts["cpts_id"].astype(str)))
+    neighbours = _neighbours(p)
+    ins = p.inside
+    c = p.communes
+    nom = c["nom"].astype(str).to_numpy(dtype=object) if "nom" in c.columns else p.codes
+    dep = c["departement"].astype(str).to_numpy(dtype=object)
+    names_of = ins.groupby("insee")["cpts"].agg(lambda s: list(s.astype(str)))
+    out = []
+    for row in cpts.drop(columns="geometry").to_dict("records"):
+        cid = str(row["cpts_id"])
+        mine = ins[ins["cpts_id"] == cid].sort_values("insee")
+        pos = mine["pos"].to_numpy()
+        communes = pd.DataFrame({
+            "insee": mine["insee"].astype(str).to_numpy(),
+            "nom": nom[pos],
+            "departement": dep[pos],
+            "population": pd.array(c["population"].to_numpy()[pos], dtype="Int64"),
+            "share": mine["share"].to_numpy(),
+            "other_cpts": ["; ".join(n for n in names_of.get(code, []) if n != row["cpts"])
+                           for code in mine["insee"].astype(str)],
+        })
+        communes.attrs = dict(p.attrs)
+        weights = pd.Series(p.population[pos] * mine["share"].to_numpy()).groupby(
+            dep[pos]).sum()
+        ranked = [d for d in weights.sort_values(ascending=False).index if d in pages]
+        out.append(CptsPage(
+            cpts_id=cid, name=names[cid], row=row, communes=communes,
+            neighbours=sorted(neighbours.get(cid, set())),
+            departements=sorted(set(dep[pos])), map_departement=ranked[0] if ranked else None,
+        ))
+    return out
+
+
+def cpts_title(name: str) -> str:
+    """``"CPTS <name>"``, unless the name already says CPTS.
+
+    Examples
+    --------
+    >>> cpts_title("Vallée du Gier"), cpts_title("CPTS Actes Santé")
+    ('CPTS Vallée du Gier', 'CPTS Actes Santé')
+    """
+    return name if name[:4].upper() == "CPTS" else f"CPTS {name}"
+
+
+def search_index(p: Prepared, data: SiteData, links: dict[str, str]) -> dict[str, Any]:
+    """What the commune search reads: every commune (or arrondissement) and its CPTS.
+
+    ``links``: the page of each CPTS (by ``cpts_id``). Returns ``{"cpts": [[title, link], ...],
+    "deps": {code: [name, link]}, "communes": [[insee, nom, [cpts...], population], ...]}``,
+    the CPTS of a commune given by their position in ``cpts`` (its département is the start of
+    its code).
+    """
+    table = data.cpts.sort_values(["cpts", "cpts_id"])
+    ids = [str(i) for i in table["cpts_id"]]
+    k = {cid: n for n, cid in enumerate(ids)}
+    ins = p.inside
+    of = ins.groupby("pos")["cpts_id"].agg(lambda s: sorted(k[str(i)] for i in s))
+    c = p.communes
+    nom = c["nom"].astype(str) if "nom" in c.columns else c["insee"].astype(str)
+    pop = pd.to_numeric(c["population"], errors="coerce").fillna(0).round().astype(int)
+    communes = [[code, name, of.get(i, []), int(n)]
+                for i, (code, name, n) in enumerate(zip(p.codes, nom, pop, strict=True))]
+    deps = {d: [info.nom, f"departements/{d}/index.html" if d in set(data.pages) else None]
+            for d, info in departements().items()}
+    return {"cpts": [[cpts_title(str(n)), links.get(cid)]
+                     for n, cid in zip(table["cpts"], ids, strict=True)],
+            "deps": deps, "communes": communes}

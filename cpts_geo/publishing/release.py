@@ -1,10 +1,16 @@
 """Releasing a built site: checks before building, a lock, an atomic switch, recovery, pruning.
 
-``out`` is a symbolic link to the current release, ``<out>.releases/<UTC time>-<pid>/``. A new
+``out`` is a symbolic link to the current release, ``<state>/<UTC time>-<pid>/``. The state
+folder (``state_dir``, default ``<out>.releases`` next to ``out``) is the one place a
+publication keeps anything besides ``out``: the releases (the current site and the previous
+ones), the lock ``publish.lock`` and ``target.txt`` (the ``out`` its releases belong to: two
+sites never share a state folder, whose pruning would remove the other's site). A new
 site is built in a hidden directory of the releases (``.build-*``), renamed into place once
 complete, and ``out`` is switched to it by renaming a new symbolic link over the old one. Each
 step is one ``rename``, so at every moment, even when the process is killed between two steps,
-``out`` resolves to a complete site: the previous one or the new one.
+``out`` resolves to a complete site: the previous one or the new one. The only entries made next
+to ``out`` are that link's temporary name and the probes of the file system
+(``.<out>.<pid>.*``), for a moment; a killed run's are cleared by the next one.
 
 The first publication over a plain directory (a site copied by hand, or published by an older
 version) cannot rename a link over it (``rename`` refuses to replace a non-empty directory):
@@ -33,27 +39,39 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 from .._atomic import default_mode, fsync_dir
-from ..errors import PublishError
+from ..errors import PublishError, warn
 
 __all__ = ["check_target", "current_release", "install", "lock", "prepare_target", "prune",
            "releases_of", "swap"]
 
 #: The state file that marks a directory as a site published by cpts-geo.
 STATE_FILE = "state.json"
+#: The lock of the publications of a site, in its state folder.
+LOCK_FILE = "publish.lock"
+#: The ``out`` whose releases a state folder holds (absolute path, one line).
+TARGET_FILE = "target.txt"
 
 
 def _checkpoint(name: str) -> None:
     """A named step of the release sequence; the kill tests stop the process at each one."""
 
 
-def releases_of(out: Path) -> Path:
-    """The directory that holds the releases of ``out``: ``<out>.releases``."""
+def releases_of(out: Path, state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The state folder of ``out``: its releases and lock; ``<out>.releases`` by default."""
+    if state_dir is not None:
+        return Path(state_dir).absolute()
     return out.with_name(out.name + ".releases")
 
 
-def _lock_path(out: Path) -> Path:
+def _lock_path(out: Path, state_dir: str | os.PathLike[str] | None = None) -> Path:
+    return releases_of(out, state_dir) / LOCK_FILE
+
+
+def _legacy_lock_path(out: Path) -> Path:
+    """Where versions before 0.3 kept the lock: ``<out>.lock``, next to ``out``."""
     return out.with_name(out.name + ".lock")
 
 
@@ -70,12 +88,13 @@ def _is_own_temp(out: Path, entry: Path, suffix: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Before building
 # ---------------------------------------------------------------------------------------------
-def check_target(out: Path) -> bool:
+def check_target(out: Path, state_dir: str | os.PathLike[str] | None = None) -> bool:
     """Refuse a target that cannot hold a site; return True when ``out`` is a plain directory.
 
     Checked before anything is built or written: every existing parent of ``out`` is a
     directory; ``out`` is absent, a symbolic link, or a directory published by cpts-geo (it holds
-    ``state.json``); ``<out>.releases`` and ``<out>.lock`` are not of the wrong kind.
+    ``state.json``); the state folder (``<out>.releases`` by default) and its lock are not of
+    the wrong kind, and the state folder holds no other site's releases.
 
     Raises
     ------
@@ -102,48 +121,110 @@ def check_target(out: Path) -> bool:
                 "--out or remove it"
             )
         plain = True
-    releases = releases_of(out)
+    releases = releases_of(out, state_dir)
+    if releases == out or releases in out.parents or out in releases.parents:
+        raise PublishError(
+            f"cannot publish to {out} with the state folder {releases}: one must not be inside "
+            "the other; choose a --state-dir beside or away from --out"
+        )
+    probe = releases
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
     if os.path.lexists(releases) and not releases.is_dir():
         raise PublishError(
             f"cannot publish to {out}: {releases}, where its releases are kept, is a file, not "
             "a folder; remove or rename it"
         )
-    lock_file = _lock_path(out)
+    if not probe.is_dir():
+        raise PublishError(
+            f"cannot publish to {out}: {probe}, a parent of its state folder {releases}, is a "
+            "file, not a folder; choose another --state-dir"
+        )
+    lock_file = _lock_path(out, state_dir)
     if lock_file.is_dir():
         raise PublishError(
             f"cannot publish to {out}: {lock_file}, its lock file, is a folder; remove it"
         )
+    owner = _owner(releases)
+    if owner is not None and owner != str(out):
+        raise PublishError(
+            f"cannot publish to {out}: its state folder {releases} holds the releases of "
+            f"{owner}, and pruning them would remove that site; give each site its own "
+            f"--state-dir (if {owner} was moved to {out}, delete {releases / TARGET_FILE})"
+        )
+    if owner is None and releases.is_dir():
+        foreign = sorted(p.name for p in releases.iterdir() if not _is_state_entry(p.name))
+        if foreign:
+            raise PublishError(
+                f"cannot publish to {out}: {releases}, its state folder, holds files that are "
+                f"not releases of cpts-geo ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}); give --state-dir a new or empty folder"
+            )
     return plain
 
 
-def prepare_target(out: Path) -> Path:
+#: The name of a release (``<UTC time>-<pid>``, or ``-legacy`` for a site kept from before).
+_RELEASE = re.compile(r"\d{8}T\d{6}(\.\d{6})?-(\d+|legacy)(-\d+)?")
+
+
+def _is_state_entry(name: str) -> bool:
+    """Whether ``name`` is something a publication keeps in its state folder."""
+    return (_RELEASE.fullmatch(name) is not None or name in (LOCK_FILE, TARGET_FILE)
+            or name.startswith((".build-", ".trash-")))
+
+
+def _owner(releases: Path) -> str | None:
+    """The ``out`` whose releases ``releases`` holds, None if it does not say (or is new)."""
+    try:
+        text = (releases / TARGET_FILE).read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def prepare_target(out: Path, state_dir: str | os.PathLike[str] | None = None) -> Path:
     """Check the target again (with the lock held), probe the file system, clear left-overs.
 
-    Creates ``<out>.releases`` and returns it. Refuses, before anything is built, a file system
-    without symbolic links, and a first publication over a plain directory where no atomic
-    exchange of directory entries exists.
+    Creates the state folder (``<out>.releases`` by default) and returns it. Refuses, before
+    anything is built, a file system without symbolic links, and a first publication over a
+    plain directory where no atomic exchange of directory entries exists (or whose state folder
+    is on another file system: the old site is moved there by one rename).
 
     Raises
     ------
     PublishError
         Naming the path and what to do.
     """
-    plain = check_target(out)
-    releases = releases_of(out)
-    releases.mkdir(exist_ok=True)
-    _probe_symlinks(out)
+    plain = check_target(out, state_dir)
+    releases = releases_of(out, state_dir)
+    releases.mkdir(parents=True, exist_ok=True)
+    _probe_symlinks(out, releases)
     if plain:
-        _probe_exchange(out)
-    recover(out)
+        _probe_exchange(out, releases)
+        if os.stat(releases).st_dev != os.stat(out.parent).st_dev:
+            raise PublishError(
+                f"{out} is a plain folder (a site published by hand or by an older cpts-geo), "
+                f"to be kept as the previous release in {releases}, which is on another file "
+                "system: it cannot be moved there in one step. Nothing was published. Choose a "
+                f"--state-dir on the file system of {out.parent}, or move {out} into "
+                f"{releases}/ once by hand"
+            )
+    current = out.resolve() if out.is_symlink() else None
+    if current is not None and current.parent != releases.resolve():
+        warn(f"{out} links to {current}, outside its state folder {releases}: the releases "
+             f"kept in {current.parent} are left as they are (remove them by hand)")
+    recover(out, releases)
+    if _owner(releases) is None:
+        (releases / TARGET_FILE).write_text(f"{out}\n", encoding="utf-8")
     return releases
 
 
-def _probe_symlinks(out: Path) -> None:
+def _probe_symlinks(out: Path, releases: Path) -> None:
     probe = out.with_name(f".{out.name}.{os.getpid()}.probe-link")
     with contextlib.suppress(FileNotFoundError):
         probe.unlink()
     try:
-        os.symlink(releases_of(out).name, probe)
+        os.symlink(releases.name, probe)
     except OSError as exc:
         raise PublishError(
             f"cannot publish to {out}: the file system of {out.parent} has no symbolic links "
@@ -154,14 +235,14 @@ def _probe_symlinks(out: Path) -> None:
     probe.unlink()
 
 
-def _probe_exchange(out: Path) -> None:
+def _probe_exchange(out: Path, releases: Path) -> None:
     a = out.with_name(f".{out.name}.{os.getpid()}.probe-dir")
     b = out.with_name(f".{out.name}.{os.getpid()}.probe-link")
     for p in (a, b):
         _remove(p)
     try:
         a.mkdir()
-        os.symlink(releases_of(out).name, b)
+        os.symlink(releases.name, b)
         _exchange(b, a)
         if not a.is_symlink():
             raise OSError(errno.EINVAL, "the exchange did not happen")
@@ -171,7 +252,7 @@ def _probe_exchange(out: Path) -> None:
             "replacing it with the symbolic link of an atomic publication needs an atomic "
             f"exchange of directory entries, which {out.parent} does not offer "
             f"({exc.strerror or exc}). Nothing was published. Migrate once by hand: move {out} "
-            f"into {releases_of(out)}/ (the site is then missing for the time of one "
+            f"into {releases}/ (the site is then missing for the time of one "
             "publication) and publish again"
         ) from exc
     finally:
@@ -188,14 +269,15 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def recover(out: Path) -> None:
+def recover(out: Path, releases: Path | None = None) -> None:
     """Clear what killed runs left: temporary links and builds, half-pruned releases.
 
     A plain site exchanged with the link of a first publication but not yet moved into the
     releases (the run was killed between the two steps) is moved there now. Called with the
-    lock held, so no other run is working.
+    lock held, so no other run is working. ``releases``: the state folder (default
+    ``<out>.releases``).
     """
-    releases = releases_of(out)
+    releases = releases_of(out) if releases is None else releases
     for entry in list(out.parent.iterdir()):
         if _is_own_temp(out, entry, "link"):
             if entry.is_dir() and not entry.is_symlink():
@@ -230,36 +312,54 @@ def _free_name(directory: Path, stem: str) -> Path:
 # The lock
 # ---------------------------------------------------------------------------------------------
 @contextlib.contextmanager
-def lock(out: Path) -> Iterator[None]:
-    """Hold the publication lock of ``out`` (``<out>.lock``) or refuse a second run.
+def lock(out: Path, state_dir: str | os.PathLike[str] | None = None) -> Iterator[None]:
+    """Hold the publication lock of ``out`` (``publish.lock`` in its state folder) or refuse.
+
+    The lock ``<out>.lock`` of versions before 0.3, next to ``out``, is honoured too (a run of
+    an older version is refused the same way) and removed when free.
 
     Raises
     ------
     PublishError
         If another process holds the lock (the message gives its pid).
     """
-    path = _lock_path(out)
+    path = _lock_path(out, state_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(path, "a+")
     try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                fh.seek(0)
-                holder = fh.read().strip() or "unknown"
-                raise PublishError(
-                    f"another publication of {out} is running (lock {path} held by pid {holder}); "
-                    "try again when it has finished"
-                ) from exc
-            raise
+        _flock(fh, out, path)
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
         fh.flush()
+        _clear_legacy_lock(out)
         yield
     finally:
         fh.close()
+
+
+def _flock(fh: IO[str], out: Path, path: Path) -> None:
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise PublishError(
+                f"another publication of {out} is running (lock {path} held by pid {holder}); "
+                "try again when it has finished"
+            ) from exc
+        raise
+
+
+def _clear_legacy_lock(out: Path) -> None:
+    """Refuse to run beside an older version holding ``<out>.lock``; remove it when free."""
+    legacy = _legacy_lock_path(out)
+    if not legacy.is_file() or legacy.is_symlink():
+        return
+    with open(legacy, "a+") as old:
+        _flock(old, out, legacy)
+        legacy.unlink()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +436,7 @@ def prune(releases: Path, keep: int, current: Path) -> None:
     Called with the lock held, so no other run is building.
     """
     done = sorted((p for p in releases.iterdir()
-                   if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")),
+                   if p.is_dir() and not p.is_symlink() and _RELEASE.fullmatch(p.name)),
                   key=lambda p: p.name)
     for old in done[:-keep]:
         if old.resolve() != current.resolve():

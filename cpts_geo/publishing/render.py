@@ -1,12 +1,17 @@
 """Rendering the site's files: HTML pages (Jinja templates, autoescaped), downloads, assets.
 
 Every text from an input file reaches the pages through Jinja's autoescaping; the CSV downloads
-neutralise cells that a spreadsheet would run as formulas.
+neutralise cells that a spreadsheet would run as formulas. Each table is downloadable for
+programs (CSV with commas and points, its vintage in a ``-metadata.json`` sidecar; GeoJSON when
+it has geometries) and for Excel (``_excel.csv``: semicolons, BOM, French labels, percentages;
+and one ``.xlsx`` workbook per page, with a "Source" sheet).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -15,9 +20,47 @@ import geopandas as gpd
 import jinja2
 import pandas as pd
 
-from ..io.writers import dump_json, records, spreadsheet_safe
+from .._about import __version__
+from ..io.excel import (
+    METRIC_LABELS,
+    is_rate_metric,
+    readable,
+    source_fr,
+    write_excel_csv,
+    write_workbook,
+)
+from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe
 
-__all__ = ["environment", "write_json", "write_table"]
+__all__ = ["environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
+
+_MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+           "septembre", "octobre", "novembre", "décembre")
+
+
+def fr_datetime(iso: str, *, time: bool = True) -> str:
+    """An ISO date-time as French text, at Paris time: ``"23 novembre 2026 à 3 h 00"``.
+
+    Examples
+    --------
+    >>> fr_datetime("2026-11-23T02:00:00+00:00")
+    '23 novembre 2026 à 3 h 00'
+    >>> fr_datetime("2026-07-01T00:05:00+00:00", time=False)
+    '1er juillet 2026'
+    """
+    when = datetime.fromisoformat(iso)
+    try:
+        from zoneinfo import ZoneInfo
+
+        when = when.astimezone(ZoneInfo("Europe/Paris"))
+    except Exception:  # no time zone database: say UTC  # pragma: no cover
+        pass
+    day = "1er" if when.day == 1 else str(when.day)
+    text = f"{day} {_MONTHS[when.month - 1]} {when.year}"
+    if time:
+        text += f" à {when.hour} h {when.minute:02d}"
+        if when.utcoffset() is not None and when.tzname() in ("UTC", "+00:00", None):
+            text += " UTC"
+    return text
 
 
 def _num(value: Any, digits: int = 0) -> str:
@@ -41,7 +84,7 @@ def _metric(value: Any, metric: str, signed: bool = False) -> str:
     """A published or computed figure as French text: rates in percent, counts in units."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return ""
-    rate = "rate" in metric or metric.startswith("share")
+    rate = is_rate_metric(metric)
     number = 100 * float(value) if rate else float(value)
     text = _num(number, 1 if rate else 0)
     if signed and number > 0:
@@ -49,21 +92,7 @@ def _metric(value: Any, metric: str, signed: bool = False) -> str:
     return text + ("\u202f%" if rate else "")
 
 
-_METRIC_LABELS = {
-    "coverage_rate": "taux de couverture",
-    "coverage_rate_target": "objectif de taux de couverture",
-    "n_cpts": "nombre de CPTS",
-    "n_cpts_signed": "CPTS signataires de l'ACI",
-    "n_cpts_target": "objectif de nombre de CPTS",
-    "n_cpts_active": "CPTS actives",
-    "n_cpts_projects": "projets de CPTS",
-    "n_cpts_projects_funded": "projets de CPTS financés",
-    "n_cpts_other": "autres CPTS",
-    "n_communes_covered": "communes couvertes",
-    "population_covered": "population couverte",
-    "population_uncovered": "population non couverte",
-    "share_population_uncovered": "part de la population non couverte",
-}
+_METRIC_LABELS = METRIC_LABELS
 
 
 def environment() -> jinja2.Environment:
@@ -80,7 +109,18 @@ def environment() -> jinja2.Environment:
     env.filters["metric"] = _metric
     env.filters["metric_label"] = lambda m: _METRIC_LABELS.get(str(m), str(m))
     env.filters["sortkey"] = lambda v: "" if v is None or pd.isna(v) else v
+    env.filters["frdate"] = lambda v, time=True: "" if not v else fr_datetime(str(v), time=time)
+    env.filters["source_fr"] = source_fr
+    # what the publication sets for all its pages (site.py); empty for a page rendered alone
+    env.globals.update(version=__version__, generated=None, stale_after=None, cpts_links={},
+                       cpts_names={}, dep_pages=set(), dep_names={}, size_classes="")
+    env.filters["excel"] = lambda names: [n for n in names if _for_excel(n)]
+    env.filters["machine"] = lambda names: [n for n in names if not _for_excel(n)]
     return env
+
+
+def _for_excel(name: str) -> bool:
+    return name.endswith(("_excel.csv", ".xlsx"))
 
 
 def write_table(df: pd.DataFrame, directory: Path, stem: str) -> list[str]:
@@ -105,6 +145,65 @@ def write_table(df: pd.DataFrame, directory: Path, stem: str) -> list[str]:
         )
         names.append(f"{stem}.geojson")
     return names
+
+
+def write_downloads(
+    tables: Sequence[tuple[str, str, pd.DataFrame]], directory: Path, workbook: str | None,
+    about: Sequence[tuple[str, Any]], meta: Mapping[str, Any],
+) -> list[str]:
+    """Every download of a page; return the file names, for programs first, then for Excel.
+
+    Parameters
+    ----------
+    tables : sequence of (stem, sheet title, DataFrame)
+        The page's tables: ``<stem>.csv`` (and ``<stem>.geojson``) for programs, with a
+        ``<stem>.csv-metadata.json`` sidecar giving ``meta``; ``<stem>_excel.csv`` and a sheet
+        of ``workbook`` for Excel.
+    directory : Path
+        The page's folder.
+    workbook : str or None
+        The file name of the page's ``.xlsx`` (fixed by the site, never from an input); None:
+        no workbook (a page with one small table: its ``_excel.csv`` is enough).
+    about : sequence of (str, value)
+        The "Source" sheet of the workbook.
+    meta : mapping
+        :func:`cpts_geo.io.writers.table_meta` of the publication.
+    """
+    machine: list[str] = []
+    excel: list[str] = []
+    sheets = []
+    for stem, title, df in tables:
+        machine += write_table(df, directory, stem)
+        with open(directory / f"{stem}.csv-metadata.json", "w", encoding="utf-8") as fh:
+            dump_json(csv_metadata(f"{stem}.csv", meta), fh)
+        shown = readable(df, "all")
+        write_excel_csv(shown, directory / f"{stem}_excel.csv")
+        excel.append(f"{stem}_excel.csv")
+        sheets.append((title, shown))
+    if workbook is None:
+        return [*machine, *excel]
+    write_workbook(sheets, directory / workbook, about)
+    return [*machine, workbook, *excel]
+
+
+def about_rows(attrs: Mapping[str, Any], territories: str, generated: str,
+               stale_after: str | None = None) -> list[tuple[str, Any]]:
+    """The lines of a workbook's "Source" sheet: vintage, sources, publication."""
+    rows: list[tuple[str, Any]] = [
+        ("Publié le", fr_datetime(generated)),
+        ("Populations légales", f"en vigueur en {attrs.get('population_year')} (recensement "
+                                f"{attrs.get('census_year')})"),
+        ("Communes", f"code officiel géographique (COG) {attrs.get('cog_year')}"),
+        ("Sources", source_fr(attrs)),
+        ("Territoires CPTS", territories),
+        ("Lecture", "Taux en pourcentage (une décimale), écarts en points, populations en "
+                    "nombre d'habitants arrondi ; les fichiers CSV sans « _excel » gardent les "
+                    "valeurs exactes pour les programmes (taux entre 0 et 1)."),
+        ("Produit par", f"cpts_geo {__version__}"),
+    ]
+    if stale_after:
+        rows.insert(1, ("À remplacer avant le", fr_datetime(stale_after)))
+    return rows
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -3,15 +3,23 @@
 Layout of a published site (``out`` is a symbolic link to the current release, so a web server
 always sees a complete site, the previous one or the new one)::
 
-    out -> out.releases/20261123T020000.123456-1234/
-        index.html            national, regional and departmental tables, national map, changes
+    out -> out.releases/20261123T020000.123456-1234/   (the state folder: --state-dir)
+        index.html            national, regional and departmental tables, the CPTS, national
+                              map, published figures, changes
+        communes.html         "Quelle CPTS couvre ma commune ?" (search in communes-index.js)
         map.html              national map (Leaflet served from assets/, no CDN)
         summary.json          machine-readable figures, vintage and changes, for other tools
         state.json            the snapshot the next run compares itself with
-        coverage_*.csv        downloads
-        assets/               Leaflet, style sheet, table sorting script
+        coverage_*.csv ...    downloads for programs (with -metadata.json sidecars) and for
+                              Excel (*_excel.csv, couverture_cpts_france.xlsx)
+        assets/               Leaflet, style sheet, table sorting and site scripts
         departements/42/      index.html (with its coverage over time as inline SVG), map.html,
-                              summary.json, CSV (timeline.csv...) and GeoJSON downloads
+                              summary.json, downloads (timeline.csv..., couverture_cpts_42.xlsx)
+        cpts/vallee-du-gier/  index.html (communes, neighbours, its département's map opened on
+                              it), communes.csv, communes_excel.csv
+
+Every page gives its publication date in French; with ``stale_after``, a page read after its
+schedule says that the site was not updated as planned.
 
 A run that fails or is killed, at any step, leaves ``out`` resolving to a complete site (the
 previous one, or the new one once it is switched in); the next run clears what it left. The
@@ -32,7 +40,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -44,14 +52,30 @@ from ..analysis.changes import check_snapshot, diff, snapshot
 from ..analysis.claims import claims_table, complete_areas
 from ..analysis.inputs import prepare
 from ..errors import InputError, public, warn
+from ..geography import departements as all_departements
 from ..geography import normalize_departements
 from ..io.readers import read_territories
-from ..io.writers import records
+from ..io.writers import jsonable, records, table_meta
+from ..maps.styles import js, size_classes_text
 from ..sources.bundle import load_published_figures
 from ..sources.loaders import load_communes
-from .pages import departement_page, site_data
+from .pages import (
+    ZONE_NAMES_SHOWN,
+    CptsPage,
+    cpts_pages,
+    cpts_title,
+    departement_page,
+    search_index,
+    site_data,
+)
 from .release import STATE_FILE, check_target, current_release, install, lock, prepare_target
-from .render import environment, read_json, write_json, write_table
+from .render import (
+    about_rows,
+    environment,
+    read_json,
+    write_downloads,
+    write_json,
+)
 
 __all__ = ["PublishResult", "publish"]
 
@@ -169,6 +193,8 @@ def publish(
     progress: bool | None = None,
     keep: int = KEEP_RELEASES,
     complete: Mapping[str, Iterable[str]] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    stale_after: timedelta | None = None,
 ) -> PublishResult:
     """Build the static coverage site and publish it atomically at ``out``.
 
@@ -178,8 +204,7 @@ def publish(
         CPTS territories (read with :func:`cpts_geo.read_territories`, or its result).
     out : path
         Where the site is published: a symbolic link to the current release, swapped
-        atomically at the end of a successful run. Releases live next to it in
-        ``<out>.releases/``; the ``keep`` newest are kept.
+        atomically at the end of a successful run.
     year : int, optional
         Population year (default: the newest bundled).
     departements : str or sequence of str, optional
@@ -188,11 +213,24 @@ def publish(
     progress : bool, optional
         Show a progress bar (default: when standard error is a terminal).
     keep : int
-        Number of releases to keep (at least 2, so that the previous site stays available).
+        Number of releases to keep, the current one included (default 3; at least 2, so that
+        the previous site stays available).
     complete : mapping, optional
         The areas the territory files list completely, e.g. ``{"region": ["93"]}``: their
         published figures are compared with the computed ones in the "published vs computed"
         table (:func:`cpts_geo.reconcile`); the others are listed as not covered.
+    state_dir : path, optional
+        The one folder where the publication keeps what is not the site: the releases (the
+        current site and the previous ones, each a complete site) and the lock
+        ``publish.lock``. Default ``<out>.releases``, next to ``out``. Choose a folder the web
+        server does not list (e.g. ``/var/lib/cpts-geo/site``), the same for every run; one
+        state folder per site (its ``target.txt`` names the site).
+    stale_after : datetime.timedelta, optional
+        The schedule of the publication (e.g. ``timedelta(hours=30)`` for a nightly job): a page
+        read later than this after its publication shows a notice that the site has not been
+        updated as planned (the last run failed or did not run). Checked by the reader's
+        browser against the publication time written in the page, so that it works on a
+        static intranet. None (default): no notice.
 
     Returns
     -------
@@ -203,11 +241,13 @@ def publish(
     ------
     PublishError
         Before anything is built: if another run holds the lock; if ``out`` is a file, lies
-        under a file, or is a directory that is not a cpts-geo site; if ``<out>.releases`` is a
-        file; if the file system has no symbolic links, or (for the first publication over a
-        plain site directory) no atomic exchange of directory entries.
+        under a file, or is a directory that is not a cpts-geo site; if the state folder is a
+        file, inside ``out``, another site's or a folder of other files; if the file system has
+        no symbolic links, or (for the first publication over a plain site directory) no atomic
+        exchange of directory entries.
     cpts_geo.errors.InputError
-        If the territories are invalid (nothing is published then).
+        If the territories are invalid (nothing is published then), or ``stale_after`` is not
+        a positive duration.
 
     Notes
     -----
@@ -225,9 +265,13 @@ def publish(
     out = Path(out).absolute()
     pages_wanted = normalize_departements(departements)
     timings: dict[str, float] = {}
-    check_target(out)  # before the lock, which creates <out>.lock
-    with lock(out):
-        releases = prepare_target(out)
+    if stale_after is not None and (not isinstance(stale_after, timedelta)
+                                    or stale_after <= timedelta(0)):
+        raise InputError(f"`stale_after` was {stale_after!r}; expected a positive "
+                         "datetime.timedelta, e.g. timedelta(hours=30) for a nightly job")
+    check_target(out, state_dir)  # before the lock, which creates the state folder
+    with lock(out, state_dir):
+        releases = prepare_target(out, state_dir)
         build = Path(tempfile.mkdtemp(prefix=".build-", dir=releases))
         try:
             with _step("read_territories", timings):
@@ -247,6 +291,15 @@ def publish(
                                  None if pages_wanted is None else sorted(pages_wanted))
             with _step("reconcile", timings):
                 claims = _claims(p, terr, communes, complete)
+            generated = datetime.now(UTC).replace(microsecond=0).isoformat()
+            stale = (None if stale_after is None else (datetime.fromisoformat(generated)
+                                                       + stale_after).isoformat())
+            env = environment()
+            site = _Site(env=env, build=build, attrs=attrs, territories=source_name,
+                         generated=generated, stale=stale,
+                         meta=table_meta(attrs, territories=source_name,
+                                         generated=generated),
+                         funding_sources=data.funding_sources)
             with _step("national_map", timings):
                 _copy_static(build / "assets")
                 overview = build_overview(p)
@@ -254,23 +307,44 @@ def publish(
                 national = render_map(overview, title="CPTS : couverture nationale")
                 (build / "map.html").write_text(map_html(national, assets="assets/"),
                                                 encoding="utf-8")
-            env = environment()
+            with _step("cpts_pages", timings):
+                cpts_list = cpts_pages(p, data)
+                links = {c.cpts_id: f"cpts/{c.name}/index.html" for c in cpts_list}
+                env.globals.update(
+                    generated=generated, stale_after=stale, cpts_links=links,
+                    dep_pages=set(data.pages), size_classes=size_classes_text(),
+                    dep_names={d: info.nom for d, info in all_departements().items()},
+                    cpts_names=dict(zip(data.cpts["cpts_id"].astype(str),
+                                        data.cpts["cpts"].astype(str), strict=True)))
+                for cp in cpts_list:
+                    _write_cpts(site, cp)
             with _step("departements", timings):
                 for code in _progress(data.pages, progress):
                     page = departement_page(data, code, claims)
                     m = render_map(build_layers(p, [code]))
-                    _write_departement(env, build, page, m, map_html, attrs, source_name,
-                                       data.funding_sources)
+                    _write_departement(site, page, m, map_html)
+            with _step("search", timings):
+                index = search_index(p, data, links)
+                (build / "communes-index.js").write_text(
+                    "window.CPTS_GEO_INDEX = " + js(index) + ";\n", encoding="utf-8")
+                (build / "communes.html").write_text(env.get_template("communes.html").render(
+                    title="Quelle CPTS couvre ma commune ?", root="", attrs=attrs,
+                    territories=source_name, n_communes=len(index["communes"])),
+                    encoding="utf-8")
             with _step("index", timings):
                 state = snapshot(p, "departement", data.departements)
                 changes = _changes(_previous_state(out), state)
-                generated = datetime.now(UTC).replace(microsecond=0).isoformat()
-                downloads = (write_table(data.departements, build, "coverage_departements")
-                             + write_table(data.regions, build, "coverage_regions")
-                             + write_table(data.nation, build, "coverage_nation")
-                             + write_table(data.cpts, build, "cpts"))
+                downloads = write_downloads(
+                    [("coverage_departements", "Départements", data.departements),
+                     ("coverage_regions", "Régions", data.regions),
+                     ("coverage_nation", "France", data.nation),
+                     ("cpts", "CPTS", data.cpts),
+                     ("published_vs_computed", "Chiffres publiés", claims)],
+                    build, "couverture_cpts_france.xlsx",
+                    about_rows(attrs, source_name, generated, stale), site.meta)
                 summary = {
                     "generated": generated,
+                    "stale_after": stale,
                     "territories": source_name,
                     "vintage": state["vintage"],
                     "source": attrs.get("source"),
@@ -279,10 +353,10 @@ def publish(
                     "departements": records(data.departements),
                     "cpts": records(data.cpts),
                     "pages": {c: f"departements/{c}/index.html" for c in data.pages},
+                    "cpts_pages": links,
                     "changes": changes,
                 }
                 summary["published_vs_computed"] = records(claims)
-                downloads += write_table(claims, build, "published_vs_computed")
                 write_json(build / "summary.json", summary)
                 write_json(build / STATE_FILE, state)
                 (build / "index.html").write_text(
@@ -294,7 +368,7 @@ def publish(
                         cpts=records(data.cpts), funding_sources=_sources_shown(
                             data.funding_sources, data.cpts),
                         overlaps=len(data.overlaps), changes=changes, attrs=attrs,
-                        generated=generated, territories=source_name, downloads=downloads,
+                        territories=source_name, downloads=downloads,
                         claims=records(claims),
                     ),
                     encoding="utf-8",
@@ -316,31 +390,46 @@ def _sources_shown(sources: dict[str, dict[str, Any]], cpts: pd.DataFrame) -> li
     return [{"id": k, **v} for k, v in sources.items() if k in used]
 
 
-def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
-                       attrs: dict[str, Any], source_name: str,
-                       funding_sources: dict[str, dict[str, Any]]) -> None:
+@dataclass
+class _Site:
+    """What every page of a publication shares."""
+
+    env: Any
+    build: Path
+    attrs: dict[str, Any]
+    territories: str
+    generated: str
+    stale: str | None
+    meta: dict[str, Any]
+    funding_sources: dict[str, dict[str, Any]]
+
+    def about(self) -> list[tuple[str, Any]]:
+        return about_rows(self.attrs, self.territories, self.generated, self.stale)
+
+
+def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
     from markupsafe import Markup
 
     from ..maps.charts import timeline_svg
 
-    d = build / "departements" / page.code
+    d = site.build / "departements" / page.code
     d.mkdir(parents=True)
     (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
     # every text of the chart from an input is escaped by timeline_svg
     chart = Markup(timeline_svg(page.timeline, "departement"))
-    downloads = (
-        write_table(page.coverage, d, "coverage")
-        + write_table(page.timeline, d, "timeline")
-        + write_table(page.cpts, d, "cpts")
-        + write_table(page.gaps, d, "gaps")
-        + write_table(page.overlaps, d, "overlaps")
-        + write_table(page.communes, d, "communes")
-    )
     row = records(page.coverage)[0]
+    downloads = write_downloads(
+        [("coverage", "Couverture", page.coverage), ("timeline", "Au fil du temps",
+                                                     page.timeline),
+         ("cpts", "CPTS", page.cpts), ("gaps", "Zones sans CPTS", page.gaps),
+         ("overlaps", "Chevauchements", page.overlaps), ("communes", "Communes",
+                                                         page.communes)],
+        d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
     summary = {
         "departement": page.code,
         "nom": row["nom"],
-        "vintage": {k: attrs.get(k) for k in ("cog_year", "population_year", "census_year")},
+        "vintage": {k: site.attrs.get(k) for k in ("cog_year", "population_year",
+                                                     "census_year")},
         "coverage": row,
         "cpts": records(page.cpts),
         "gaps": records(page.gaps),
@@ -351,13 +440,38 @@ def _write_departement(env: Any, build: Path, page: Any, m: Any, map_html: Any,
     }
     write_json(d / "summary.json", summary)
     (d / "index.html").write_text(
-        env.get_template("departement.html").render(
+        site.env.get_template("departement.html").render(
             title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
             cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
+            zone_communes=page.zone_communes, zone_names_shown=ZONE_NAMES_SHOWN,
             timeline=records(page.timeline), timeline_svg=chart, undated=page.undated,
-            funding_sources=_sources_shown(funding_sources, page.cpts),
-            downloads=downloads, attrs=attrs, territories=source_name,
+            funding_sources=_sources_shown(site.funding_sources, page.cpts),
+            downloads=downloads, attrs=site.attrs, territories=site.territories,
             claims=records(page.claims),
+        ),
+        encoding="utf-8",
+    )
+
+
+def _write_cpts(site: _Site, page: CptsPage) -> None:
+    """One CPTS's page: its figures, communes, neighbours, downloads, and its map."""
+    from urllib.parse import quote
+
+    d = site.build / "cpts" / page.name  # a checked slug or cpts-<n>: never raw input
+    d.mkdir(parents=True)
+    row = {k: jsonable(v) for k, v in page.row.items()}
+    downloads = write_downloads(
+        [("communes", "Communes", page.communes)], d, None, site.about(), site.meta)
+    map_url = (None if page.map_departement is None else
+               f"../../departements/{page.map_departement}/map.html#cpts="
+               f"{quote(page.cpts_id, safe='')}")
+    (d / "index.html").write_text(
+        site.env.get_template("cpts.html").render(
+            title=cpts_title(str(row["cpts"])), root="../../", row=row, page=page,
+            communes=records(page.communes), map_url=map_url, downloads=downloads,
+            funding_sources=_sources_shown(site.funding_sources,
+                                           pd.DataFrame([page.row])),
+            attrs=site.attrs, territories=site.territories,
         ),
         encoding="utf-8",
     )

@@ -31,6 +31,7 @@ __all__ = [
     "load_departements",
     "load_epci",
     "load_former_communes",
+    "load_holes",
     "load_published_figures",
     "load_regions",
     "population_years",
@@ -358,6 +359,70 @@ def load_contiguity(insee: Iterable[str] | None = None) -> pd.DataFrame:
     ext = ext[ext > 0]
     outside = pd.DataFrame({"a": ext.index, "b": "", "length_km": ext.to_numpy()})
     return pd.concat([links, outside], ignore_index=True)
+
+
+@lru_cache(maxsize=1)
+def _holes() -> gpd.GeoDataFrame:
+    import numpy as np
+    import shapely
+
+    holes = bundle_info()["report"].get("holes", [])
+    codes = sorted({c for h in holes for c in h["bordering_communes"]})
+    geoms = gpd.read_parquet(_path("communes.parquet"), columns=["insee", "geometry"],
+                             filters=pc.field("insee").isin(codes)).set_index("insee").geometry
+    rows = []
+    for h in holes:
+        point = shapely.Point(h["lon"], h["lat"])
+        around = shapely.union_all(geoms.reindex(h["bordering_communes"]).dropna().to_numpy())
+        rings = [shapely.Polygon(r) for g in getattr(around, "geoms", [around])
+                 for r in getattr(g, "interiors", [])]
+        inside = [r for r in rings if r.contains(point)]
+        shape = inside[0] if inside else None
+        rows.append({"area_km2": h["area_km2"], "lon": h["lon"], "lat": h["lat"],
+                     "bordering_communes": ", ".join(h["bordering_communes"]),
+                     "departements": ",".join(sorted({c[:3] if c.startswith("97") else c[:2]
+                                                      for c in h["bordering_communes"]})),
+                     "geometry": shape})
+    frame = pd.DataFrame(rows, columns=["area_km2", "lon", "lat", "bordering_communes",
+                                        "departements", "geometry"])
+    out = gpd.GeoDataFrame(frame, geometry=np.asarray(frame["geometry"], dtype=object),
+                           crs=4326)
+    return out
+
+
+def load_holes(departements: str | Sequence[str] | None = None) -> gpd.GeoDataFrame:
+    """The holes of the bundled boundaries: land inside France that no commune covers.
+
+    Stale geometry of communes that absorbed others (see ``cpts_geo/data/README.md``): the
+    build found them (larger than 1 ha) and left them unfilled, since filling them would invent
+    boundaries. Populations are those of the communes, whole: a hole holds no inhabitant of its
+    own. Maps draw them so that a white patch is not taken for a place without a CPTS.
+
+    Parameters
+    ----------
+    departements : str or sequence of str, optional
+        Only the holes that border a commune of these départements.
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        ``area_km2``, ``lon``/``lat`` (a point inside), ``bordering_communes`` (INSEE codes),
+        ``departements`` and the hole's outline (EPSG:4326).
+
+    Examples
+    --------
+    >>> loire = load_holes("42")
+    >>> loire[["area_km2", "departements"]].values.tolist()
+    [[16.73, '42'], [9.23, '42']]
+    >>> len(load_holes()), round(float(load_holes()["area_km2"].sum()), 1)
+    (56, 606.5)
+    """
+    holes = _holes()
+    deps = normalize_departements(departements)
+    if deps is not None:
+        wanted = set(deps)
+        holes = holes[holes["departements"].str.split(",").map(lambda ds: bool(wanted & set(ds)))]
+    return holes.reset_index(drop=True).copy()
 
 
 @lru_cache(maxsize=1)

