@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,12 +40,29 @@ GAP_COLUMNS = ("zone", "n_communes", "insee", "noms", "departements", "populatio
                "neighbour_cpts", "enclave", "enclosed_by", "geometry")
 
 
+#: Vertices from which :func:`group_outlines` shares its unions among threads (GEOS works
+#: without Python's lock; below this, starting threads costs more than it saves).
+PARALLEL_VERTICES = 200_000
+
+
+def _workers() -> int:
+    try:
+        return min(4, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return min(4, os.cpu_count() or 1)
+
+
 def group_outlines(geoms: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
     """The union of the commune geometries of each group (ids 0 to ``k - 1``), as MultiPolygons.
 
     One ``shapely.coverage_union_all`` per group (exact and fast on a clean coverage such as the
     bundle's; a generic union where the geometries are no clean coverage, e.g. online data).
     Missing and empty geometries are left out; a group with none has no outline (None).
+
+    The groups go to GEOS in runs, each run one vectorised call on a table of one row per group
+    (padded with None, which the union leaves out), so that GEOS works without Python's lock;
+    on large inputs the runs are shared among a few threads. Each group's union is the same
+    call on the same geometries in the same order either way, so the same outline.
     """
     geoms = np.asarray(geoms, dtype=object)
     group = np.asarray(group, dtype=np.int64)
@@ -52,12 +70,43 @@ def group_outlines(geoms: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
     order = np.flatnonzero(keep)[np.argsort(group[keep], kind="stable")]
     geoms, bounds = geoms[order], np.searchsorted(group[order], np.arange(k + 1))
     out = np.full(k, None, dtype=object)
-    for i in np.flatnonzero(np.diff(bounds)):
-        part = geoms[bounds[i]:bounds[i + 1]]
+    todo = np.flatnonzero(np.diff(bounds))  # groups with geometries; theirs are contiguous
+    start, count = bounds[todo], np.diff(bounds)[todo]
+
+    def union(run: np.ndarray) -> None:  # positions in todo, consecutive
+        lo = start[run[0]]
+        part = geoms[lo:start[run[-1]] + count[run[-1]]]
+        table = np.full((len(run), count[run].max()), None, dtype=object)
+        table[np.repeat(np.arange(len(run)), count[run]),
+              np.arange(len(part)) - np.repeat(start[run] - lo, count[run])] = part
         try:
-            out[i] = shapely.coverage_union_all(part)
-        except shapely.errors.GEOSException:  # not a clean coverage
-            out[i] = shapely.union_all(part)
+            out[todo[run]] = shapely.coverage_union_all(table, axis=1)
+        except shapely.errors.GEOSException:  # not a clean coverage: group by group
+            for i in todo[run]:
+                one = geoms[bounds[i]:bounds[i + 1]]
+                try:
+                    out[i] = shapely.coverage_union_all(one)
+                except shapely.errors.GEOSException:
+                    out[i] = shapely.union_all(one)
+
+    if len(todo):
+        workers = _workers()
+        vertices = np.cumsum(shapely.get_num_coordinates(geoms))
+        parallel = workers > 1 and vertices[-1] >= PARALLEL_VERTICES
+        # runs of about equal work (a few per thread, so that a slow one does not hold all),
+        # of at most 64 groups (the padded table stays small)
+        n_runs = max(4 * workers if parallel else 1, -(-len(todo) // 64))
+        before = np.concatenate([[0], vertices])[start]
+        cuts = np.searchsorted(before, np.linspace(0, vertices[-1], n_runs + 1)[1:-1])
+        runs = [r for r in np.split(np.arange(len(todo)), np.unique(cuts)) if len(r)]
+        if parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(union, runs))
+        else:
+            for run in runs:
+                union(run)
     polygons = np.flatnonzero(shapely.get_type_id(out) == 3)  # outlines are MultiPolygons
     if len(polygons):
         out[polygons] = shapely.multipolygons(out[polygons], indices=np.arange(len(polygons)))

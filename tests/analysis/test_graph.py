@@ -53,3 +53,36 @@ def test_libpysal_adapter():
     edge = bundled_graph().edges(["42110", "42207"])
     assert graph["42110"]["42207"] == pytest.approx(edge["length_km"].iloc[0])
     assert np.isclose(graph.adjacency.sum(), 2 * bundled_graph().edges(loire)["length_km"].sum())
+
+
+def _components_by_search(g: ContiguityGraph, node: np.ndarray, group: np.ndarray) -> list[int]:
+    """Reference: rows joined when their communes share a border and their groups are equal."""
+    n = len(node)
+    label = [-1] * n
+    for first in range(n):
+        if label[first] >= 0:
+            continue
+        label[first] = first
+        stack = [first]
+        while stack:
+            r = stack.pop()
+            if node[r] < 0:
+                continue
+            nb = set(g.nodes(g.neighbours(g.codes[node[r]])).tolist())
+            for s in range(n):
+                if label[s] < 0 and group[s] == group[r] and node[s] in nb:
+                    label[s] = first
+                    stack.append(s)
+    return label
+
+
+def test_node_group_components_match_a_search_with_communes_in_several_groups():
+    g = bundled_graph()
+    loire = g.nodes(cpts_geo.load_communes("42")["insee"].head(60))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        node = rng.choice(np.concatenate([loire, [-1]]), size=90)  # repeats: several groups
+        group = rng.integers(0, 3, size=90)
+        got = g.node_group_components(node, group)
+        want = _components_by_search(g, node, group)
+        assert len(set(zip(got.tolist(), want, strict=True))) == len(set(want)) == len(set(got))
