@@ -86,3 +86,23 @@ def test_node_group_components_match_a_search_with_communes_in_several_groups():
         got = g.node_group_components(node, group)
         want = _components_by_search(g, node, group)
         assert len(set(zip(got.tolist(), want, strict=True))) == len(set(want)) == len(set(got))
+
+
+def test_connected_labels_number_components_as_scipy_does():
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    from cpts_geo.analysis.graph import connected_labels
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 200))
+        if trial % 3 == 0:  # a long chain in random order
+            perm = rng.permutation(n)
+            a, b = perm[:-1], perm[1:]
+        else:
+            a, b = rng.integers(0, n, size=(2, int(rng.integers(0, 2 * n))))
+        graph = coo_array((np.ones(len(a)), (a, b)), shape=(n, n))
+        want = connected_components(graph, directed=False)[1]
+        assert connected_labels(n, a, b).tolist() == want.tolist()
+    assert connected_labels(0, np.zeros(0), np.zeros(0)).tolist() == []
