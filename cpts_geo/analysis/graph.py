@@ -54,7 +54,8 @@ def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             if np.array_equal(up, label):
                 break
             label = up
-    return np.unique(label, return_inverse=True)[1].astype(np.int64)
+    root = label == np.arange(n)  # each component's smallest node, numbered in order
+    return (np.cumsum(root) - 1)[label]
 
 
 class ContiguityGraph:

@@ -22,7 +22,6 @@ zero and ``n_communes_without_population`` says how many.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable
 
 import geopandas as gpd
@@ -235,7 +234,7 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
         "status_date": date.view("datetime64[ns]"),
         "population": population,
         "n_communes": np.bincount(g, minlength=k).astype("int64"),
-        "departements": np.array(_departements(p, g, pos, k), dtype=object),
+        "departements": _departements(p, g, pos, k),
         "size_class": size_classes(pd.Series(population)).to_numpy(),
         "area_km2": np.where(has_area, area_sum, np.nan).round(2),
         "n_parts": _parts(p, g, pos, k),
@@ -254,13 +253,16 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
     return out
 
 
-def _departements(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> list[str]:
-    """The départements of each CPTS's communes, sorted and comma-joined."""
+def _departements(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+    """The départements of each CPTS's communes, sorted and comma-joined (Arrow's list join)."""
     dep_of, codes = p.areas("departement")
     pairs = np.unique(g * (len(codes) + 1) + dep_of[pos])
     group, dep = pairs // (len(codes) + 1), pairs % (len(codes) + 1)
     bounds = np.searchsorted(group, np.arange(k + 1))
-    return [",".join(codes[dep[a:b]]) for a, b in itertools.pairwise(bounds)]
+    names = pa.array(np.asarray(codes, dtype=object)[dep], type=pa.large_string())
+    lists = pa.LargeListArray.from_arrays(pa.array(bounds, type=pa.int64()), names)
+    joined = pc.binary_join(lists, pa.scalar(",", type=pa.large_string()))
+    return np.asarray(joined.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _parts(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
