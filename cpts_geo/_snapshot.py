@@ -54,32 +54,52 @@ def _same_values(token: tuple[Any, ...], values: np.ndarray) -> bool:
     return bool(np.array_equal(np.ascontiguousarray(values).view(np.uint8), token[3]))
 
 
-def _column_token(s: pd.Series) -> tuple[Any, ...] | None:
-    arr = s.array
+def _columns(frame: pd.DataFrame) -> list[Any]:
+    """The array of each column, in order.
+
+    Read from the frame's blocks when pandas offers it (a Series per column, with its copy of
+    ``attrs``, costs more than the rest of a check); else through the Series.
+    """
+    mgr = getattr(frame, "_mgr", None)
+    get = getattr(mgr, "iget_values", None)
+    if get is not None and len(getattr(mgr, "items", ())) == frame.shape[1]:
+        out = []
+        for i in range(frame.shape[1]):
+            values = get(i)
+            if isinstance(values, np.ndarray):
+                if values.ndim != 1:
+                    break
+                values = pd.arrays.NumpyExtensionArray(values)
+            out.append(values)
+        else:
+            return out
+    return [s.array for _, s in frame.items()]
+
+
+def _column_token(arr: Any) -> tuple[Any, ...] | None:
     if isinstance(arr, pd.arrays.ArrowExtensionArray):
         return ("arrow", arr.dtype, arr.__arrow_array__())
-    if isinstance(s.dtype, pd.CategoricalDtype):
+    if isinstance(arr.dtype, pd.CategoricalDtype):
         codes = _values_token(np.asarray(arr.codes))
-        return None if codes is None else ("cat", s.dtype, codes)
+        return None if codes is None else ("cat", arr.dtype, codes)
     if isinstance(arr, pd.arrays.DatetimeArray | pd.arrays.TimedeltaArray):
-        return ("dt", s.dtype, _values_token(arr.asi8))
+        return ("dt", arr.dtype, _values_token(arr.asi8))
     if isinstance(arr, pd.arrays.IntegerArray | pd.arrays.FloatingArray | pd.arrays.BooleanArray):
         data = arr.to_numpy(dtype=arr.dtype.numpy_dtype, na_value=arr.dtype.numpy_dtype.type(0))
-        return ("masked", s.dtype, _values_token(data), _values_token(np.asarray(arr.isna())))
+        return ("masked", arr.dtype, _values_token(data), _values_token(np.asarray(arr.isna())))
     if isinstance(arr, pd.arrays.NumpyExtensionArray):
         token = _values_token(arr.to_numpy())
-        return None if token is None else ("np", s.dtype, token)
+        return None if token is None else ("np", arr.dtype, token)
     if type(arr).__name__ == "GeometryArray":  # geopandas: shapely objects and a CRS
         token = _values_token(np.asarray(arr))
         return None if token is None else ("geom", arr.crs, token)
     return None
 
 
-def _same_column(token: tuple[Any, ...], s: pd.Series) -> bool:
+def _same_column(token: tuple[Any, ...], arr: Any) -> bool:
     kind = token[0]
-    arr = s.array
     if kind == "arrow":
-        return (isinstance(arr, pd.arrays.ArrowExtensionArray) and s.dtype == token[1]
+        return (isinstance(arr, pd.arrays.ArrowExtensionArray) and arr.dtype == token[1]
                 and arr.__arrow_array__() is token[2])
     if kind == "geom":
         if type(arr).__name__ != "GeometryArray":
@@ -88,7 +108,7 @@ def _same_column(token: tuple[Any, ...], s: pd.Series) -> bool:
         if not (crs is token[1] or crs == token[1]):
             return False
         return _same_values(token[2], np.asarray(arr))
-    if s.dtype != token[1]:
+    if arr.dtype != token[1]:
         return False
     if kind == "cat":
         return _same_values(token[2], np.asarray(arr.codes))
@@ -131,8 +151,8 @@ class Snapshot:
             return False
         if not _same_attrs(frame.attrs, self._attrs):
             return False
-        return all(_same_column(token, s) for token, (_, s) in
-                   zip(self._columns, frame.items(), strict=True))
+        return all(_same_column(token, arr) for token, arr in
+                   zip(self._columns, _columns(frame), strict=True))
 
 
 def snapshot(frame: object) -> Snapshot | None:
@@ -152,8 +172,8 @@ def snapshot(frame: object) -> Snapshot | None:
     if not isinstance(frame, pd.DataFrame):
         return None
     columns = []
-    for _, s in frame.items():
-        token = _column_token(s)
+    for arr in _columns(frame):
+        token = _column_token(arr)
         if token is None:
             return None
         columns.append(token)
