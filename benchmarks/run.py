@@ -331,7 +331,7 @@ def main() -> int:
         first = "" if r["first_call_s"] is None else f"{r['first_call_s']:.3f}"
         plain = "" if r["plain_s"] is None else f"{r['plain_s']:.3f}"
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        budget = "" if r["budget_s"] is None else f"{r['budget_s']:.2f}"
+        budget = "" if r["budget_s"] is None else f"{r['budget_s']:g}"
         flag = " OVER" if r["over_budget"] else ""
         print(f"{r['stage']:<36} {r['cpts_geo_s']:9.3f} {first:>7} {plain:>9} {ratio:>6} "
               f"{budget:>7} {r['peak_mb']:>8}  {r['outputs']}{flag}")
