@@ -1253,6 +1253,29 @@ def _unique_map(values: pd.Series, parse: Callable[[Any], object]) -> pd.Series 
     return pd.Series(mapped[codes], index=values.index)
 
 
+def _unique_codes(values: pd.Series | None, parse: Callable[[Any], object]
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``parse`` applied to each distinct value, as codes and values (None when one fails).
+
+    Returns a code per row (-1: parsed to None) and the distinct parsed values; None when a value
+    does not parse (the careful path reports it).
+    """
+    assert values is not None
+    codes, uniques = pd.factorize(values)
+    index: dict[object, int] = {}
+    at = np.empty(len(uniques) + 1, dtype=np.int64)
+    at[-1] = -1  # a missing cell (code -1) has no value
+    for i, value in enumerate(uniques):
+        try:
+            parsed = parse(value)
+        except (ValueError, InputError):
+            return None
+        at[i] = -1 if parsed is None or parsed is pd.NaT else index.setdefault(parsed, len(index))
+    distinct = np.empty(len(index), dtype=object)
+    distinct[:] = list(index)
+    return at[codes], distinct
+
+
 _FAST_CODE = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
 
 
@@ -1300,8 +1323,8 @@ def _fast_table(table: RawTable, cols: dict[str, int]) -> pd.DataFrame | None:
     if keys is None:
         return None
     given_ids = col("cpts_id")
-    status = _unique_map(col("status"), normalize_status) if "status" in cols else None
-    dates = (_unique_map(col("status_date"), _to_timestamp) if "status_date" in cols
+    status = _unique_codes(col("status"), normalize_status) if "status" in cols else None
+    dates = (_unique_codes(col("status_date"), _to_timestamp) if "status_date" in cols
              else None)
     shares = _unique_map(col("share"), parse_share) if "share" in cols else None
     if ("status" in cols and status is None) or ("status_date" in cols and dates is None) or (
@@ -1315,37 +1338,37 @@ def _fast_table(table: RawTable, cols: dict[str, int]) -> pd.DataFrame | None:
         dep_of = insee.str[:2].where(~insee.str.startswith("97"), insee.str[:3])
         if any(d is not None and c not in d for d, c in zip(deps, dep_of, strict=True)):
             return None
-    # one spelling, one id, one status, one date per CPTS; one CPTS per id; no duplicate
-    group = pd.factorize(keys)[0]
-    frame = pd.DataFrame({"g": group, "name": cpts})
-    checks = {"name": cpts}
-    if given_ids is not None:
-        ids = given_ids.where(given_ids != "", None)
-        checks["id"] = ids
-    if status is not None:
-        checks["status"] = status
-    if dates is not None:
-        checks["date"] = dates
-    for key, values in checks.items():
-        frame[key] = values.to_numpy()
-        if (frame.groupby("g")[key].nunique() > 1).any():
-            return None
-    first_id = (frame.groupby("g")["id"].first() if "id" in frame.columns
-                else pd.Series(dtype=object))
-    cpts_id = pd.Series(np.asarray(keys, dtype=object), index=f.index)
-    if given_ids is not None:
-        id_of_group = first_id.reindex(range(group.max() + 1))
-        known = id_of_group.notna().to_numpy()[group]
-        cpts_id = cpts_id.where(~known, id_of_group.to_numpy()[group])
-    if (pd.DataFrame({"id": cpts_id.to_numpy(), "g": group}).groupby("id")["g"].nunique()
-            > 1).any():
-        return None  # one id for two CPTS: the careful path reports it
-    pair = pd.Series(group.astype(np.int64)).astype(str) + "|" + insee.to_numpy()
-    if pair.duplicated().any():
+    # one spelling, one id, one status, one date per CPTS; one CPTS per id; no duplicate (all on
+    # integer codes: a missing id, status or date (-1) agrees with any)
+    group, group_keys = pd.factorize(keys)
+    k = len(group_keys)
+    if not _one_per_group(group, pd.factorize(cpts)[0]):
         return None
-    city_of = city_of_arrondissement()
-    listed = set(zip(group.tolist(), insee.tolist(), strict=True))
-    if any((g, city_of[c]) in listed for g, c in listed if c in city_of):
+    label = np.asarray(group_keys, dtype=object)  # a CPTS' id: the given one, else its key
+    if given_ids is not None:
+        id_codes, id_values = pd.factorize(given_ids)
+        id_codes[np.isin(id_codes, np.flatnonzero(np.asarray(id_values, dtype=object) == ""))] = -1
+        if not _agree(group, id_codes):
+            return None
+        gid = _per_group(group, id_codes, k)
+        label = np.where(gid >= 0, np.asarray(id_values, dtype=object)[gid], label)
+    per_cpts = {}  # the status and the date of each CPTS (None: not given)
+    for name, parsed in (("status", status), ("date", dates)):
+        per_cpts[name] = np.full(k, None, dtype=object)
+        if parsed is not None:
+            if not _agree(group, parsed[0]):
+                return None
+            at = _per_group(group, parsed[0], k)
+            per_cpts[name][at >= 0] = parsed[1][at[at >= 0]]
+    if len(set(label.tolist())) != k:
+        return None  # one id for two CPTS: the careful path reports it
+    code_at = where.to_numpy(zero_copy_only=False).astype(np.int64)
+    n_codes = len(_code_set())
+    pair = group.astype(np.int64) * n_codes + code_at
+    if len(np.unique(pair)) != len(pair):
+        return None
+    city = _city_at()[code_at]  # a CPTS listing both a city and one of its arrondissements
+    if (city >= 0).any() and np.isin(group[city >= 0] * n_codes + city[city >= 0], pair).any():
         return None
     share = (pd.Series([v[0] for v in shares], index=f.index) if shares is not None
              else pd.Series(1.0, index=f.index))
@@ -1355,30 +1378,59 @@ def _fast_table(table: RawTable, cols: dict[str, int]) -> pd.DataFrame | None:
         totals = per_commune.groupby("c").agg(n=("s", "size"), s=("s", "sum"), g=("g", "any"))
         if ((totals["n"] > 1) & totals["g"] & (totals["s"] > 1 + 1e-6)).any():
             return None  # commune claimed more than whole: the careful path warns
-    def per_group(values: pd.Series | None) -> np.ndarray:
-        if values is None:
-            return np.full(len(f), None, dtype=object)
-        frame_ = pd.DataFrame({"g": group, "v": values.to_numpy()})
-        first = frame_.dropna().groupby("g")["v"].first()
-        return first.reindex(range(group.max() + 1)).to_numpy(dtype=object)[group]
 
     source = col("source")
-    noms = pc.take(_name_array(), where).to_numpy(zero_copy_only=False)
-    status_values = per_group(status)
-    date_values = per_group(dates)
+    status_codes = pd.Categorical(per_cpts["status"], dtype=STATUS_DTYPE).codes[group]
+    date_values = pd.Series(pd.to_datetime(pd.Series(per_cpts["date"], dtype=object)),
+                            dtype="datetime64[ns]").to_numpy()[group]
     return pd.DataFrame({
-        "cpts": pd.Series(cpts.to_numpy(), dtype="str"),
-        "cpts_id": pd.Series(cpts_id.to_numpy(), dtype="str"),
-        "insee": pd.Series(insee.to_numpy(), dtype="str"),
-        "nom": pd.Series(noms, dtype="str"),
+        "cpts": _str_series(cpts),
+        "cpts_id": pd.Series(pd.array(label, dtype="str").take(group)),
+        "insee": _str_series(insee),
+        "nom": pd.Series(pd.array(pc.take(_name_array(), where), dtype="str")),
         "share": pd.Series(share.to_numpy(dtype=float), dtype="float64"),
-        "status": pd.Series(pd.Categorical(status_values, dtype=STATUS_DTYPE)),
-        "status_date": pd.Series(pd.to_datetime(pd.Series(date_values, dtype=object)),
-                                 dtype="datetime64[ns]"),
+        "status": pd.Series(pd.Categorical.from_codes(status_codes, dtype=STATUS_DTYPE)),
+        "status_date": pd.Series(date_values, dtype="datetime64[ns]"),
         "source": pd.Series(source.where(source != "", None).to_numpy()
                             if source is not None else [None] * len(f), dtype="str"),
         "row": pd.Series(f.index.to_numpy(dtype="int64")),
     })
+
+
+def _str_series(s: pd.Series) -> pd.Series:
+    """A text column as a ``str`` Series on a fresh range index (its Arrow data when it has)."""
+    if s.dtype == "str":
+        return pd.Series(s.array, copy=False)
+    return pd.Series(s.to_numpy(), dtype="str")
+
+
+def _agree(group: np.ndarray, codes: np.ndarray) -> bool:
+    """Whether the rows of each group that have a value (code >= 0) all have the same."""
+    has = codes >= 0
+    return _one_per_group(group[has], codes[has])
+
+
+def _per_group(group: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
+    """The code (-1: none) of each of the ``k`` groups, from its rows with one (they agree)."""
+    out = np.full(k, -1, dtype=np.int64)
+    has = codes >= 0
+    out[group[has]] = codes[has]
+    return out
+
+
+@lru_cache(maxsize=1)
+def _city_at() -> np.ndarray:
+    """For each code of :func:`_code_set`, the position of its city (arrondissements), else -1."""
+    out = np.full(len(_code_set()), -1, dtype=np.int64)
+    pairs = city_of_arrondissement()
+    if pairs:
+        arr = pc.index_in(pa.array(list(pairs), type=pa.large_string()),
+                          value_set=_code_set()).to_numpy(zero_copy_only=False)
+        city = pc.index_in(pa.array(list(pairs.values()), type=pa.large_string()),
+                           value_set=_code_set()).to_numpy(zero_copy_only=False)
+        ok = ~(np.isnan(arr.astype(float)) | np.isnan(city.astype(float)))
+        out[arr[ok].astype(np.int64)] = city[ok].astype(np.int64)
+    return out
 
 
 def finish(frame: pd.DataFrame, **attrs: Any) -> pd.DataFrame:

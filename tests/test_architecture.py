@@ -18,7 +18,8 @@ PACKAGE = ROOT / "cpts_geo"
 # Each module's layer; a module may import only from its own layer or lower ones (and, within a
 # layer, only from its own subpackage or from a module of a lower rank).
 RANKS = {
-    "errors": 0, "typing": 0, "_data": 0.1, "_text": 0, "_atomic": 0, "geography": 0.2,
+    "errors": 0, "typing": 0, "_data": 0.1, "_text": 0, "_atomic": 0, "_snapshot": 0,
+    "geography": 0.2,
     "_about": 0.2,
     "codes": 1, "membership": 1.1,
     "sources": 2,

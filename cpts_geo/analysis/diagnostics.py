@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,32 +40,82 @@ GAP_COLUMNS = ("zone", "n_communes", "insee", "noms", "departements", "populatio
                "neighbour_cpts", "enclave", "enclosed_by", "geometry")
 
 
-def outline(geoms: np.ndarray) -> shapely.Geometry | None:
-    """Union of commune geometries (a coverage union when they form a clean coverage)."""
-    geoms = np.asarray(geoms, dtype=object)
-    geoms = geoms[~(shapely.is_missing(geoms) | shapely.is_empty(geoms))]
-    if len(geoms) == 0:
-        return None
+#: Vertices from which :func:`group_outlines` shares its unions among threads (GEOS works
+#: without Python's lock; below this, starting threads costs more than it saves).
+PARALLEL_VERTICES = 200_000
+
+
+def _workers() -> int:
     try:
-        merged = shapely.coverage_union_all(geoms)
-    except shapely.errors.GEOSException:  # not a clean coverage (e.g. online data)
-        merged = shapely.union_all(geoms)
-    if shapely.get_type_id(merged) == 3:  # a Polygon: outlines are MultiPolygons
-        merged = shapely.multipolygons([merged])
-    return merged
+        return min(4, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return min(4, os.cpu_count() or 1)
 
 
-def grouped_outlines(p: Prepared, keys: pd.Series, positions: np.ndarray) -> dict[Any, Any]:
-    """The outline of the communes of each group (``keys`` aligned with ``positions``)."""
-    geoms = p.communes.geometry.to_numpy()
-    if not len(positions):
-        return {}
-    group, uniques = pd.factorize(keys)
-    order = np.argsort(group, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
-    parts = np.split(positions[order], bounds[1:])
-    return {uniques[group[order][b]]: outline(geoms[part])
-            for b, part in zip(bounds, parts, strict=True)}
+def group_outlines(geoms: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """The union of the commune geometries of each group (ids 0 to ``k - 1``), as MultiPolygons.
+
+    One ``shapely.coverage_union_all`` per group (exact and fast on a clean coverage such as the
+    bundle's; a generic union where the geometries are no clean coverage, e.g. online data).
+    Missing and empty geometries are left out; a group with none has no outline (None).
+
+    The groups go to GEOS in runs, each run one vectorised call on a table of one row per group
+    (padded with None, which the union leaves out), so that GEOS works without Python's lock;
+    on large inputs the runs are shared among a few threads. Each group's union is the same
+    call on the same geometries in the same order either way, so the same outline.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    group = np.asarray(group, dtype=np.int64)
+    keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    order = np.flatnonzero(keep)[np.argsort(group[keep], kind="stable")]
+    geoms, bounds = geoms[order], np.searchsorted(group[order], np.arange(k + 1))
+    out = np.full(k, None, dtype=object)
+    todo = np.flatnonzero(np.diff(bounds))  # groups with geometries; theirs are contiguous
+    start, count = bounds[todo], np.diff(bounds)[todo]
+
+    def union(run: np.ndarray) -> None:  # positions in todo, consecutive
+        lo = start[run[0]]
+        part = geoms[lo:start[run[-1]] + count[run[-1]]]
+        table = np.full((len(run), count[run].max()), None, dtype=object)
+        table[np.repeat(np.arange(len(run)), count[run]),
+              np.arange(len(part)) - np.repeat(start[run] - lo, count[run])] = part
+        try:
+            out[todo[run]] = shapely.coverage_union_all(table, axis=1)
+        except shapely.errors.GEOSException:  # not a clean coverage: group by group
+            for i in todo[run]:
+                one = geoms[bounds[i]:bounds[i + 1]]
+                try:
+                    out[i] = shapely.coverage_union_all(one)
+                except shapely.errors.GEOSException:
+                    out[i] = shapely.union_all(one)
+
+    if len(todo):
+        workers = _workers()
+        vertices = np.cumsum(shapely.get_num_coordinates(geoms))
+        parallel = workers > 1 and vertices[-1] >= PARALLEL_VERTICES
+        # runs of about equal work (a few per thread, so that a slow one does not hold all),
+        # of at most 64 groups (the padded table stays small)
+        n_runs = max(4 * workers if parallel else 1, -(-len(todo) // 64))
+        before = np.concatenate([[0], vertices])[start]
+        cuts = np.searchsorted(before, np.linspace(0, vertices[-1], n_runs + 1)[1:-1])
+        runs = [r for r in np.split(np.arange(len(todo)), np.unique(cuts)) if len(r)]
+        if parallel:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(union, runs))
+        else:
+            for run in runs:
+                union(run)
+    polygons = np.flatnonzero(shapely.get_type_id(out) == 3)  # outlines are MultiPolygons
+    if len(polygons):
+        out[polygons] = shapely.multipolygons(out[polygons], indices=np.arange(len(polygons)))
+    return out
+
+
+def outline(geoms: np.ndarray) -> shapely.Geometry | None:
+    """Union of commune geometries (see :func:`group_outlines`)."""
+    return group_outlines(geoms, np.zeros(len(geoms), dtype=np.int64), 1)[0]
 
 
 def _crs(p: Prepared) -> object:
@@ -94,78 +146,83 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
     if mask is not None:
         sel &= mask
     idx = np.flatnonzero(sel)
-    codes = p.codes[idx]
     crs = _crs(p)
     if len(idx) == 0:
         empty = gpd.GeoDataFrame({col: [] for col in GAP_COLUMNS if col != "geometry"},
                                  geometry=[], crs=crs)
         empty.attrs = dict(p.attrs)
         return empty
-    deps = c["departement"].astype(str).to_numpy(dtype=object)[idx]
     graph = p.graph
-    node = graph.nodes(codes)
-    labels = graph.components(codes)
+    n_nodes = len(graph.codes)
+    node = p.nodes[idx]
+    labels = graph.node_components(node)
+    dep_of, dep_codes = p.areas("departement")
     if by_departement:
-        labels = pd.factorize(pd.Series(labels).astype(str) + "|" + deps)[0]
+        labels = pd.factorize(labels * (len(dep_codes) + 1) + dep_of[idx])[0]
+    k = int(labels.max()) + 1
     # borders of the zones, on node ids: with other zones' or covered communes, and the outside
-    zone_of_node = np.full(len(graph.codes), -1, dtype=np.int64)
+    zone_of_node = np.full(n_nodes, -1, dtype=np.int64)
     zone_of_node[node[node >= 0]] = labels[node >= 0]
     ea, eb, _ = graph.border_arrays(node)
     ez = zone_of_node[ea]
     keep = zone_of_node[eb] != ez
-    ez, eb = ez[keep], eb[keep]
-    pair = np.unique(ez * len(graph.codes) + eb)  # (zone, neighbour) once
-    pz, pn = pair // len(graph.codes), pair % len(graph.codes)
-    outside = np.bincount(labels, weights=graph.exterior(node), minlength=labels.max() + 1)
-    # CPTS of the neighbouring communes (they may lie outside `communes`)
-    m = p.membership
-    m_node = graph.nodes(m["insee"])
-    cpts_names = m["cpts"].to_numpy(dtype=object)
-    cpts_of: dict[int, set[str]] = {}
-    wanted = np.zeros(len(graph.codes), dtype=bool)
-    wanted[pn] = True
-    for nd, name in zip(m_node, cpts_names, strict=True):
-        if nd >= 0 and wanted[nd]:
-            cpts_of.setdefault(int(nd), set()).add(name)
-    pop = p.population[idx]
-    missing_pop = p.pop_missing[idx]
+    pair = np.unique(ez[keep] * n_nodes + eb[keep])  # (zone, neighbour) once
+    pz, pn = pair // n_nodes, pair % n_nodes
+    n_neighbours = np.bincount(pz, minlength=k)
+    outside = np.bincount(labels, weights=graph.exterior(node), minlength=k)
+    # CPTS of the neighbouring communes (they may lie outside `communes`), by name
+    name_of, names = p.cpts_names
+    m_node = p.membership_nodes
+    known = m_node >= 0
+    nb_cpts = np.unique(m_node[known] * (len(names) + 1) + name_of[known])  # (node, CPTS) once
+    nb_node, nb_name = nb_cpts // (len(names) + 1), nb_cpts % (len(names) + 1)
+    first = np.searchsorted(nb_node, pn)
+    count = np.searchsorted(nb_node, pn, side="right") - first
+    zone = np.repeat(pz, count)
+    at = np.repeat(first, count) + np.arange(int(count.sum())) - np.repeat(
+        np.cumsum(count) - count, count)
+    zone_name, times = np.unique(zone * (len(names) + 1) + nb_name[at], return_counts=True)
+    zn_zone, zn_name = zone_name // (len(names) + 1), zone_name % (len(names) + 1)
+    zn_common = times == n_neighbours[zn_zone]  # a CPTS of every neighbour
+    zn_bounds = np.searchsorted(zn_zone, np.arange(k + 1))
+    n_common = np.bincount(zn_zone[zn_common], minlength=k)
+    # per zone sums
+    members_of = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[members_of], np.arange(k + 1))
+    n_communes = np.diff(bounds)
+    pop_missing = p.pop_missing[idx]
+    population = np.where(np.bincount(labels, weights=~pop_missing, minlength=k) > 0,
+                          np.bincount(labels, weights=p.population[idx], minlength=k), np.nan)
     area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()[idx]
             if "area_km2" in c.columns else np.full(len(idx), np.nan))
-    noms = (c["nom"].astype(str).to_numpy(dtype=object)[idx] if "nom" in c.columns
-            else np.full(len(idx), "", dtype=object))
-    geoms = (c.geometry.to_numpy()[idx] if "geometry" in c.columns
-             else np.full(len(idx), None, dtype=object))
-    no_geom = shapely.is_missing(geoms)
-    order = np.argsort(labels, kind="stable")
-    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    p_starts = np.searchsorted(pz, np.arange(labels.max() + 2))
-    rows = []
-    for s, e in zip(starts, ends, strict=True):
-        members = order[s:e]
-        label = labels[members[0]]
-        neighbours = pn[p_starts[label]:p_starts[label + 1]]
-        sets = [cpts_of.get(int(n), set()) for n in neighbours]
-        names = sorted(set().union(*sets)) if sets else []
-        common = set.intersection(*sets) if sets else set()
-        enclave = bool(len(neighbours) and common and outside[label] < 1e-3
-                       and not no_geom[members].all())
-        rows.append({
-            "n_communes": len(members),
-            "insee": ", ".join(codes[members]),
-            "noms": ", ".join(noms[members]),
-            "departements": ",".join(sorted(set(deps[members]))),
-            "population": np.nan if missing_pop[members].all() else float(pop[members].sum()),
-            "area_km2": float(np.nansum(area[members])) if not np.isnan(area[members]).all()
-            else np.nan,
-            "neighbour_cpts": "; ".join(names),
-            "enclave": enclave,
-            "enclosed_by": "; ".join(sorted(common)) if enclave else None,
-            "geometry": outline(geoms[members]) if geometry else None,
-        })
-    out = pd.DataFrame(rows)
-    out["population"] = pd.array(out["population"].round(), dtype="Int64")
-    out["area_km2"] = out["area_km2"].round(2)
+    area_sum = np.where(np.bincount(labels, weights=~np.isnan(area), minlength=k) > 0,
+                        np.bincount(labels, weights=np.nan_to_num(area), minlength=k), np.nan)
+    no_geom = (np.bincount(labels, weights=~p.has_geometry[idx], minlength=k)
+               == n_communes)
+    enclave = (n_neighbours > 0) & (n_common > 0) & (outside < 1e-3) & ~no_geom
+    # per zone texts
+    codes = p.codes[idx][members_of]
+    noms = (c["nom"].take(idx).astype(str).to_numpy(dtype=object)[members_of]
+            if "nom" in c.columns else np.full(len(idx), "", dtype=object))
+    zone_dep = np.unique(labels * (len(dep_codes) + 1) + dep_of[idx])
+    zd_bounds = np.searchsorted(zone_dep // (len(dep_codes) + 1), np.arange(k + 1))
+    zd_dep = dep_codes[zone_dep % (len(dep_codes) + 1)]
+    spans = list(itertools.pairwise(bounds))
+    nb_spans = list(itertools.pairwise(zn_bounds))
+    out = pd.DataFrame({
+        "n_communes": n_communes,
+        "insee": [", ".join(codes[a:b]) for a, b in spans],
+        "noms": [", ".join(noms[a:b]) for a, b in spans],
+        "departements": [",".join(zd_dep[a:b]) for a, b in itertools.pairwise(zd_bounds)],
+        "population": pd.array(np.round(population), dtype="Int64"),
+        "area_km2": np.round(area_sum, 2),
+        "neighbour_cpts": ["; ".join(names[zn_name[a:b]]) for a, b in nb_spans],
+        "enclave": enclave,
+        "enclosed_by": [("; ".join(names[zn_name[a:b][zn_common[a:b]]]) if e else None)
+                        for (a, b), e in zip(nb_spans, enclave, strict=True)],
+        "geometry": (group_outlines(c.geometry.to_numpy()[idx], labels, k) if geometry
+                     and "geometry" in c.columns else np.full(k, None, dtype=object)),
+    })
     out = out.sort_values(["population", "area_km2", "insee"], ascending=[False, False, True],
                           na_position="last").reset_index(drop=True)
     out.insert(0, "zone", np.arange(1, len(out) + 1))
@@ -176,28 +233,43 @@ def gap_zones(p: Prepared, mask: np.ndarray | None = None, *,
 
 def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """Communes in two or more CPTS, of prepared inputs (see :func:`find_overlaps`)."""
-    per = p.per_commune
-    if cc is None:
-        where = np.flatnonzero(per["overlap"].to_numpy())
-        ins = p.inside
-        names, ids = _joined(p, ins[np.isin(ins["pos"].to_numpy(), where)])
-        over = p.communes.iloc[where].copy()
-        for col in ("n_cpts", "claimed_share"):
-            over[col] = per[col].to_numpy()[where]
-        over["cpts"] = pd.array(names[where], dtype="str")
-        over["cpts_ids"] = pd.array(ids[where], dtype="str")
+    cols = ("insee", "nom", "departement", "population", "n_cpts", "cpts", "cpts_ids",
+            "claimed_share", "overlap_population", "geometry")
+    if cc is None:  # only the overlapping communes' rows and columns are taken
+        c = p.communes
+        per = p.per_commune
+        overlap = per["overlap"].to_numpy()
+        where = np.flatnonzero(overlap)
+        claimed = per["claimed_share"].to_numpy()[where]
+        population = p.population[where]
+        order_by = where  # communes are sorted by code
+        joined = _joined(p, overlap[p.inside["pos"].to_numpy()])
     else:
-        over = cc[cc["overlap"].to_numpy()].copy()
-    over["overlap_population"] = (
-        pd.to_numeric(over["population"], errors="coerce").fillna(0).to_numpy()
-        * np.clip(over["claimed_share"].to_numpy() - 1, 0, 1)
-    ).round(1)
-    cols = [c for c in ("insee", "nom", "departement", "population", "n_cpts", "cpts",
-                        "cpts_ids", "claimed_share", "overlap_population", "geometry")
-            if c in over.columns]
-    over = over[cols].sort_values(["overlap_population", "insee"], ascending=[False, True])
-    out = gpd.GeoDataFrame(over.reset_index(drop=True),
-                           geometry="geometry" if "geometry" in cols else None, crs=_crs(p))
+        c = cc[cc["overlap"].to_numpy()]
+        where = np.arange(len(c))
+        claimed = c["claimed_share"].to_numpy()
+        population = pd.to_numeric(c["population"], errors="coerce").fillna(0).to_numpy()
+        order_by = pd.factorize(c["insee"], sort=True)[0]
+    overlap_population = (population * np.clip(claimed - 1, 0, 1)).round(1)
+    order = np.lexsort((order_by, -overlap_population))
+    rows = where[order]
+    data: dict[str, Any] = {}
+    for col in cols:
+        if col == "overlap_population":
+            data[col] = overlap_population[order]
+        elif col in c.columns and col != "geometry":
+            data[col] = c[col].array.take(rows)
+        elif cc is None and col in ("n_cpts", "claimed_share"):
+            data[col] = per[col].to_numpy()[rows]
+        elif cc is None and col in ("cpts", "cpts_ids"):
+            data[col] = pd.array(joined[col == "cpts_ids"][rows], dtype="str")
+    if "geometry" in c.columns:  # the geometry keeps its CRS (geopandas' quick way)
+        geometry = c.geometry.array.take(rows)
+        data["geometry"] = geometry
+        out = gpd.GeoDataFrame(data, geometry="geometry",
+                               crs=None if geometry.crs is not None else _crs(p))
+    else:
+        out = gpd.GeoDataFrame(data, geometry=None, crs=_crs(p))
     out.attrs = dict(p.attrs)
     return out
 
@@ -205,9 +277,11 @@ def overlap_communes(p: Prepared, cc: pd.DataFrame | None = None) -> gpd.GeoData
 def territory_outlines(p: Prepared, table: pd.DataFrame | None = None) -> gpd.GeoDataFrame:
     """One outline per CPTS of prepared inputs (see :func:`territory_geometries`)."""
     table = cpts_figures(p) if table is None else table
-    shapes = grouped_outlines(p, p.inside["cpts_id"], p.inside["pos"].to_numpy())
-    out = gpd.GeoDataFrame(table, geometry=table["cpts_id"].map(shapes).to_numpy(),
-                           crs=_crs(p))
+    ids = p.cpts_codes[1]
+    shapes = group_outlines(p.communes.geometry.to_numpy()[p.inside["pos"].to_numpy()],
+                            p.inside_cpts, len(ids))
+    at = pd.Index(ids).get_indexer(table["cpts_id"])
+    out = gpd.GeoDataFrame(table, geometry=np.where(at >= 0, shapes[at], None), crs=_crs(p))
     out["contiguous"] = out["n_parts"] == 1
     out["n_polygons"] = shapely.get_num_geometries(out.geometry.to_numpy())
     out.attrs = dict(table.attrs)

@@ -3,7 +3,7 @@
 Gap zones, the parts of a CPTS, map colouring and proposals all ask the same questions of the
 same graph: which of these communes form connected groups, who borders a group, how long is the
 border with the sea or a foreign country. :class:`ContiguityGraph` answers them on integer
-arrays (scipy's ``connected_components``), and converts to a libpysal ``Graph`` for spatial
+arrays (:func:`connected_labels`, numpy only), and converts to a libpysal ``Graph`` for spatial
 analysis libraries such as spopt.
 
 Two communes are neighbours when they share a border of positive length (touching at a point is
@@ -22,7 +22,40 @@ import pandas as pd
 from ..errors import InputError
 from ..geography import arrondissements, city_of_arrondissement
 
-__all__ = ["ContiguityGraph"]
+__all__ = ["ContiguityGraph", "connected_labels"]
+
+
+def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Label the connected components of ``n`` nodes joined by the edges ``a[i] -- b[i]``.
+
+    Labels are numbered by the smallest node of each component (0 for the component of node
+    0), as scipy's ``connected_components`` numbers them, without importing scipy (most of a
+    first call's time). Each round points the larger of the two roots of every edge that joins
+    two trees at the smaller, then flattens the trees; the root of a component ends as its
+    smallest node.
+
+    Examples
+    --------
+    >>> connected_labels(5, np.array([3, 1]), np.array([4, 3])).tolist()
+    [0, 1, 2, 1, 1]
+    """
+    label = np.arange(n, dtype=np.int64)
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    while len(a):
+        ra, rb = label[a], label[b]
+        apart = ra != rb
+        if not apart.any():
+            break
+        a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
+        np.minimum.at(label, np.maximum(ra, rb), np.minimum(ra, rb))
+        while True:  # every node to its root
+            up = label[label]
+            if np.array_equal(up, label):
+                break
+            label = up
+    root = label == np.arange(n)  # each component's smallest node, numbered in order
+    return (np.cumsum(root) - 1)[label]
 
 
 class ContiguityGraph:
@@ -132,10 +165,10 @@ class ContiguityGraph:
         Only borders of positive length between two of ``codes`` count. A code without a known
         neighbour is a group of its own.
         """
-        from scipy.sparse import coo_array
-        from scipy.sparse.csgraph import connected_components
+        return self.node_components(self.nodes(codes))
 
-        node = self.nodes(codes)
+    def node_components(self, node: np.ndarray) -> np.ndarray:
+        """:meth:`components` on node ids (-1: a commune the graph does not know)."""
         n = len(node)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
@@ -144,9 +177,7 @@ class ContiguityGraph:
         local[node[known]] = np.flatnonzero(known)
         la, lb = local[self._a], local[self._b]
         sel = (la >= 0) & (lb >= 0) & (self._length > 0)
-        graph = coo_array((np.ones(int(sel.sum())), (la[sel], lb[sel])), shape=(n, n))
-        _, labels = connected_components(graph, directed=False)
-        return labels.astype(np.int64)
+        return connected_labels(n, la[sel], lb[sel])
 
     def group_components(self, groups: pd.DataFrame, key: str = "cpts_id") -> np.ndarray:
         """Label connected groups within each group of a (``key``, ``insee``) table at once.
@@ -154,28 +185,58 @@ class ContiguityGraph:
         Two rows are joined when they have the same ``key`` and their communes share a border of
         positive length. Returns one label per row (labels unique across groups).
         """
-        from scipy.sparse import coo_array
-        from scipy.sparse.csgraph import connected_components
+        return self.node_group_components(self.nodes(groups["insee"]),
+                                          pd.factorize(groups[key])[0])
 
-        n = len(groups)
+    def _pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each pair of neighbours with a border of positive length once: (a, b), a < b."""
+        if "_pair_arrays" not in self.__dict__:
+            sel = (self._length > 0) & (self._a < self._b)
+            self._pair_arrays = (self._a[sel], self._b[sel])
+        return self._pair_arrays
+
+    def node_group_components(self, node: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """:meth:`group_components` on node ids (-1: unknown) and integer group ids.
+
+        Each border joins the rows of its two communes that are in one group: found in a table
+        of one row per node, and in sorted keys for the few nodes with rows in several groups
+        (a commune in several CPTS); :func:`connected_labels` labels the connected rows.
+        """
+        n = len(node)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        node = self.nodes(groups["insee"])
-        gkey = pd.factorize(groups[key])[0]
-        mask = self._mask(node)
-        sel = mask[self._a] & mask[self._b] & (self._length > 0)
-        rows = pd.DataFrame({"row": np.arange(n), "node": node, "g": gkey})
-        rows = rows[rows["node"] >= 0]
-        edges = pd.DataFrame({"node": self._a[sel], "nb": self._b[sel]})
-        pairs = rows.merge(edges, on="node").merge(
-            rows.rename(columns={"node": "nb", "row": "row_b"}), on=["nb", "g"]
-        )
-        graph = coo_array(
-            (np.ones(len(pairs)), (pairs["row"].to_numpy(), pairs["row_b"].to_numpy())),
-            shape=(n, n),
-        )
-        _, labels = connected_components(graph, directed=False)
-        return labels.astype(np.int64)
+        node = np.asarray(node, dtype=np.int64)
+        group = np.asarray(group, dtype=np.int64)
+        rows = np.flatnonzero(node >= 0)
+        row_at = np.full(len(self.codes), -1, dtype=np.int64)
+        row_at[node[rows]] = rows
+        pa_, pb_ = self._pairs()
+        ra, rb = row_at[pa_], row_at[pb_]
+        ok = (ra >= 0) & (rb >= 0) & (np.take(group, ra, mode="wrap")
+                                      == np.take(group, rb, mode="wrap"))  # -1: no row
+        a, b = ra[ok], rb[ok]
+        others = rows[row_at[node[rows]] != rows]  # more rows of a node that holds several
+        if len(others):  # their neighbours' rows of their group, in the table or among them
+            if "_csr" not in self.__dict__:
+                sel = self._length > 0
+                self._csr = (np.searchsorted(self._a[sel], np.arange(len(self.codes) + 1)),
+                             self._b[sel])
+            start, to = self._csr
+            degree = np.diff(start)[node[others]]
+            o_row = np.repeat(others, degree)
+            nb = to[np.arange(len(o_row)) + np.repeat(start[node[others]] - np.cumsum(degree)
+                                                      + degree, degree)]
+            at_nb = row_at[nb]
+            in_table = (at_nb >= 0) & (np.take(group, at_nb, mode="wrap") == group[o_row])
+            width = len(self.codes) + 1
+            keys = group[others] * width + node[others]
+            order = np.argsort(keys)
+            wanted = group[o_row] * width + nb
+            at = np.minimum(np.searchsorted(keys[order], wanted), len(others) - 1)
+            among = keys[order][at] == wanted
+            a = np.concatenate([a, o_row[in_table], o_row[among]])
+            b = np.concatenate([b, at_nb[in_table], others[order[at[among]]]])
+        return connected_labels(n, a, b)
 
     def border_arrays(self, node: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Borders of positive length from the nodes ``node``: (from, to, length_km) arrays."""

@@ -10,6 +10,8 @@ reads no file, no bundle and no network.
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -20,7 +22,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 
+from .._snapshot import Snapshot, snapshot
 from ..errors import InputError, warn
 from ..geography import (
     arrondissements,
@@ -72,20 +76,46 @@ class Prepared:
     statuses: tuple[str, ...] | None = None
     territory_source: str | None = None
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    # not an argument, so that dataclasses.replace() starts with none
+    _arrays: dict[str, Any] = field(default_factory=dict, repr=False, init=False)
 
-    @cached_property
+    def again(self) -> Prepared:
+        """The same inputs for another computation: frames shared copy-on-write, no result kept.
+
+        The arrays that only restate the inputs (``codes``, ``position``, ``inside``,
+        ``population``, ``pop_missing``) are shared; what is computed from them is not.
+        """
+        out = Prepared(self.communes.copy(deep=False), self.membership.copy(deep=False),
+                       dict(self.attrs), self.graph, self.as_of, self.statuses,
+                       self.territory_source)
+        object.__setattr__(out, "_arrays", self._arrays)
+        return out
+
+    def _array(self, name: str, make: Any) -> Any:
+        if name not in self._arrays:
+            value = make()
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+            self._arrays[name] = value
+        return self._arrays[name]
+
+    @property
     def codes(self) -> np.ndarray:
         """INSEE codes of ``communes``, as an object array."""
-        return self.communes["insee"].to_numpy(dtype=object)
+        return self._array("codes", lambda: self.communes["insee"].to_numpy(dtype=object))
 
-    @cached_property
+    @property
     def position(self) -> pd.Series:
         """Position of each code in ``communes``."""
-        return pd.Series(np.arange(len(self.codes)), index=pd.Index(self.codes))
+        return self._array("position", lambda: pd.Series(np.arange(len(self.codes)),
+                                                          index=pd.Index(self.codes)))
 
-    @cached_property
+    @property
     def inside(self) -> pd.DataFrame:
         """Membership rows whose commune is in ``communes``, with its position ``pos``."""
+        return self._array("inside", self._inside).copy(deep=False)
+
+    def _inside(self) -> pd.DataFrame:
         m = self.membership
         pos = index_in(m["insee"], self.communes["insee"])
         keep = pos >= 0
@@ -93,16 +123,75 @@ class Prepared:
         out["pos"] = pos[keep]
         return out
 
-    @cached_property
+    @property
     def population(self) -> np.ndarray:
         """Population of each commune as floats (missing counts as 0, see ``pop_missing``)."""
-        pop = pd.to_numeric(self.communes["population"], errors="coerce").astype(float)
-        return pop.fillna(0.0).to_numpy()
+        return self._array("population", lambda: pd.to_numeric(
+            self.communes["population"], errors="coerce").astype(float).fillna(0.0).to_numpy())
 
-    @cached_property
+    @property
     def pop_missing(self) -> np.ndarray:
         """Whether each commune's population is missing."""
-        return pd.to_numeric(self.communes["population"], errors="coerce").isna().to_numpy()
+        return self._array("pop_missing", lambda: pd.to_numeric(
+            self.communes["population"], errors="coerce").isna().to_numpy())
+
+    def areas(self, by: str) -> tuple[np.ndarray, np.ndarray]:
+        """Area of each commune at a level: (position of its area, the areas' sorted codes)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            inv, uniques = pd.factorize(self.communes[by].astype(str), sort=True)
+            inv.flags.writeable = False
+            return inv, np.asarray(uniques, dtype=object)
+
+        return self._array(f"areas:{by}", make)
+
+    @property
+    def cpts_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The CPTS of each row of ``membership`` by number, and their ids (sorted)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            inv, uniques = pd.factorize(self.membership["cpts_id"], sort=True)
+            inv.flags.writeable = False
+            return inv, np.asarray(uniques, dtype=object)
+
+        return self._array("cpts_codes", make)
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """The node of each commune in ``graph`` (-1: a commune the graph does not know)."""
+        return self._array("nodes", lambda: self.graph.nodes(self.communes["insee"]))
+
+    @property
+    def membership_nodes(self) -> np.ndarray:
+        """The node of each row of ``membership`` in ``graph`` (-1: unknown)."""
+        return self._array("membership_nodes", lambda: self.graph.nodes(self.membership["insee"]))
+
+    @property
+    def cpts_names(self) -> tuple[np.ndarray, np.ndarray]:
+        """The CPTS of each row of ``membership`` by name number, and the names (sorted)."""
+        def make() -> tuple[np.ndarray, np.ndarray]:
+            inv, uniques = pd.factorize(self.membership["cpts"], sort=True)
+            inv.flags.writeable = False
+            return inv, np.asarray(uniques, dtype=object)
+
+        return self._array("cpts_names", make)
+
+    @property
+    def inside_names(self) -> np.ndarray:
+        """The CPTS of each row of ``inside`` by name number (positions in ``cpts_names[1]``)."""
+        return self._array("inside_names", lambda: self.cpts_names[0][
+            self._array("inside", self._inside).index.to_numpy()])
+
+    @property
+    def has_geometry(self) -> np.ndarray:
+        """Whether each commune has a boundary (all True without a geometry column)."""
+        return self._array("has_geometry", lambda: (
+            ~shapely.is_missing(self.communes.geometry.to_numpy())
+            if "geometry" in self.communes.columns else np.ones(len(self.communes), dtype=bool)))
+
+    @property
+    def inside_cpts(self) -> np.ndarray:
+        """The CPTS of each row of ``inside`` by number (positions in ``cpts_codes[1]``)."""
+        return self._array("inside_cpts", lambda: self.cpts_codes[0][
+            self._array("inside", self._inside).index.to_numpy()])
 
     @cached_property
     def per_commune(self) -> pd.DataFrame:
@@ -454,10 +543,101 @@ def prepare(
     Returns
     -------
     Prepared
+
+    Notes
+    -----
+    The result is remembered for the same frames and arguments (the last few calls): a second
+    call with frames that hold exactly what they held (:mod:`cpts_geo._snapshot`, which no change
+    in place survives) skips the checks and re-emits the warnings of the first call. Only the
+    validated inputs are reused; every computation on them starts afresh.
     """
-    check_communes(communes, needed)
     when = _parse_as_of(as_of)
     wanted_statuses = _parse_statuses(statuses)
+    key = _memo_key(communes, territories, contiguity, when, wanted_statuses, whole, whole_cpts,
+                    whole_departements, needed)
+    entry = _MEMO.get(key) if key is not None else None
+    if entry is not None and entry.matches(communes, territories, contiguity):
+        for category, message in entry.warnings:
+            warnings.warn(message, category, stacklevel=2)
+        return entry.prepared.again()
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            p = _prepare(communes, territories, contiguity, when, wanted_statuses, whole,
+                         whole_cpts, whole_departements, needed)
+    finally:  # the warnings go on as they came, to the caller's filters
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if key is not None and p.attrs.get("source_kind", "bundled") == "bundled":
+        _remember(key, communes, territories, contiguity, p,
+                  [(w.category, str(w.message)) for w in caught])
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# The memo of prepared inputs
+# ---------------------------------------------------------------------------------------------
+_MEMO_SIZE = 6
+
+
+@dataclass(eq=False)
+class _Entry:
+    """Prepared inputs and what the caller's frames held when they were prepared."""
+
+    snapshots: tuple[Snapshot | None, ...]
+    contiguity: object
+    prepared: Prepared
+    warnings: list[tuple[type[Warning], str]]
+
+    def matches(self, communes: object, territories: object, contiguity: object) -> bool:
+        c_snap, t_snap, g_snap = self.snapshots
+        if c_snap is None or t_snap is None or not c_snap.matches(communes) or not t_snap.matches(
+                territories):
+            return False
+        if isinstance(contiguity, pd.DataFrame):
+            return g_snap is not None and g_snap.matches(contiguity)
+        return contiguity is self.contiguity
+
+
+_MEMO: dict[tuple[Any, ...], _Entry] = {}
+
+
+def _memo_key(communes: object, territories: object, contiguity: object, *args: Any
+              ) -> tuple[Any, ...] | None:
+    whole_cpts, whole_departements, needed = args[3:]
+    try:
+        return (id(communes), id(territories), id(contiguity), *args[:3],
+                whole_cpts if isinstance(whole_cpts, bool) else frozenset(whole_cpts),
+                None if whole_departements is None else frozenset(whole_departements),
+                tuple(needed))
+    except TypeError:  # an argument that is no iterable of codes: the checks will say
+        return None
+
+
+def _remember(key: tuple[Any, ...], communes: object, territories: object, contiguity: object,
+              p: Prepared, caught: list[tuple[type[Warning], str]]) -> None:
+    snaps = (snapshot(communes), snapshot(territories),
+             snapshot(contiguity) if isinstance(contiguity, pd.DataFrame) else None)
+    if snaps[0] is None or snaps[1] is None or (
+            isinstance(contiguity, pd.DataFrame) and snaps[2] is None):
+        return
+    while len(_MEMO) >= _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
+    # the entry holds its own (copy-on-write) frames, never the caller's, so that it goes when
+    # the caller's frames go
+    _MEMO[key] = _Entry(snaps, contiguity if not isinstance(contiguity, pd.DataFrame) else None,
+                        p.again(), caught)
+    for frame in (communes, territories):
+        weakref.finalize(frame, _MEMO.pop, key, None)
+
+
+def _prepare(communes: pd.DataFrame, territories: pd.DataFrame,
+             contiguity: pd.DataFrame | ContiguityGraph | None, when: pd.Timestamp | None,
+             wanted_statuses: tuple[str, ...] | None, whole: Whole,
+             whole_cpts: bool | Iterable[str], whole_departements: Iterable[str] | None,
+             needed: Iterable[str]) -> Prepared:
+    check_communes(communes, needed)
     m = as_membership(territories)
     source = territories.attrs.get("source") if hasattr(territories, "attrs") else None
     m = _filter(m, when, wanted_statuses)
@@ -495,6 +675,8 @@ def prepare(
                 if lacking and not missing else "a map of a département draws it whole")
             base = _complete(communes, missing, lacking, why)
     base, m = _harmonize(base, m)
+    if not m.index.equals(pd.RangeIndex(len(m))):  # rows are numbered by position
+        m = m.reset_index(drop=True)
     if not (isinstance(base.index, pd.RangeIndex) and base.index.start == 0
             and base.index.step == 1):
         base = base.reset_index(drop=True)

@@ -27,6 +27,8 @@ from collections.abc import Iterable
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InputError, public
 from ..geography import departement_name, region_name
@@ -85,83 +87,96 @@ def area_rates(p: Prepared, by: Level = "departement",
 
     See :func:`coverage` for the columns.
     """
-    c = p.communes
     per = p.per_commune
-    sel = np.ones(len(c), dtype=bool) if mask is None else mask
+    n = len(p.codes)
     if by == "nation":
-        codes, inv = np.array([NATION], dtype=object), np.zeros(int(sel.sum()), dtype=np.int64)
+        area_of = np.zeros(n, dtype=np.int64)
+        codes = np.array([NATION], dtype=object)
     else:
-        inv, uniques = pd.factorize(c[by].astype(str)[sel], sort=True)
-        codes = np.asarray(uniques, dtype=object)
+        area_of, codes = p.areas(by)
+    if mask is not None and by == "nation":
+        area_of = np.where(mask, 0, -1)
+    elif mask is not None:  # only the areas of these communes, numbered anew
+        used = np.bincount(area_of[mask], minlength=len(codes)) > 0
+        renumber = np.cumsum(used) - 1
+        area_of = np.where(mask, renumber[area_of], -1)
+        codes = codes[used]
     k = len(codes)
+    sel = area_of >= 0
+    inv = area_of[sel]
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(inv, weights=np.asarray(values, dtype=float)[sel], minlength=k)
 
-    pop = total(p.population)
+    population = total(p.population)
     covered = total(per["covered_population"].to_numpy())
-    n_comm = np.bincount(inv, minlength=k)
-    n_cov = total(per["covered"].to_numpy())
+    n_communes = np.bincount(inv, minlength=k)
+    n_covered = total(per["covered"].to_numpy())
+    # CPTS present in each area (through at least one of its communes)
+    ins_area = area_of[p.inside["pos"].to_numpy()]
+    here = ins_area >= 0
+    pairs = np.unique(ins_area[here] * (len(p.cpts_codes[1]) + 1) + p.inside_cpts[here])
+    n_cpts = np.bincount(pairs // (len(p.cpts_codes[1]) + 1), minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = covered / np.where(population > 0, population, np.nan)
+
+    def count(values: np.ndarray) -> np.ndarray:
+        return np.round(values).astype("int64")
+
     out = pd.DataFrame({
         by: codes,
-        "population": pop,
-        "covered_population": covered,
-        "n_communes": n_comm,
-        "n_covered_communes": n_cov,
-        "n_overlap_communes": total(per["overlap"].to_numpy()),
-        "overlap_population": total(per["overlap_population"].to_numpy()),
-        "n_communes_without_population": total(p.pop_missing),
+        "nom": area_names(by, codes),
+        "population": count(population),
+        "covered_population": covered.round(1),
+        "coverage_rate": rate,
+        "n_communes": count(n_communes),
+        "n_covered_communes": count(n_covered),
+        "n_cpts": count(n_cpts),
+        "n_overlap_communes": count(total(per["overlap"].to_numpy())),
+        "overlap_population": total(per["overlap_population"].to_numpy()).round(1),
+        "n_gap_communes": count(n_communes - n_covered),
+        "gap_population": (population - covered).round(1),
+        "n_communes_without_population": count(total(p.pop_missing)),
     })
-    # CPTS present in each area (through at least one of its communes)
-    ins = p.inside
-    area_pos = np.full(len(c), -1, dtype=np.int64)
-    area_pos[np.flatnonzero(sel)] = inv
-    present = pd.DataFrame({"area": area_pos[ins["pos"].to_numpy()],
-                            "cpts_id": ins["cpts_id"].to_numpy()})
-    present = present[present["area"] >= 0].drop_duplicates()
-    out["n_cpts"] = np.bincount(present["area"].to_numpy(), minlength=k)
-    out["n_gap_communes"] = out["n_communes"] - out["n_covered_communes"]
-    out["gap_population"] = out["population"] - out["covered_population"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out["coverage_rate"] = out["covered_population"] / out["population"].where(
-            out["population"] > 0)
-    out["nom"] = area_names(by, codes)
-    for col in ("population", "n_communes", "n_covered_communes", "n_cpts",
-                "n_overlap_communes", "n_gap_communes", "n_communes_without_population"):
-        out[col] = out[col].round().astype("int64")
-    for col in ("covered_population", "overlap_population", "gap_population"):
-        out[col] = out[col].round(1)
     out = out[[by, *AREA_COLUMNS]]
     out.attrs = dict(p.attrs)
     return out
 
 
-def _joined(p: Prepared, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Names and ids of the CPTS of each commune ("; "-joined), for the positions of ``rows``.
+def _joined(p: Prepared, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Names and ids of the CPTS of each commune ("; "-joined, by name), by commune position.
 
-    Vectorised for the communes in one CPTS; a loop over the few in several.
+    ``keep``: only these rows of ``p.inside`` (a boolean mask). Vectorised for the communes in
+    one CPTS; a loop over the few in several.
     """
     n = len(p.codes)
     names = np.full(n, None, dtype=object)
     ids = np.full(n, None, dtype=object)
-    if not len(rows):
+    pos = p.inside["pos"].to_numpy()
+    name_of, id_of = p.inside_names, p.inside_cpts
+    if keep is not None:
+        pos, name_of, id_of = pos[keep], name_of[keep], id_of[keep]
+    if not len(pos):
         return names, ids
-    pos = rows["pos"].to_numpy()
-    count = np.bincount(pos, minlength=n)
-    single = count[pos] == 1
-    names[pos[single]] = rows["cpts"].to_numpy(dtype=object)[single]
-    ids[pos[single]] = rows["cpts_id"].to_numpy(dtype=object)[single]
-    multi = rows[~single]
-    if len(multi):
-        m_pos = multi["pos"].to_numpy()
-        m_cpts = multi["cpts"].to_numpy(dtype=object)
-        m_ids = multi["cpts_id"].to_numpy(dtype=object)
-        order = np.lexsort((m_cpts.astype(str), m_pos))
-        m_pos, m_cpts, m_ids = m_pos[order], m_cpts[order], m_ids[order]
+    all_names, all_ids = p.cpts_names[1], p.cpts_codes[1]
+    single = np.bincount(pos, minlength=n)[pos] == 1
+    names[pos[single]] = all_names[name_of[single]]
+    ids[pos[single]] = all_ids[id_of[single]]
+    multi = ~single
+    if multi.any():  # by commune, then name (names sort as their numbers), each name once
+        order = np.lexsort((name_of[multi], pos[multi]))
+        m_pos, m_name, m_id = pos[multi][order], name_of[multi][order], id_of[multi][order]
+        once = np.r_[True, (m_pos[1:] != m_pos[:-1]) | (m_name[1:] != m_name[:-1])]
+        m_pos, m_name, m_id = m_pos[once], m_name[once], m_id[once]
         starts = np.flatnonzero(np.r_[True, m_pos[1:] != m_pos[:-1]])
-        for start, end in zip(starts, np.r_[starts[1:], len(m_pos)], strict=True):
-            names[m_pos[start]] = "; ".join(dict.fromkeys(m_cpts[start:end]))
-            ids[m_pos[start]] = "; ".join(dict.fromkeys(m_ids[start:end]))
+        offsets = pa.array(np.r_[starts, len(m_pos)], type=pa.int32())
+
+        def join(values: np.ndarray) -> np.ndarray:
+            lists = pa.ListArray.from_arrays(offsets, pa.array(values, type=pa.string()))
+            return pc.binary_join(lists, "; ").to_numpy(zero_copy_only=False)
+
+        names[m_pos[starts]] = join(all_names[m_name])
+        ids[m_pos[starts]] = join(all_ids[m_id])
     return names, ids
 
 
@@ -169,7 +184,7 @@ def commune_figures(p: Prepared) -> pd.DataFrame:
     """Which CPTS each commune belongs to, for prepared inputs (see :func:`commune_coverage`)."""
     per = p.per_commune
     ins = p.inside
-    names, ids = _joined(p, ins)
+    names, ids = _joined(p)
     n = len(p.codes)
     codes = ins["status"].cat.codes.to_numpy()
     best = np.full(n, -1, dtype=np.int64)
@@ -192,63 +207,79 @@ def cpts_figures(p: Prepared) -> pd.DataFrame:
     """One row per CPTS of prepared inputs (see :func:`cpts_table`)."""
     c = p.communes
     m = p.membership
-    ins = p.inside
-    pos = ins["pos"].to_numpy()
-    inv, ids_ = pd.factorize(m["cpts_id"], sort=True)
-    ids = np.asarray(ids_, dtype=object)
+    pos = p.inside["pos"].to_numpy()
+    inv, ids = p.cpts_codes
     k = len(ids)
-    g = inv[ins.index.to_numpy()] if len(ins) == len(m) else pd.Series(
-        np.arange(k), index=ids_).reindex(ins["cpts_id"]).to_numpy()
-    pop_share = p.population[pos] * ins["share"].to_numpy()
-    area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()
-            if "area_km2" in c.columns else np.full(len(c), np.nan))
-    deps = c["departement"].astype(str).to_numpy(dtype=object)
-    first = m.groupby(inv, sort=True).agg(
-        cpts=("cpts", "first"), status=("status", "max"), status_date=("status_date", "max"))
-    out = pd.DataFrame({
-        "cpts": first["cpts"].to_numpy(),
+    g = p.inside_cpts
+    # one name, status and date per CPTS (the validator sees to it): the first name, the most
+    # advanced status and the latest date, missing values aside (NaT is the least int64)
+    by_cpts = np.argsort(inv, kind="stable")
+    starts = np.searchsorted(inv[by_cpts], np.arange(k))
+    first = by_cpts[starts]
+
+    def latest(values: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(values[by_cpts], starts) if k else values[:0]
+
+    status = latest(m["status"].cat.codes.to_numpy().astype(np.int64))
+    date = latest(m["status_date"].to_numpy().astype("datetime64[ns]").view("i8"))
+    population = np.bincount(g, weights=p.population[pos] * p.inside["share"].to_numpy(),
+                             minlength=k).round(1)
+    area = (pd.to_numeric(c["area_km2"], errors="coerce").to_numpy()[pos]
+            if "area_km2" in c.columns else np.full(len(pos), np.nan))
+    area_sum = np.bincount(g, weights=np.nan_to_num(area), minlength=k)
+    has_area = np.bincount(g, weights=~np.isnan(area), minlength=k) > 0
+    columns = {
         "cpts_id": ids,
-        "status": first["status"].to_numpy(),
-        "status_date": first["status_date"].to_numpy(),
-    })
-    out["population"] = np.bincount(g, weights=pop_share, minlength=k).round(1)
-    out["n_communes"] = np.bincount(g, minlength=k).astype("int64")
-    dep_sets: list[set[str]] = [set() for _ in range(k)]
-    for gi, d in zip(g, deps[pos], strict=True):
-        dep_sets[gi].add(d)
-    out["departements"] = [",".join(sorted(s)) for s in dep_sets]
-    out["size_class"] = size_classes(out["population"]).to_numpy()
-    area_sum = np.bincount(g, weights=np.nan_to_num(area[pos]), minlength=k)
-    has_area = np.bincount(g, weights=~np.isnan(area[pos]), minlength=k) > 0
-    out["area_km2"] = np.where(has_area, area_sum, np.nan).round(2)
-    out["n_parts"] = _parts(p, ins, g, k)
-    out["n_overlap_communes"] = np.bincount(
-        g, weights=p.per_commune["overlap"].to_numpy()[pos], minlength=k).astype("int64")
-    out["n_communes_without_population"] = np.bincount(
-        g, weights=p.pop_missing[pos], minlength=k).astype("int64")
-    out["status"] = pd.Categorical(out["status"], dtype=m["status"].dtype)
-    out = out[list(CPTS_COLUMNS)].sort_values(["cpts", "cpts_id"]).reset_index(drop=True)
+        "status": status,
+        "status_date": date.view("datetime64[ns]"),
+        "population": population,
+        "n_communes": np.bincount(g, minlength=k).astype("int64"),
+        "departements": _departements(p, g, pos, k),
+        "size_class": size_classes(pd.Series(population)).to_numpy(),
+        "area_km2": np.where(has_area, area_sum, np.nan).round(2),
+        "n_parts": _parts(p, g, pos, k),
+        "n_overlap_communes": np.bincount(g, weights=p.per_commune["overlap"].to_numpy()[pos],
+                                          minlength=k).astype("int64"),
+        "n_communes_without_population": np.bincount(g, weights=p.pop_missing[pos],
+                                                     minlength=k).astype("int64"),
+    }
+    # by name, then id (ids are sorted; names sort as their numbers)
+    order = np.lexsort((np.arange(k), p.cpts_names[0][first]))
+    out = pd.DataFrame({"cpts": m["cpts"].array.take(first[order]),
+                        **{col: values[order] for col, values in columns.items()}})
+    out["status"] = pd.Categorical.from_codes(out["status"].to_numpy(), dtype=m["status"].dtype)
+    out["departements"] = out["departements"].astype("str")
     out.attrs = dict(p.attrs)
     return out
 
 
-def _parts(p: Prepared, ins: pd.DataFrame, g: np.ndarray, k: int) -> np.ndarray:
+def _departements(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+    """The départements of each CPTS's communes, sorted and comma-joined (Arrow's list join)."""
+    dep_of, codes = p.areas("departement")
+    pairs = np.unique(g * (len(codes) + 1) + dep_of[pos])
+    group, dep = pairs // (len(codes) + 1), pairs % (len(codes) + 1)
+    bounds = np.searchsorted(group, np.arange(k + 1))
+    names = pa.array(np.asarray(codes, dtype=object)[dep], type=pa.large_string())
+    lists = pa.LargeListArray.from_arrays(pa.array(bounds, type=pa.int64()), names)
+    joined = pc.binary_join(lists, pa.scalar(",", type=pa.large_string()))
+    return np.asarray(joined.to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _parts(p: Prepared, g: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
     """Connected groups of communes of each CPTS.
 
     Communes without a boundary cannot be placed, so they are no part of their own, unless a
     CPTS has nothing else.
     """
-    if len(ins) == 0:
+    if len(pos) == 0:
         return np.zeros(k, dtype=np.int64)
-    labels = p.graph.group_components(ins[["cpts_id", "insee"]])
-    placed = np.ones(len(ins), dtype=bool)
-    if "geometry" in p.communes.columns:
-        placed = p.communes.geometry.notna().to_numpy()[ins["pos"].to_numpy()]
-    frame = pd.DataFrame({"g": g, "label": labels, "placed": placed})
-    n_all = frame.groupby("g")["label"].nunique()
-    n_placed = frame[frame["placed"]].groupby("g")["label"].nunique()
-    counts = n_placed.reindex(n_all.index).fillna(n_all)
-    return counts.reindex(np.arange(k), fill_value=0).to_numpy(dtype=np.int64)
+    labels = p.graph.node_group_components(p.nodes[pos], g)
+    placed = p.has_geometry[pos]
+    group_of = np.zeros(labels.max() + 1, dtype=np.int64)
+    group_of[labels] = g
+    n_all = np.bincount(group_of, minlength=k)
+    n_placed = np.bincount(group_of[np.unique(labels[placed])], minlength=k)
+    return np.where(n_placed > 0, n_placed, n_all).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,3 +53,56 @@ def test_libpysal_adapter():
     edge = bundled_graph().edges(["42110", "42207"])
     assert graph["42110"]["42207"] == pytest.approx(edge["length_km"].iloc[0])
     assert np.isclose(graph.adjacency.sum(), 2 * bundled_graph().edges(loire)["length_km"].sum())
+
+
+def _components_by_search(g: ContiguityGraph, node: np.ndarray, group: np.ndarray) -> list[int]:
+    """Reference: rows joined when their communes share a border and their groups are equal."""
+    n = len(node)
+    label = [-1] * n
+    for first in range(n):
+        if label[first] >= 0:
+            continue
+        label[first] = first
+        stack = [first]
+        while stack:
+            r = stack.pop()
+            if node[r] < 0:
+                continue
+            nb = set(g.nodes(g.neighbours(g.codes[node[r]])).tolist())
+            for s in range(n):
+                if label[s] < 0 and group[s] == group[r] and node[s] in nb:
+                    label[s] = first
+                    stack.append(s)
+    return label
+
+
+def test_node_group_components_match_a_search_with_communes_in_several_groups():
+    g = bundled_graph()
+    loire = g.nodes(cpts_geo.load_communes("42")["insee"].head(60))
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        node = rng.choice(np.concatenate([loire, [-1]]), size=90)  # repeats: several groups
+        group = rng.integers(0, 3, size=90)
+        got = g.node_group_components(node, group)
+        want = _components_by_search(g, node, group)
+        assert len(set(zip(got.tolist(), want, strict=True))) == len(set(want)) == len(set(got))
+
+
+def test_connected_labels_number_components_as_scipy_does():
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
+    from cpts_geo.analysis.graph import connected_labels
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 200))
+        if trial % 3 == 0:  # a long chain in random order
+            perm = rng.permutation(n)
+            a, b = perm[:-1], perm[1:]
+        else:
+            a, b = rng.integers(0, n, size=(2, int(rng.integers(0, 2 * n))))
+        graph = coo_array((np.ones(len(a)), (a, b)), shape=(n, n))
+        want = connected_components(graph, directed=False)[1]
+        assert connected_labels(n, a, b).tolist() == want.tolist()
+    assert connected_labels(0, np.zeros(0), np.zeros(0)).tolist() == []
