@@ -134,17 +134,45 @@ def write_table(df: pd.DataFrame, directory: Path, stem: str) -> list[str]:
     plain.to_csv(directory / f"{stem}.csv", index=False, lineterminator="\n")
     names.append(f"{stem}.csv")
     if isinstance(df, gpd.GeoDataFrame) and len(df) and df.geometry.notna().any():
-        gdf = df[df.geometry.notna()].copy()
-        for col in gdf.columns:
-            if col != "geometry" and not pd.api.types.is_numeric_dtype(gdf[col]) \
-                    and not pd.api.types.is_bool_dtype(gdf[col]):
-                gdf[col] = gdf[col].astype(object).where(gdf[col].notna(), None).map(
-                    lambda v: v if v is None else str(v))
-        (directory / f"{stem}.geojson").write_text(
-            gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True), encoding="utf-8"
-        )
+        (directory / f"{stem}.geojson").write_text(geojson_text(df), encoding="utf-8")
         names.append(f"{stem}.geojson")
     return names
+
+
+#: Decimals of the coordinates of the GeoJSON downloads (1e-6 degree: about 10 cm).
+GEOJSON_DECIMALS = 6
+
+
+def geojson_text(df: gpd.GeoDataFrame) -> str:
+    """The rows of ``df`` with a geometry as a GeoJSON FeatureCollection (WGS 84).
+
+    Coordinates are rounded to :data:`GEOJSON_DECIMALS` decimals; properties are the other
+    columns, text (and categories) as strings, missing values as null, dates in ISO. Written
+    with GEOS's GeoJSON writer and one ``json.dumps`` per row, not a Python dict per
+    coordinate.
+    """
+    import shapely
+
+    gdf = df[df.geometry.notna()]
+    geoms = gdf.geometry
+    if gdf.crs is not None and not gdf.crs.equals("EPSG:4326"):
+        geoms = geoms.to_crs(4326)
+    arr = shapely.set_precision(geoms.to_numpy(), 10.0**-GEOJSON_DECIMALS, mode="pointwise")
+    texts = shapely.to_geojson(arr)
+    props = pd.DataFrame(gdf.drop(columns="geometry"))
+    for col in props.columns:
+        if not pd.api.types.is_numeric_dtype(props[col]) \
+                and not pd.api.types.is_bool_dtype(props[col]) \
+                and not pd.api.types.is_datetime64_any_dtype(props[col]):
+            props[col] = props[col].astype(object).where(props[col].notna(), None).map(
+                lambda v: v if v is None else str(v))
+    rows = records(props)
+    features = ",\n".join(
+        '{"type": "Feature", "properties": '
+        + json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
+        + ', "geometry": ' + ("null" if geom is None else geom) + "}"
+        for row, geom in zip(rows, texts, strict=True))
+    return '{"type": "FeatureCollection", "features": [\n' + features + "\n]}\n"
 
 
 def write_downloads(
