@@ -345,7 +345,7 @@ def _cell(value: Any) -> Any:
 
 
 def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.PathLike[str],
-                   about: Sequence[tuple[str, Any]] = ()) -> None:
+                   about: Sequence[tuple[str, Any]] = (), *, safe: bool = False) -> None:
     """Write readable tables as one ``.xlsx`` workbook: a sheet per table, then "Source".
 
     Parameters
@@ -356,6 +356,8 @@ def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.Pa
         The ``.xlsx`` file to write.
     about : sequence of (str, value)
         Lines of the last sheet, "Source": the vintage, the sources, the publication date.
+    safe : bool
+        The tables went through :func:`cpts_geo.io.writers.spreadsheet_safe` already.
 
     Notes
     -----
@@ -372,12 +374,12 @@ def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.Pa
     parts: list[tuple[str, str]] = []
     titles: list[str] = []
     for title, table in sheets:
-        safe = spreadsheet_safe(table)
+        safe_table = table if safe else spreadsheet_safe(table)
         styles = [_STYLE_OF_FORMAT.get(_FORMATS.get(labels.get(str(name), "text"), ""), 0)
-                  for name in safe.columns]
-        header = [str(name) for name in safe.columns]
-        columns = [[_cell(v) for v in safe[name].to_numpy(dtype=object)]
-                   for name in safe.columns]
+                  for name in safe_table.columns]
+        header = [str(name) for name in safe_table.columns]
+        columns = [[_cell(v) for v in safe_table.iloc[:, j].to_numpy(dtype=object)]
+                   for j in range(safe_table.shape[1])]
         widths = []
         for name, values in zip(header, columns, strict=True):
             width = len(name) // 2 + 2
@@ -483,7 +485,7 @@ def _sheet_xml(header: list[str] | None, columns: list[list[Any]], styles: list[
     out.append('</cols><sheetData>')
     row = 1
     if header is not None:
-        out.append(f'<row r="1">' + "".join(
+        out.append('<row r="1">' + "".join(
             _cell_xml(f"{letter}1", name, _BOLD) for letter, name in zip(letters, header,
                                                                         strict=True))
             + "</row>")

@@ -472,14 +472,22 @@ class _Helpers(MacroElement):
 class _GeoJsonLayer(MacroElement):
     """A GeoJSON layer embedded as compact, script-safe JSON.
 
+    The data sit in a ``<script type="application/json">`` element of the page, read with
+    ``JSON.parse``: the browser's JSON parser reads them several times faster than a JavaScript
+    object literal of the same size.
+
     Its tooltips and popups are built by JS functions from properties that were HTML-escaped in
     Python.
     """
 
     _template = Template(
         """
+        {% macro html(this, kwargs) %}
+        <script type="application/json" id="{{ this.get_name() }}_data">{{ this.data_js }}</script>
+        {% endmacro %}
         {% macro script(this, kwargs) %}
-        var {{ this.get_name() }} = L.geoJson({{ this.data_js }}, {
+        var {{ this.get_name() }} = L.geoJson(JSON.parse(
+            document.getElementById("{{ this.get_name() }}_data").textContent), {
             pane: {{ this.pane|tojson }},
             interactive: {{ this.interactive|tojson }},
             style: {{ this.style_js }}
@@ -934,7 +942,7 @@ def render_map(layers: Layers, *, title: str | None = None, offline: bool = True
         assets="inline" if offline else "cdn",
         tiles=None,
         control_scale=False,  # folium's scale shows miles too: a metric one is added below
-        prefer_canvas=big,
+        prefer_canvas=big or layers.overview,
         zoom_snap=0.25,
         font_size="0.8rem",
     )
