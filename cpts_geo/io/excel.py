@@ -344,14 +344,16 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.PathLike[str],
-                   about: Sequence[tuple[str, Any]] = (), *, safe: bool = False) -> None:
+def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame | SheetRows]],
+                   path: str | os.PathLike[str], about: Sequence[tuple[str, Any]] = (),
+                   *, safe: bool = False) -> None:
     """Write readable tables as one ``.xlsx`` workbook: a sheet per table, then "Source".
 
     Parameters
     ----------
-    sheets : sequence of (str, pandas.DataFrame)
-        Sheet titles (31 characters at most) and tables, already :func:`readable`.
+    sheets : sequence of (str, pandas.DataFrame or SheetRows)
+        Sheet titles (31 characters at most) and tables, already :func:`readable` (or their
+        rows rendered once, :class:`SheetRows`).
     path : path
         The ``.xlsx`` file to write.
     about : sequence of (str, value)
@@ -370,26 +372,12 @@ def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.Pa
     workbook of 35,000 cells takes milliseconds), and the archive is deterministic (fixed
     entry dates): the same tables give the same bytes.
     """
-    labels = {c.label: c.kind for c in COLUMNS.values()}
     parts: list[tuple[str, str]] = []
     titles: list[str] = []
     for title, table in sheets:
-        safe_table = table if safe else spreadsheet_safe(table)
-        styles = [_STYLE_OF_FORMAT.get(_FORMATS.get(labels.get(str(name), "text"), ""), 0)
-                  for name in safe_table.columns]
-        header = [str(name) for name in safe_table.columns]
-        columns = [[_cell(v) for v in safe_table.iloc[:, j].to_numpy(dtype=object)]
-                   for j in range(safe_table.shape[1])]
-        widths = []
-        for name, values in zip(header, columns, strict=True):
-            width = len(name) // 2 + 2
-            for v in values[:200]:
-                if v is not None:
-                    width = max(width, len(str(v)) + 2)
-            widths.append(min(max(width, 8), 60))
+        rows = table if isinstance(table, SheetRows) else SheetRows.of(table, safe=safe)
         titles.append(title[:31])
-        parts.append((f"xl/worksheets/sheet{len(titles)}.xml",
-                      _sheet_xml(header, columns, styles, widths, freeze=True)))
+        parts.append((f"xl/worksheets/sheet{len(titles)}.xml", rows.xml()))
     about_cols: list[list[Any]] = [[], []]
     for key, value in about:
         about_cols[0].append(str(key))
@@ -399,6 +387,65 @@ def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.Pa
                    _sheet_xml(None, about_cols, [0, 0], [28, 100], freeze=False,
                               bold_first=True)))
     _write_package(Path(path), titles, parts)
+
+
+#: Stands for the row number in the cells of a :class:`SheetRows` (never in XML text).
+_ROW = "\x00"
+
+
+class SheetRows:
+    """A sheet's rows rendered once as Office Open XML, so that slices of it are cheap.
+
+    ``SheetRows.of(table)`` renders a readable table; :meth:`take` gives some of its rows (a
+    département's communes of the national table), numbered when written.
+    """
+
+    def __init__(self, header: list[str], styles: list[int], rows: list[str],
+                 lengths: np.ndarray):
+        self.header = header
+        self.styles = styles
+        self.rows = rows  # each row's cells, _ROW standing for its number
+        self.lengths = lengths  # (rows, columns): length of each cell's text, for the widths
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, *, safe: bool = False) -> SheetRows:
+        """The rows of a :func:`readable` table (formula-safe already when ``safe``)."""
+        labels = {c.label: c.kind for c in COLUMNS.values()}
+        safe_table = table if safe else spreadsheet_safe(table)
+        styles = [_STYLE_OF_FORMAT.get(_FORMATS.get(labels.get(str(name), "text"), ""), 0)
+                  for name in safe_table.columns]
+        header = [str(name) for name in safe_table.columns]
+        letters = [_column_letter(j) + _ROW for j in range(len(header))]
+        n = len(safe_table)
+        cells = []
+        lengths = np.zeros((n, len(header)), dtype=np.int32)
+        for j in range(len(header)):
+            values = [_cell(v) for v in safe_table.iloc[:, j].to_numpy(dtype=object)]
+            lengths[:, j] = [0 if v is None else len(str(v)) for v in values]
+            ref, style = letters[j], styles[j]
+            cells.append(["" if v is None else _cell_xml(ref, v, style) for v in values])
+        rows = ["".join(row) for row in zip(*cells, strict=True)] if header else [""] * n
+        return cls(header, styles, rows, lengths)
+
+    def take(self, positions: Any) -> SheetRows:
+        """The rows at these positions, in this order."""
+        pos = np.asarray(positions, dtype=np.intp)
+        return SheetRows(self.header, self.styles, [self.rows[i] for i in pos],
+                         self.lengths[pos])
+
+    def xml(self) -> str:
+        """The worksheet: header bold and frozen, columns sized on the first 200 rows."""
+        widths = []
+        for j, name in enumerate(self.header):
+            width = len(name) // 2 + 2
+            if len(self.rows):
+                longest = int(self.lengths[:200, j].max())
+                if longest:
+                    width = max(width, longest + 2)
+            widths.append(min(max(width, 8), 60))
+        body = "".join(f'<row r="{r}">{row.replace(_ROW, str(r))}</row>'
+                       for r, row in enumerate(self.rows, start=2))
+        return _sheet_xml(self.header, [], self.styles, widths, freeze=True, body=body)
 
 
 #: Number formats of the workbooks and the index of their cell style in ``_STYLES_XML``.
@@ -471,8 +518,9 @@ def _cell_xml(ref: str, value: Any, style: int) -> str:
 
 
 def _sheet_xml(header: list[str] | None, columns: list[list[Any]], styles: list[int],
-               widths: list[int], *, freeze: bool, bold_first: bool = False) -> str:
-    letters = [_column_letter(j) for j in range(len(columns))]
+               widths: list[int], *, freeze: bool, bold_first: bool = False,
+               body: str = "") -> str:
+    letters = [_column_letter(j) for j in range(max(len(columns), len(header or ())))]
     out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
            '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
            '<sheetViews><sheetView workbookViewId="0">']
@@ -490,6 +538,7 @@ def _sheet_xml(header: list[str] | None, columns: list[list[Any]], styles: list[
                                                                         strict=True))
             + "</row>")
         row = 2
+    out.append(body)
     n = len(columns[0]) if columns else 0
     for i in range(n):
         r = row + i

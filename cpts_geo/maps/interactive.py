@@ -371,7 +371,24 @@ class _SmallScreen(MacroElement):
         self.control = control.get_name()
 
 
-class _Labels(MacroElement):
+class _RawMacro(MacroElement):
+    """A macro element whose script is added to the page as it is.
+
+    branca compiles a macro's output again as a template: for the data of a map (names of
+    CPTS, places) that costs a Jinja tokenisation of all of it, and reads ``{{`` in a name as
+    Jinja.
+    """
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        figure = self.get_root()
+        assert isinstance(figure, Figure), "a map element is rendered in a Figure"
+        script = self._template.module.__dict__["script"]
+        figure.script.add_child(_Raw(script(self, kwargs)), name=self.get_name())
+        for child in self._children.values():
+            child.render(**kwargs)
+
+
+class _Labels(_RawMacro):
     """Names of places, drawn as text on the map (escaped, not interactive)."""
 
     # most populous first; a name that would overlap one already shown is hidden at this zoom
@@ -458,7 +475,7 @@ class _MetricScale(MacroElement):
     )
 
 
-class _Helpers(MacroElement):
+class _Helpers(_RawMacro):
     """Per-map JS helpers and the table of CPTS that tooltips refer to by index."""
 
     _template = Template("{% macro script(this, kwargs) %}" + _HELPERS_JS + "{% endmacro %}")
@@ -469,7 +486,7 @@ class _Helpers(MacroElement):
         self.cpts_js = js(cpts)
 
 
-class _GeoJsonLayer(MacroElement):
+class _GeoJsonLayer(_RawMacro):
     """A GeoJSON layer embedded as compact, script-safe JSON.
 
     The data sit in a ``<script type="application/json">`` element of the page, read with
@@ -482,9 +499,6 @@ class _GeoJsonLayer(MacroElement):
 
     _template = Template(
         """
-        {% macro html(this, kwargs) %}
-        <script type="application/json" id="{{ this.get_name() }}_data">{{ this.data_js }}</script>
-        {% endmacro %}
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = L.geoJson(JSON.parse(
             document.getElementById("{{ this.get_name() }}_data").textContent), {
@@ -540,6 +554,26 @@ class _GeoJsonLayer(MacroElement):
         self.tooltip_js = tooltip_js
         self.popup_js = popup_js or tooltip_js
         self.helpers = helpers.get_name()
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Add the data element to the page's body (as it is), then the script."""
+        figure = self.get_root()
+        assert isinstance(figure, Figure), "a layer is rendered in a Figure"
+        name = self.get_name()
+        figure.html.add_child(_Raw(f'<script type="application/json" id="{name}_data">'
+                                   f"{self.data_js}</script>"), name=name)
+        super().render(**kwargs)
+
+
+class _Raw(Element):
+    """Text added to a page as it is (never rendered as a template)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self.text
 
 
 _CPTS_TIP = "function (p, H) { return H.table(H.cpts[p.i].nom, H.cptsRows(p.i)); }"

@@ -24,6 +24,7 @@ import pandas as pd
 from .._about import __version__
 from ..io.excel import (
     METRIC_LABELS,
+    SheetRows,
     is_rate_metric,
     readable,
     source_fr,
@@ -181,6 +182,7 @@ class Table:
         if lines:  # for slices: each row's CSV line, written as it is
             self.csv_header, self.csv_rows = _csv_lines(self._plain, _PLAIN_CSV, "\n")
             self.excel_header, self.excel_rows = _csv_lines(self._shown, _EXCEL_CSV, "\r\n")
+        self.sheet_rows = SheetRows.of(self._shown, safe=True) if lines else None
         self.features: list[str | None] | None = None
         if isinstance(df, gpd.GeoDataFrame) and len(df) and df.geometry.notna().any():
             self.features = geojson_features(df)
@@ -197,6 +199,8 @@ class Table:
             part.csv_rows = [self.csv_rows[i] for i in pos]
         if self.excel_rows is not None:
             part.excel_rows = [self.excel_rows[i] for i in pos]
+        if self.sheet_rows is not None:
+            part.sheet_rows = self.sheet_rows.take(pos)
         return part
 
     def _rows(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -205,6 +209,11 @@ class Table:
         out = frame.iloc[self._pos].reset_index(drop=True)
         out.attrs = dict(frame.attrs)
         return out
+
+    @property
+    def n(self) -> int:
+        """The number of rows."""
+        return len(self._plain) if self._pos is None else len(self._pos)
 
     @property
     def shown(self) -> pd.DataFrame:
@@ -328,7 +337,8 @@ def write_downloads(
             dump_json(csv_metadata(f"{stem}.csv", meta), fh)
         table.write_excel_csv(directory / f"{stem}_excel.csv")
         excel.append(f"{stem}_excel.csv")
-        sheets.append((title, table.shown))
+        sheets.append((title, table.sheet_rows if table.sheet_rows is not None
+                       else table.shown))
     if workbook is None:
         return [*machine, *excel]
     write_workbook(sheets, directory / workbook, about, safe=True)

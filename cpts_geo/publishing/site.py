@@ -311,7 +311,16 @@ def publish(
                                                 encoding="utf-8")
             with _step("tables", timings):
                 # the national tables that pages show a slice of, converted once
-                tables_of = {"communes": Table(data.communes), "cpts": Table(data.cpts)}
+                gaps = data.gaps.copy()  # numbered within each département, as on its page
+                gaps["zone"] = gaps.groupby("departements").cumcount().to_numpy() + 1
+                tables_of = {"communes": Table(data.communes), "cpts": Table(data.cpts),
+                             "coverage": Table(data.departements),
+                             "timeline": Table(data.timeline),
+                             "overlaps": Table(data.overlaps), "gaps": Table(gaps)}
+                rows_of = {
+                    "communes": data.communes["departement"], "coverage":
+                    data.departements["departement"], "timeline": data.timeline["departement"],
+                    "overlaps": data.overlaps["departement"], "gaps": gaps["departements"]}
                 dep_of_cpts = data.cpts["departements"].astype(str).str.split(",")
             with _step("cpts_pages", timings):
                 cpts_list = cpts_pages(p, data)
@@ -337,11 +346,13 @@ def publish(
                     # the bundled boundaries are light already: a coverage simplification
                     # per page would cost more than it saves (about a fifth of the vertices)
                     m = render_map(build_layers(p, [code], simplify=None))
-                    tables = {
-                        "communes": tables_of["communes"].take(np.flatnonzero(
-                            (data.communes["departement"] == code).to_numpy(dtype=bool))),
-                        "cpts": tables_of["cpts"].take(np.flatnonzero(
-                            dep_of_cpts.map(lambda ds, c=code: c in ds).to_numpy(dtype=bool)))}
+                    tables = {name: tables_of[name].take(np.flatnonzero(
+                        (column.astype(str) == code).to_numpy(dtype=bool)))
+                        for name, column in rows_of.items()}
+                    tables["cpts"] = tables_of["cpts"].take(np.flatnonzero(
+                        dep_of_cpts.map(lambda ds, c=code: c in ds).to_numpy(dtype=bool)))
+                    for name in ("communes", "coverage", "timeline", "overlaps", "gaps"):
+                        assert tables[name].n == len(getattr(page, name)), name
                     _write_departement(site, page, m, map_html, tables)
             with _step("search", timings):
                 index = search_index(p, data, links)
@@ -441,11 +452,11 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
     chart = Markup(timeline_svg(page.timeline, "departement"))
     row = records(page.coverage)[0]
     downloads = write_downloads(
-        [("coverage", "Couverture", page.coverage), ("timeline", "Au fil du temps",
-                                                     page.timeline),
-         ("cpts", "CPTS", tables["cpts"]), ("gaps", "Zones sans CPTS", page.gaps),
-         ("overlaps", "Chevauchements", page.overlaps), ("communes", "Communes",
-                                                         tables["communes"])],
+        [("coverage", "Couverture", tables["coverage"]),
+         ("timeline", "Au fil du temps", tables["timeline"]),
+         ("cpts", "CPTS", tables["cpts"]), ("gaps", "Zones sans CPTS", tables["gaps"]),
+         ("overlaps", "Chevauchements", tables["overlaps"]),
+         ("communes", "Communes", tables["communes"])],
         d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
     summary = {
         "departement": page.code,
