@@ -420,8 +420,24 @@ def _by_local_crs(geoms: np.ndarray, deps: np.ndarray, simplify: Any,
         idx = np.flatnonzero(present & (local == code))
         projected = gpd.GeoSeries(out[idx], crs=4326).to_crs(int(code)).to_numpy()
         out[idx] = gpd.GeoSeries(simplify(projected), crs=int(code)).to_crs(4326).to_numpy()
-    out[present] = shapely.make_valid(
-        shapely.set_precision(out[present], 10.0**-decimals, mode="pointwise"))
+    out[present] = _polygonal(shapely.make_valid(
+        shapely.set_precision(out[present], 10.0**-decimals, mode="pointwise")))
+    return out
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """The polygons of each geometry (None when nothing is left).
+
+    Rounding can collapse a small part (an islet) into a line or a point, which a map would
+    draw as a marker.
+    """
+    out = np.array(geoms, dtype=object)
+    types = shapely.get_type_id(out)
+    for i in np.flatnonzero(~np.isin(types, (3, 6))):  # not a Polygon nor a MultiPolygon
+        parts = shapely.get_parts(shapely.get_parts(out[i]))  # collections, then multi-parts
+        polys = [g for g in parts if shapely.get_type_id(g) == 3 and not g.is_empty]
+        out[i] = (None if not polys else polys[0] if len(polys) == 1
+                  else shapely.MultiPolygon(polys))
     return out
 
 
