@@ -276,7 +276,38 @@ _CSS = """
 """
 
 
-class _Overlay(MacroElement):
+class _Raw(Element):
+    """Text added to a page as it is (never rendered as a template)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self.text
+
+
+class _RawMacro(MacroElement):
+    """A macro element whose macros' output is added to the page as it is.
+
+    branca compiles a macro's output again as a template: for the data of a map (names of
+    CPTS, places) that costs a Jinja tokenisation of all of it, and reads ``{{`` in a name as
+    Jinja.
+    """
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        figure = self.get_root()
+        assert isinstance(figure, Figure), "a map element is rendered in a Figure"
+        macros = self._template.module.__dict__
+        for part in ("header", "html", "script"):
+            if part in macros:
+                getattr(figure, part).add_child(_Raw(macros[part](self, kwargs)),
+                                                name=self.get_name())
+        for child in self._children.values():
+            child.render(**kwargs)
+
+
+class _Overlay(_RawMacro):
     """Title, legend and their CSS, drawn over the map (plain HTML, no script)."""
 
     _template = Template(
@@ -369,23 +400,6 @@ class _SmallScreen(MacroElement):
         super().__init__()
         self._name = "CptsGeoSmallScreen"
         self.control = control.get_name()
-
-
-class _RawMacro(MacroElement):
-    """A macro element whose script is added to the page as it is.
-
-    branca compiles a macro's output again as a template: for the data of a map (names of
-    CPTS, places) that costs a Jinja tokenisation of all of it, and reads ``{{`` in a name as
-    Jinja.
-    """
-
-    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
-        figure = self.get_root()
-        assert isinstance(figure, Figure), "a map element is rendered in a Figure"
-        script = self._template.module.__dict__["script"]
-        figure.script.add_child(_Raw(script(self, kwargs)), name=self.get_name())
-        for child in self._children.values():
-            child.render(**kwargs)
 
 
 class _Labels(_RawMacro):
@@ -563,17 +577,6 @@ class _GeoJsonLayer(_RawMacro):
         figure.html.add_child(_Raw(f'<script type="application/json" id="{name}_data">'
                                    f"{self.data_js}</script>"), name=name)
         super().render(**kwargs)
-
-
-class _Raw(Element):
-    """Text added to a page as it is (never rendered as a template)."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def render(self, **kwargs: Any) -> str:
-        return self.text
 
 
 _CPTS_TIP = "function (p, H) { return H.table(H.cpts[p.i].nom, H.cptsRows(p.i)); }"
