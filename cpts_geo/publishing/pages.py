@@ -54,6 +54,16 @@ class SiteData:
     undated: pd.DataFrame  # CPTS without a status date (not in the timeline): cpts, departements
     funding_sources: dict[str, dict[str, Any]]  # sources of the funding amounts shown, by id
     pages: list[str] = field(default_factory=list)
+    _by_insee: pd.DataFrame | None = field(default=None, repr=False)
+
+    def by_insee(self) -> pd.DataFrame:
+        """Names and populations of the communes by INSEE code (made once)."""
+        if self._by_insee is None:
+            self._by_insee = pd.DataFrame(
+                {"nom": self.communes["nom"].to_numpy(),
+                 "population": self.communes["population"].to_numpy()},
+                index=self.communes["insee"].to_numpy())
+        return self._by_insee
 
 
 @dataclass
@@ -162,7 +172,7 @@ def departement_page(data: SiteData, code: str,
     timeline = data.timeline[data.timeline["departement"] == code]
     touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
     undated = data.undated[np.asarray(touching, dtype=bool)]
-    pops = data.communes.set_index("insee")
+    pops = data.by_insee()
     zone_communes = {}
     for zone, codes in zip(gaps["zone"], gaps["insee"], strict=True):
         members = pops.reindex(str(codes).split(", "))
