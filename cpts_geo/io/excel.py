@@ -14,6 +14,7 @@ a formula is written with a leading apostrophe (:func:`~cpts_geo.io.writers.spre
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -343,63 +344,253 @@ def _cell(value: Any) -> Any:
     return str(value)
 
 
-def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame]], path: str | os.PathLike[str],
-                   about: Sequence[tuple[str, Any]] = ()) -> None:
+def write_workbook(sheets: Sequence[tuple[str, pd.DataFrame | SheetRows]],
+                   path: str | os.PathLike[str], about: Sequence[tuple[str, Any]] = (),
+                   *, safe: bool = False) -> None:
     """Write readable tables as one ``.xlsx`` workbook: a sheet per table, then "Source".
 
     Parameters
     ----------
-    sheets : sequence of (str, pandas.DataFrame)
-        Sheet titles (31 characters at most) and tables, already :func:`readable`.
+    sheets : sequence of (str, pandas.DataFrame or SheetRows)
+        Sheet titles (31 characters at most) and tables, already :func:`readable` (or their
+        rows rendered once, :class:`SheetRows`).
     path : path
         The ``.xlsx`` file to write.
     about : sequence of (str, value)
         Lines of the last sheet, "Source": the vintage, the sources, the publication date.
+    safe : bool
+        The tables went through :func:`cpts_geo.io.writers.spreadsheet_safe` already.
 
     Notes
     -----
     Headers are bold and frozen, columns sized to their content, numbers formatted by kind
     (whole numbers with thousands separators, percentages with one decimal, dates
     ``DD/MM/YYYY``). No cell holds a formula: text starting with ``=``, ``+``, ``-``, ``@`` is
-    written with a leading apostrophe and as text.
-    """
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-    from openpyxl.utils import get_column_letter
+    written with a leading apostrophe and as text (every text cell is an inline string).
 
-    labels = {c.label: c.kind for c in COLUMNS.values()}
-    wb = Workbook()
-    wb.remove(wb.active)
-    bold = Font(bold=True)
+    The Office Open XML is written directly (no openpyxl object per cell: a département's
+    workbook of 35,000 cells takes milliseconds), and the archive is deterministic (fixed
+    entry dates): the same tables give the same bytes.
+    """
+    parts: list[tuple[str, str]] = []
+    titles: list[str] = []
     for title, table in sheets:
-        ws = wb.create_sheet(title[:31])
-        safe = spreadsheet_safe(table)
-        formats = [_FORMATS.get(labels.get(str(name), "text")) for name in safe.columns]
-        widths = [len(str(name)) // 2 + 2 for name in safe.columns]
-        for j, name in enumerate(safe.columns, start=1):
-            cell = ws.cell(row=1, column=j, value=str(name))
-            cell.data_type = "s"
-            cell.font = bold
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-        for i, row in enumerate(safe.itertuples(index=False, name=None), start=2):
-            for j, value in enumerate(row):
-                value = _cell(value)
-                if value is None:
-                    continue
-                cell = ws.cell(row=i, column=j + 1, value=value)
-                if isinstance(value, str):
-                    cell.data_type = "s"  # never a formula
-                elif formats[j] is not None:
-                    cell.number_format = formats[j]
-                if i < 202:
-                    widths[j] = max(widths[j], len(str(value)) + 2)
-        for j, width in enumerate(widths, start=1):
-            ws.column_dimensions[get_column_letter(j)].width = min(max(width, 8), 60)
-        ws.freeze_panes = "A2"
-    ws = wb.create_sheet("Source")
+        rows = table if isinstance(table, SheetRows) else SheetRows.of(table, safe=safe)
+        titles.append(title[:31])
+        parts.append((f"xl/worksheets/sheet{len(titles)}.xml", rows.xml()))
+    about_cols: list[list[Any]] = [[], []]
     for key, value in about:
-        ws.append([key, formula_safe(value) if isinstance(value, str) else _cell(value)])
-        ws.cell(row=ws.max_row, column=1).font = bold
-    ws.column_dimensions["A"].width = 28
-    ws.column_dimensions["B"].width = 100
-    wb.save(Path(path))
+        about_cols[0].append(str(key))
+        about_cols[1].append(formula_safe(value) if isinstance(value, str) else _cell(value))
+    titles.append("Source")
+    parts.append((f"xl/worksheets/sheet{len(titles)}.xml",
+                   _sheet_xml(None, about_cols, [0, 0], [28, 100], freeze=False,
+                              bold_first=True)))
+    _write_package(Path(path), titles, parts)
+
+
+#: Stands for the row number in the cells of a :class:`SheetRows` (never in XML text).
+_ROW = "\x00"
+
+
+class SheetRows:
+    """A sheet's rows rendered once as Office Open XML, so that slices of it are cheap.
+
+    ``SheetRows.of(table)`` renders a readable table; :meth:`take` gives some of its rows (a
+    département's communes of the national table), numbered when written.
+    """
+
+    def __init__(self, header: list[str], styles: list[int], rows: list[str],
+                 lengths: np.ndarray):
+        self.header = header
+        self.styles = styles
+        self.rows = rows  # each row's cells, _ROW standing for its number
+        self.lengths = lengths  # (rows, columns): length of each cell's text, for the widths
+
+    @classmethod
+    def of(cls, table: pd.DataFrame, *, safe: bool = False) -> SheetRows:
+        """The rows of a :func:`readable` table (formula-safe already when ``safe``)."""
+        labels = {c.label: c.kind for c in COLUMNS.values()}
+        safe_table = table if safe else spreadsheet_safe(table)
+        styles = [_STYLE_OF_FORMAT.get(_FORMATS.get(labels.get(str(name), "text"), ""), 0)
+                  for name in safe_table.columns]
+        header = [str(name) for name in safe_table.columns]
+        letters = [_column_letter(j) + _ROW for j in range(len(header))]
+        n = len(safe_table)
+        cells = []
+        lengths = np.zeros((n, len(header)), dtype=np.int32)
+        for j in range(len(header)):
+            values = [_cell(v) for v in safe_table.iloc[:, j].to_numpy(dtype=object)]
+            lengths[:, j] = [0 if v is None else len(str(v)) for v in values]
+            ref, style = letters[j], styles[j]
+            cells.append(["" if v is None else _cell_xml(ref, v, style) for v in values])
+        rows = ["".join(row) for row in zip(*cells, strict=True)] if header else [""] * n
+        return cls(header, styles, rows, lengths)
+
+    def take(self, positions: Any) -> SheetRows:
+        """The rows at these positions, in this order."""
+        pos = np.asarray(positions, dtype=np.intp)
+        return SheetRows(self.header, self.styles, [self.rows[i] for i in pos],
+                         self.lengths[pos])
+
+    def xml(self) -> str:
+        """The worksheet: header bold and frozen, columns sized on the first 200 rows."""
+        widths = []
+        for j, name in enumerate(self.header):
+            width = len(name) // 2 + 2
+            if len(self.rows):
+                longest = int(self.lengths[:200, j].max())
+                if longest:
+                    width = max(width, longest + 2)
+            widths.append(min(max(width, 8), 60))
+        body = "".join(f'<row r="{r}">{row.replace(_ROW, str(r))}</row>'
+                       for r, row in enumerate(self.rows, start=2))
+        return _sheet_xml(self.header, [], self.styles, widths, freeze=True, body=body)
+
+
+#: Number formats of the workbooks and the index of their cell style in ``_STYLES_XML``.
+_NUMBER_FORMATS = ("#,##0", "0", "0.0", "#,##0.0", "DD/MM/YYYY")
+_STYLE_OF_FORMAT = {f: i + 2 for i, f in enumerate(_NUMBER_FORMATS)}  # 0 plain, 1 header
+_STYLES_XML = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    f'<numFmts count="{len(_NUMBER_FORMATS)}">'
+    + "".join(f'<numFmt numFmtId="{164 + i}" formatCode="{f}"/>'
+              for i, f in enumerate(_NUMBER_FORMATS))
+    + '</numFmts>'
+    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+    '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill>'
+    '<fill><patternFill patternType="gray125"/></fill></fills>'
+    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+    '</cellStyleXfs>'
+    f'<cellXfs count="{2 + len(_NUMBER_FORMATS)}">'
+    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1" '
+    'applyAlignment="1"><alignment vertical="top" wrapText="1"/></xf>'
+    + "".join(f'<xf numFmtId="{164 + i}" fontId="0" fillId="0" borderId="0" xfId="0" '
+              'applyNumberFormat="1"/>' for i in range(len(_NUMBER_FORMATS)))
+    + '</cellXfs>'
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+    '</styleSheet>'
+)
+_BOLD = 1
+_EPOCH = datetime(1899, 12, 30)
+#: Characters XML 1.0 does not allow (a cell holding one is written without them).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _column_letter(j: int) -> str:
+    """``0`` → ``"A"``, ``26`` → ``"AA"``."""
+    name = ""
+    j += 1
+    while j:
+        j, r = divmod(j - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
+def _xml_text(text: str) -> str:
+    text = _NOT_XML.sub("", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cell_xml(ref: str, value: Any, style: int) -> str:
+    """One cell: text inline (never a formula), numbers, yes/no, dates as Excel serials."""
+    if isinstance(value, str):
+        space = ' xml:space="preserve"' if value != value.strip() else ""
+        s = f' s="{style}"' if style == _BOLD else ""
+        return f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>{_xml_text(value)}</t></is></c>'
+    s = f' s="{style}"' if style else ""
+    if isinstance(value, bool):
+        return f'<c r="{ref}"{s} t="b"><v>{int(value)}</v></c>'
+    if isinstance(value, datetime | date):
+        when = value if isinstance(value, datetime) else datetime(value.year, value.month,
+                                                                   value.day)
+        serial = (when.replace(tzinfo=None) - _EPOCH).total_seconds() / 86400
+        if style == 0:
+            s = f' s="{_STYLE_OF_FORMAT["DD/MM/YYYY"]}"'
+        return f'<c r="{ref}"{s}><v>{serial!r}</v></c>'
+    if isinstance(value, float) and not np.isfinite(value):
+        return ""
+    return f'<c r="{ref}"{s}><v>{value!r}</v></c>'
+
+
+def _sheet_xml(header: list[str] | None, columns: list[list[Any]], styles: list[int],
+               widths: list[int], *, freeze: bool, bold_first: bool = False,
+               body: str = "") -> str:
+    letters = [_column_letter(j) for j in range(max(len(columns), len(header or ())))]
+    out = ['<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+           '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+           '<sheetViews><sheetView workbookViewId="0">']
+    if freeze:
+        out.append('<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
+                   '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/>')
+    out.append('</sheetView></sheetViews><sheetFormatPr defaultRowHeight="15"/><cols>')
+    out += [f'<col min="{j}" max="{j}" width="{w}" customWidth="1"/>'
+            for j, w in enumerate(widths, start=1)]
+    out.append('</cols><sheetData>')
+    row = 1
+    if header is not None:
+        out.append('<row r="1">' + "".join(
+            _cell_xml(f"{letter}1", name, _BOLD) for letter, name in zip(letters, header,
+                                                                        strict=True))
+            + "</row>")
+        row = 2
+    out.append(body)
+    n = len(columns[0]) if columns else 0
+    for i in range(n):
+        r = row + i
+        cells = []
+        for j, letter in enumerate(letters):
+            value = columns[j][i]
+            if value is not None:
+                style = _BOLD if bold_first and j == 0 else styles[j]
+                cells.append(_cell_xml(f"{letter}{r}", value, style))
+        out.append(f'<row r="{r}">{"".join(cells)}</row>')
+    out.append("</sheetData></worksheet>")
+    return "".join(out)
+
+
+def _write_package(path: Path, titles: list[str], sheets: list[tuple[str, str]]) -> None:
+    import zipfile
+
+    ns = "http://schemas.openxmlformats.org"
+    head = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    content_types = (
+        head + f'<Types xmlns="{ns}/package/2006/content-types">'
+        '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+        'relationships+xml"/><Default Extension="xml" ContentType="application/xml"/>'
+        '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.spreadsheetml.sheet.main+xml"/>'
+        '<Override PartName="/xl/styles.xml" ContentType="application/vnd.openxmlformats-'
+        'officedocument.spreadsheetml.styles+xml"/>'
+        + "".join(f'<Override PartName="/{name}" ContentType="application/vnd.openxmlformats-'
+                  'officedocument.spreadsheetml.worksheet+xml"/>' for name, _ in sheets)
+        + "</Types>")
+    rels = (head + f'<Relationships xmlns="{ns}/package/2006/relationships">'
+            f'<Relationship Id="rId1" Type="{ns}/officeDocument/2006/relationships/'
+            'officeDocument" Target="xl/workbook.xml"/></Relationships>')
+    workbook = (
+        head + f'<workbook xmlns="{ns}/spreadsheetml/2006/main" '
+        f'xmlns:r="{ns}/officeDocument/2006/relationships"><bookViews><workbookView/>'
+        '</bookViews><sheets>'
+        + "".join(f'<sheet name="{_xml_text(t).replace(chr(34), "&quot;")}" '
+                  f'sheetId="{i}" r:id="rId{i}"/>' for i, t in enumerate(titles, start=1))
+        + "</sheets></workbook>")
+    workbook_rels = (
+        head + f'<Relationships xmlns="{ns}/package/2006/relationships">'
+        + "".join(f'<Relationship Id="rId{i}" Type="{ns}/officeDocument/2006/relationships/'
+                  f'worksheet" Target="worksheets/sheet{i}.xml"/>'
+                  for i in range(1, len(sheets) + 1))
+        + f'<Relationship Id="rId{len(sheets) + 1}" Type="{ns}/officeDocument/2006/'
+        'relationships/styles" Target="styles.xml"/></Relationships>')
+    entries = [("[Content_Types].xml", content_types), ("_rels/.rels", rels),
+               ("xl/workbook.xml", workbook), ("xl/_rels/workbook.xml.rels", workbook_rels),
+               ("xl/styles.xml", _STYLES_XML), *sheets]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, text.encode("utf-8"), compresslevel=6)

@@ -56,8 +56,10 @@ def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     [{'a': 1.5, 'd': '2020-07-09'}, {'a': None, 'd': None}]
     """
     cols = [c for c in df.columns if c != "geometry"]
-    return [{c: jsonable(v) for c, v in zip(cols, row, strict=True)}
-            for row in df[cols].itertuples(index=False, name=None)]
+    # column by column (no copy of the frame, no geometry taken along)
+    values = [[jsonable(v) for v in df[c].to_numpy(dtype=object)] for c in cols]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)] \
+        if cols else [{} for _ in range(len(df))]
 
 
 def dump_json(obj: Any, fh: IO[str]) -> None:

@@ -255,7 +255,8 @@ def place_labels(communes: pd.DataFrame, n: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def boundary_holes(p: Prepared, departements: Sequence[str] | None) -> gpd.GeoDataFrame | None:
+def boundary_holes(p: Prepared, departements: Sequence[str] | None,
+                   decimals: int = DECIMALS) -> gpd.GeoDataFrame | None:
     """The holes of the bundled boundaries bordering these départements (all: None).
 
     Only for communes from the bundle (the holes are its own); None for other sources.
@@ -266,8 +267,9 @@ def boundary_holes(p: Prepared, departements: Sequence[str] | None) -> gpd.GeoDa
 
     holes = load_holes(None if departements is None else list(departements))
     holes = holes[holes.geometry.notna()].reset_index(drop=True)
-    holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(), 10.0**-DECIMALS,
+    holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(), 10.0**-decimals,
                                               mode="pointwise")
+    holes = holes[~shapely.is_empty(holes.geometry.to_numpy())].reset_index(drop=True)
     return holes
 
 
@@ -334,8 +336,12 @@ def build_layers(
     # CPTS drawn: outline of their drawn communes, colours by adjacency
     cpts = info[info["cpts_id"].isin(scope_ids)].reset_index(drop=True)
     members = m[m["cpts_id"].isin(scope_ids)].groupby("cpts_id")["insee"].agg(list)
-    outlines = [union(geom_of.reindex(members.get(cid, [])).dropna().to_numpy())
-                for cid in cpts["cpts_id"]]
+    geom_dict = {k: g for k, g in geom_of.items() if g is not None}
+
+    def drawn(codes: Sequence[str]) -> list[Any]:
+        return [geom_dict[c] for c in codes if c in geom_dict]
+
+    outlines = [union(drawn(members.get(cid, []))) for cid in cpts["cpts_id"]]
     cpts = gpd.GeoDataFrame(cpts, geometry=outlines, crs=4326)
     colours = colour_graph(outlines, list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
@@ -344,8 +350,7 @@ def build_layers(
 
     # gap zones: union of the zone's simplified communes
     if len(gaps):
-        zone_geoms = [union(geom_of.reindex(str(z).split(", ")).dropna().to_numpy())
-                      for z in gaps["insee"]]
+        zone_geoms = [union(drawn(str(z).split(", "))) for z in gaps["insee"]]
         gaps = gpd.GeoDataFrame(gaps.drop(columns="geometry"), geometry=zone_geoms, crs=4326)
     overlaps = cc[cc["overlap"].to_numpy()].copy()
     overlaps["overlap_population"] = (
@@ -400,7 +405,13 @@ OVERVIEW_COVERAGE_TOLERANCE = 2_000.0
 OVERVIEW_OUTLINE_TOLERANCE = 400.0
 
 
-def _by_local_crs(geoms: np.ndarray, deps: np.ndarray, simplify: Any) -> np.ndarray:
+#: Decimals of the overview's coordinates (0.001 degree: about 100 m, a quarter of its
+#: smallest tolerance; a national map shows a pixel for a kilometre).
+OVERVIEW_DECIMALS = 3
+
+
+def _by_local_crs(geoms: np.ndarray, deps: np.ndarray, simplify: Any,
+                  decimals: int = DECIMALS) -> np.ndarray:
     """Apply ``simplify`` to each group of geometries in its local projection (4326 in/out)."""
     out = np.array(geoms, dtype=object)
     present = ~(shapely.is_missing(out) | shapely.is_empty(out))
@@ -409,8 +420,24 @@ def _by_local_crs(geoms: np.ndarray, deps: np.ndarray, simplify: Any) -> np.ndar
         idx = np.flatnonzero(present & (local == code))
         projected = gpd.GeoSeries(out[idx], crs=4326).to_crs(int(code)).to_numpy()
         out[idx] = gpd.GeoSeries(simplify(projected), crs=int(code)).to_crs(4326).to_numpy()
-    out[present] = shapely.make_valid(
-        shapely.set_precision(out[present], 10.0**-DECIMALS, mode="pointwise"))
+    out[present] = _polygonal(shapely.make_valid(
+        shapely.set_precision(out[present], 10.0**-decimals, mode="pointwise")))
+    return out
+
+
+def _polygonal(geoms: np.ndarray) -> np.ndarray:
+    """The polygons of each geometry (None when nothing is left).
+
+    Rounding can collapse a small part (an islet) into a line or a point, which a map would
+    draw as a marker.
+    """
+    out = np.array(geoms, dtype=object)
+    types = shapely.get_type_id(out)
+    for i in np.flatnonzero(~np.isin(types, (3, 6))):  # not a Polygon nor a MultiPolygon
+        parts = shapely.get_parts(shapely.get_parts(out[i]))  # collections, then multi-parts
+        polys = [g for g in parts if shapely.get_type_id(g) == 3 and not g.is_empty]
+        out[i] = (None if not polys else polys[0] if len(polys) == 1
+                  else shapely.MultiPolygon(polys))
     return out
 
 
@@ -455,7 +482,7 @@ def build_overview(p: Prepared) -> Layers:
     deps = outlines_.merge(rates, on="departement")
     deps["geometry"] = _by_local_crs(
         deps.geometry.to_numpy(), deps["departement"].to_numpy(),
-        lambda g: shapely.coverage_simplify(g, OVERVIEW_COVERAGE_TOLERANCE))
+        lambda g: shapely.coverage_simplify(g, OVERVIEW_COVERAGE_TOLERANCE), OVERVIEW_DECIMALS)
     deps = gpd.GeoDataFrame(deps, geometry="geometry", crs=4326)
 
     def dp(g: np.ndarray) -> np.ndarray:
@@ -467,7 +494,7 @@ def build_overview(p: Prepared) -> Layers:
     cpts = gpd.GeoDataFrame(
         cpts.drop(columns="geometry"),
         geometry=_by_local_crs(cpts.geometry.to_numpy(), _first_departement(cpts["departements"]),
-                               dp), crs=4326)
+                               dp, OVERVIEW_DECIMALS), crs=4326)
     colours = colour_graph(list(cpts.geometry), list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
     cpts["colour"] = [palette_colour(c) for c in colours]
@@ -475,7 +502,8 @@ def build_overview(p: Prepared) -> Layers:
     gaps = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
     gaps = gpd.GeoDataFrame(
         gaps.drop(columns="geometry"),
-        geometry=_by_local_crs(gaps.geometry.to_numpy(), gaps["departements"].to_numpy(), dp),
+        geometry=_by_local_crs(gaps.geometry.to_numpy(), gaps["departements"].to_numpy(), dp,
+                               OVERVIEW_DECIMALS),
         crs=4326)
     empty = gpd.GeoDataFrame(
         {col: [] for col in ("insee", "nom", "departement", "population", "cpts_ids",
@@ -490,7 +518,7 @@ def build_overview(p: Prepared) -> Layers:
             area_rates(p, "departement")["covered_population"].sum()
             - rates["covered_population"].sum()),
         labels=place_labels(p.communes, LABELS_OVERVIEW),
-        holes=boundary_holes(p, None),
+        holes=boundary_holes(p, None, OVERVIEW_DECIMALS),
     )
 
 

@@ -14,6 +14,7 @@ when that is a plain slug (``vallee-du-gier``), else after its position (``cpts-
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,16 @@ class SiteData:
     undated: pd.DataFrame  # CPTS without a status date (not in the timeline): cpts, departements
     funding_sources: dict[str, dict[str, Any]]  # sources of the funding amounts shown, by id
     pages: list[str] = field(default_factory=list)
+    _by_insee: pd.DataFrame | None = field(default=None, repr=False)
+
+    def by_insee(self) -> pd.DataFrame:
+        """Names and populations of the communes by INSEE code (made once)."""
+        if self._by_insee is None:
+            self._by_insee = pd.DataFrame(
+                {"nom": self.communes["nom"].to_numpy(),
+                 "population": self.communes["population"].to_numpy()},
+                index=self.communes["insee"].to_numpy())
+        return self._by_insee
 
 
 @dataclass
@@ -161,7 +172,7 @@ def departement_page(data: SiteData, code: str,
     timeline = data.timeline[data.timeline["departement"] == code]
     touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
     undated = data.undated[np.asarray(touching, dtype=bool)]
-    pops = data.communes.set_index("insee")
+    pops = data.by_insee()
     zone_communes = {}
     for zone, codes in zip(gaps["zone"], gaps["insee"], strict=True):
         members = pops.reindex(str(codes).split(", "))
@@ -254,31 +265,58 @@ def cpts_pages(p: Prepared, data: SiteData) -> list[CptsPage]:
     c = p.communes
     nom = c["nom"].astype(str).to_numpy(dtype=object) if "nom" in c.columns else p.codes
     dep = c["departement"].astype(str).to_numpy(dtype=object)
-    names_of = ins.groupby("insee")["cpts"].agg(lambda s: list(s.astype(str)))
+    population = c["population"].to_numpy()
+    # the rows of every CPTS at once, sorted by CPTS then commune (one sort, not one per CPTS)
+    ins_cid = ins["cpts_id"].astype(str).to_numpy(dtype=object)
+    ins_insee = ins["insee"].astype(str).to_numpy(dtype=object)
+    ins_name = ins["cpts"].astype(str).to_numpy(dtype=object)
+    ins_pos = ins["pos"].to_numpy()
+    ins_share = ins["share"].to_numpy()
+    order = np.lexsort((ins_insee, ins_cid))
+    sorted_cid = ins_cid[order]
+    starts = {cid: (int(a), int(b)) for cid, a, b in _runs(sorted_cid)}
+    names_of: dict[str, list[str]] = {}
+    for code, name in zip(ins_insee, ins_name, strict=True):
+        names_of.setdefault(code, []).append(name)
     out = []
     for row in cpts.drop(columns="geometry").to_dict("records"):
         cid = str(row["cpts_id"])
-        mine = ins[ins["cpts_id"] == cid].sort_values("insee")
-        pos = mine["pos"].to_numpy()
+        a, b = starts.get(cid, (0, 0))
+        idx = order[a:b]
+        pos = ins_pos[idx]
+        share = ins_share[idx]
+        codes = ins_insee[idx]
+        own = row["cpts"]
         communes = pd.DataFrame({
-            "insee": mine["insee"].astype(str).to_numpy(),
+            "insee": pd.array(codes, dtype="str"),
             "nom": nom[pos],
             "departement": dep[pos],
-            "population": pd.array(c["population"].to_numpy()[pos], dtype="Int64"),
-            "share": mine["share"].to_numpy(),
-            "other_cpts": ["; ".join(n for n in names_of.get(code, []) if n != row["cpts"])
-                           for code in mine["insee"].astype(str)],
+            "population": pd.array(population[pos], dtype="Int64"),
+            "share": share,
+            "other_cpts": ["; ".join(n for n in names_of.get(code, []) if n != own)
+                           for code in codes],
         })
         communes.attrs = dict(p.attrs)
-        weights = pd.Series(p.population[pos] * mine["share"].to_numpy()).groupby(
-            dep[pos]).sum()
-        ranked = [d for d in weights.sort_values(ascending=False).index if d in pages]
+        weights: dict[str, float] = {}
+        for d, w in zip(dep[pos], p.population[pos] * share, strict=True):
+            weights[d] = weights.get(d, 0.0) + w
+        ranked = [d for d, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
+                  if d in pages]
         out.append(CptsPage(
             cpts_id=cid, name=names[cid], row=row, communes=communes,
             neighbours=sorted(neighbours.get(cid, set())),
             departements=sorted(set(dep[pos])), map_departement=ranked[0] if ranked else None,
         ))
     return out
+
+
+def _runs(values: np.ndarray) -> list[tuple[Any, int, int]]:
+    """The runs of equal values of a sorted array: (value, start, stop)."""
+    if len(values) == 0:
+        return []
+    change = np.flatnonzero(values[1:] != values[:-1]) + 1
+    bounds = np.concatenate([[0], change, [len(values)]])
+    return [(values[a], int(a), int(b)) for a, b in itertools.pairwise(bounds)]
 
 
 def cpts_title(name: str) -> str:
@@ -304,7 +342,12 @@ def search_index(p: Prepared, data: SiteData, links: dict[str, str]) -> dict[str
     ids = [str(i) for i in table["cpts_id"]]
     k = {cid: n for n, cid in enumerate(ids)}
     ins = p.inside
-    of = ins.groupby("pos")["cpts_id"].agg(lambda s: sorted(k[str(i)] for i in s))
+    of: dict[int, list[int]] = {}
+    for pos, cid in zip(ins["pos"].tolist(), ins["cpts_id"].astype(str).tolist(),
+                        strict=True):
+        of.setdefault(pos, []).append(k[cid])
+    for ks in of.values():
+        ks.sort()
     c = p.communes
     nom = c["nom"].astype(str) if "nom" in c.columns else c["insee"].astype(str)
     pop = pd.to_numeric(c["population"], errors="coerce").fillna(0).round().astype(int)

@@ -10,7 +10,7 @@ and one ``.xlsx`` workbook per page, with a "Source" sheet).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.resources import files
 from pathlib import Path
@@ -18,20 +18,21 @@ from typing import Any
 
 import geopandas as gpd
 import jinja2
+import numpy as np
 import pandas as pd
 
 from .._about import __version__
 from ..io.excel import (
     METRIC_LABELS,
+    SheetRows,
     is_rate_metric,
     readable,
     source_fr,
-    write_excel_csv,
     write_workbook,
 )
 from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe
 
-__all__ = ["environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
+__all__ = ["Table", "environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
 
 _MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
            "septembre", "octobre", "novembre", "décembre")
@@ -134,31 +135,188 @@ def write_table(df: pd.DataFrame, directory: Path, stem: str) -> list[str]:
     plain.to_csv(directory / f"{stem}.csv", index=False, lineterminator="\n")
     names.append(f"{stem}.csv")
     if isinstance(df, gpd.GeoDataFrame) and len(df) and df.geometry.notna().any():
-        gdf = df[df.geometry.notna()].copy()
-        for col in gdf.columns:
-            if col != "geometry" and not pd.api.types.is_numeric_dtype(gdf[col]) \
-                    and not pd.api.types.is_bool_dtype(gdf[col]):
-                gdf[col] = gdf[col].astype(object).where(gdf[col].notna(), None).map(
-                    lambda v: v if v is None else str(v))
-        (directory / f"{stem}.geojson").write_text(
-            gdf.to_json(drop_id=True, ensure_ascii=False, to_wgs84=True), encoding="utf-8"
-        )
+        (directory / f"{stem}.geojson").write_text(geojson_text(df), encoding="utf-8")
         names.append(f"{stem}.geojson")
     return names
 
 
+#: Decimals of the coordinates of the GeoJSON downloads (1e-6 degree: about 10 cm).
+GEOJSON_DECIMALS = 6
+
+
+def geojson_text(df: gpd.GeoDataFrame) -> str:
+    """The rows of ``df`` with a geometry as a GeoJSON FeatureCollection (WGS 84).
+
+    See :func:`geojson_features`.
+    """
+    features = [f for f in geojson_features(df) if f is not None]
+    return '{"type": "FeatureCollection", "features": [\n' + ",\n".join(features) + "\n]}\n"
+
+
+#: pandas' options of the CSV for programs and of the CSV for a French Excel.
+_PLAIN_CSV: dict[str, Any] = {"index": False, "lineterminator": "\n"}
+_EXCEL_CSV: dict[str, Any] = {"sep": ";", "decimal": ",", "index": False,
+                              "lineterminator": "\r\n", "date_format": "%Y-%m-%d"}
+
+
+class Table:
+    """A table's downloads converted once, row by row, so that pages can write slices of it.
+
+    The national tables (every commune, every CPTS) are shown a département or a CPTS at a
+    time: converting them once (formula-safe cells, French labels, GeoJSON features, CSV
+    lines) and writing each page's rows costs each page in proportion to its rows.
+    ``Table(df)`` converts a whole table; :meth:`take` gives the rows of one page.
+    """
+
+    def __init__(self, df: pd.DataFrame, *, lines: bool = True):
+        self.attrs = dict(df.attrs)
+        self._plain = spreadsheet_safe(pd.DataFrame(df.drop(columns="geometry",
+                                                            errors="ignore")))
+        shown = readable(df, "all")
+        self._shown = spreadsheet_safe(shown)
+        self._shown.attrs = dict(shown.attrs)
+        self._pos: np.ndarray | None = None
+        self.csv_header, self.excel_header = "", ""
+        self.csv_rows: list[str] | None = None
+        self.excel_rows: list[str] | None = None
+        if lines:  # for slices: each row's CSV line, written as it is
+            self.csv_header, self.csv_rows = _csv_lines(self._plain, _PLAIN_CSV, "\n")
+            self.excel_header, self.excel_rows = _csv_lines(self._shown, _EXCEL_CSV, "\r\n")
+        self.sheet_rows = SheetRows.of(self._shown, safe=True) if lines else None
+        self.features: list[str | None] | None = None
+        if isinstance(df, gpd.GeoDataFrame) and len(df) and df.geometry.notna().any():
+            self.features = geojson_features(df)
+
+    def take(self, positions: Any) -> Table:
+        """The rows at these positions (in this order); their frames are made when needed."""
+        pos = np.asarray(positions, dtype=np.intp)
+        part = object.__new__(Table)
+        part.__dict__.update(self.__dict__)
+        part._pos = pos if self._pos is None else self._pos[pos]
+        if self.features is not None:
+            part.features = [self.features[i] for i in pos]
+        if self.csv_rows is not None:
+            part.csv_rows = [self.csv_rows[i] for i in pos]
+        if self.excel_rows is not None:
+            part.excel_rows = [self.excel_rows[i] for i in pos]
+        if self.sheet_rows is not None:
+            part.sheet_rows = self.sheet_rows.take(pos)
+        return part
+
+    def _rows(self, frame: pd.DataFrame) -> pd.DataFrame:
+        if self._pos is None:
+            return frame
+        out = frame.iloc[self._pos].reset_index(drop=True)
+        out.attrs = dict(frame.attrs)
+        return out
+
+    @property
+    def n(self) -> int:
+        """The number of rows."""
+        return len(self._plain) if self._pos is None else len(self._pos)
+
+    @property
+    def shown(self) -> pd.DataFrame:
+        """The rows as :func:`cpts_geo.io.excel.readable` shows them, formula-safe."""
+        return self._rows(self._shown)
+
+    @property
+    def plain(self) -> pd.DataFrame:
+        """The rows without geometry, formula-safe."""
+        return self._rows(self._plain)
+
+    def write(self, directory: Path, stem: str) -> list[str]:
+        """``<stem>.csv`` (and ``<stem>.geojson``); return the file names."""
+        _write_csv(directory / f"{stem}.csv", self.csv_header, self.csv_rows,
+                   lambda: self.plain, _PLAIN_CSV, "utf-8")
+        names = [f"{stem}.csv"]
+        features = [f for f in self.features or () if f is not None]
+        if features:
+            (directory / f"{stem}.geojson").write_text(
+                '{"type": "FeatureCollection", "features": [\n' + ",\n".join(features)
+                + "\n]}\n", encoding="utf-8")
+            names.append(f"{stem}.geojson")
+        return names
+
+    def write_excel_csv(self, path: Path) -> None:
+        """The table for a French Excel (see :func:`cpts_geo.io.excel.write_excel_csv`)."""
+        _write_csv(path, self.excel_header, self.excel_rows, lambda: self.shown,
+                   _EXCEL_CSV, "utf-8-sig")
+
+
+def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
+               end: str) -> tuple[str, list[str] | None]:
+    """The header and the line of each row of ``df`` as CSV.
+
+    None for the lines when a cell holds a line break: its rows cannot be told apart by lines,
+    each slice is written by pandas then.
+    """
+    text = df.to_csv(**options)
+    lines = text.split(end)
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != len(df) + 1:
+        return lines[0] if lines else "", None
+    return lines[0], lines[1:]
+
+
+def _write_csv(path: Path, header: str, rows: list[str] | None,
+               df: Callable[[], pd.DataFrame], options: dict[str, Any], encoding: str) -> None:
+    if rows is None:
+        df().to_csv(path, encoding=encoding, **options)
+        return
+    end = options["lineterminator"]
+    with open(path, "w", encoding=encoding, newline="") as fh:
+        fh.write(header + end)
+        if rows:
+            fh.write(end.join(rows) + end)
+
+
+def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
+    """Each row of ``df`` as a GeoJSON Feature (WGS 84), None for a row without geometry.
+
+    Coordinates are rounded to :data:`GEOJSON_DECIMALS` decimals; properties are the other
+    columns, text (and categories) as strings, missing values as null, dates in ISO. Written
+    with GEOS's GeoJSON writer and one ``json.dumps`` per row.
+    """
+    import shapely
+
+    geoms = df.geometry
+    if df.crs is not None and not df.crs.equals("EPSG:4326"):
+        geoms = geoms.to_crs(4326)
+    arr = geoms.to_numpy()
+    present = ~shapely.is_missing(arr)
+    texts = np.full(len(arr), None, dtype=object)
+    if present.any():
+        texts[present] = shapely.to_geojson(shapely.set_precision(
+            arr[present], 10.0**-GEOJSON_DECIMALS, mode="pointwise"))
+    props = pd.DataFrame(df.drop(columns="geometry"))
+    for col in props.columns:
+        if not pd.api.types.is_numeric_dtype(props[col]) \
+                and not pd.api.types.is_bool_dtype(props[col]) \
+                and not pd.api.types.is_datetime64_any_dtype(props[col]):
+            props[col] = props[col].astype(object).where(props[col].notna(), None).map(
+                lambda v: v if v is None else str(v))
+    rows = records(props)
+    return [None if geom is None else
+            '{"type": "Feature", "properties": '
+            + json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
+            + ', "geometry": ' + geom + "}"
+            for row, geom in zip(rows, texts, strict=True)]
+
+
 def write_downloads(
-    tables: Sequence[tuple[str, str, pd.DataFrame]], directory: Path, workbook: str | None,
-    about: Sequence[tuple[str, Any]], meta: Mapping[str, Any],
+    tables: Sequence[tuple[str, str, pd.DataFrame | Table]], directory: Path,
+    workbook: str | None, about: Sequence[tuple[str, Any]], meta: Mapping[str, Any],
 ) -> list[str]:
     """Every download of a page; return the file names, for programs first, then for Excel.
 
     Parameters
     ----------
-    tables : sequence of (stem, sheet title, DataFrame)
+    tables : sequence of (stem, sheet title, DataFrame or Table)
         The page's tables: ``<stem>.csv`` (and ``<stem>.geojson``) for programs, with a
         ``<stem>.csv-metadata.json`` sidecar giving ``meta``; ``<stem>_excel.csv`` and a sheet
-        of ``workbook`` for Excel.
+        of ``workbook`` for Excel. A :class:`Table` is a slice of a table converted once.
     directory : Path
         The page's folder.
     workbook : str or None
@@ -173,16 +331,17 @@ def write_downloads(
     excel: list[str] = []
     sheets = []
     for stem, title, df in tables:
-        machine += write_table(df, directory, stem)
+        table = df if isinstance(df, Table) else Table(df, lines=False)
+        machine += table.write(directory, stem)
         with open(directory / f"{stem}.csv-metadata.json", "w", encoding="utf-8") as fh:
             dump_json(csv_metadata(f"{stem}.csv", meta), fh)
-        shown = readable(df, "all")
-        write_excel_csv(shown, directory / f"{stem}_excel.csv")
+        table.write_excel_csv(directory / f"{stem}_excel.csv")
         excel.append(f"{stem}_excel.csv")
-        sheets.append((title, shown))
+        sheets.append((title, table.sheet_rows if table.sheet_rows is not None
+                       else table.shown))
     if workbook is None:
         return [*machine, *excel]
-    write_workbook(sheets, directory / workbook, about)
+    write_workbook(sheets, directory / workbook, about, safe=True)
     return [*machine, workbook, *excel]
 
 

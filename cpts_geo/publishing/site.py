@@ -45,6 +45,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..analysis.aci import default_rules
@@ -70,6 +71,7 @@ from .pages import (
 )
 from .release import STATE_FILE, check_target, current_release, install, lock, prepare_target
 from .render import (
+    Table,
     about_rows,
     environment,
     read_json,
@@ -307,6 +309,19 @@ def publish(
                 national = render_map(overview, title="CPTS : couverture nationale")
                 (build / "map.html").write_text(map_html(national, assets="assets/"),
                                                 encoding="utf-8")
+            with _step("tables", timings):
+                # the national tables that pages show a slice of, converted once
+                gaps = data.gaps.copy()  # numbered within each département, as on its page
+                gaps["zone"] = gaps.groupby("departements").cumcount().to_numpy() + 1
+                tables_of = {"communes": Table(data.communes), "cpts": Table(data.cpts),
+                             "coverage": Table(data.departements),
+                             "timeline": Table(data.timeline),
+                             "overlaps": Table(data.overlaps), "gaps": Table(gaps)}
+                rows_of = {
+                    "communes": data.communes["departement"], "coverage":
+                    data.departements["departement"], "timeline": data.timeline["departement"],
+                    "overlaps": data.overlaps["departement"], "gaps": gaps["departements"]}
+                dep_of_cpts = data.cpts["departements"].astype(str).str.split(",")
             with _step("cpts_pages", timings):
                 cpts_list = cpts_pages(p, data)
                 links = {c.cpts_id: f"cpts/{c.name}/index.html" for c in cpts_list}
@@ -316,13 +331,29 @@ def publish(
                     dep_names={d: info.nom for d, info in all_departements().items()},
                     cpts_names=dict(zip(data.cpts["cpts_id"].astype(str),
                                         data.cpts["cpts"].astype(str), strict=True)))
+                members = (Table(pd.concat([cp.communes for cp in cpts_list],
+                                           ignore_index=True))
+                           if cpts_list else None)
+                start = 0
                 for cp in cpts_list:
-                    _write_cpts(site, cp)
+                    assert members is not None
+                    n = len(cp.communes)
+                    _write_cpts(site, cp, members.take(np.arange(start, start + n)))
+                    start += n
             with _step("departements", timings):
                 for code in _progress(data.pages, progress):
                     page = departement_page(data, code, claims)
-                    m = render_map(build_layers(p, [code]))
-                    _write_departement(site, page, m, map_html)
+                    # the bundled boundaries are light already: a coverage simplification
+                    # per page would cost more than it saves (about a fifth of the vertices)
+                    m = render_map(build_layers(p, [code], simplify=None))
+                    tables = {name: tables_of[name].take(np.flatnonzero(
+                        (column.astype(str) == code).to_numpy(dtype=bool)))
+                        for name, column in rows_of.items()}
+                    tables["cpts"] = tables_of["cpts"].take(np.flatnonzero(
+                        dep_of_cpts.map(lambda ds, c=code: c in ds).to_numpy(dtype=bool)))
+                    for name in ("communes", "coverage", "timeline", "overlaps", "gaps"):
+                        assert tables[name].n == len(getattr(page, name)), name
+                    _write_departement(site, page, m, map_html, tables)
             with _step("search", timings):
                 index = search_index(p, data, links)
                 (build / "communes-index.js").write_text(
@@ -338,7 +369,7 @@ def publish(
                     [("coverage_departements", "Départements", data.departements),
                      ("coverage_regions", "Régions", data.regions),
                      ("coverage_nation", "France", data.nation),
-                     ("cpts", "CPTS", data.cpts),
+                     ("cpts", "CPTS", tables_of["cpts"]),
                      ("published_vs_computed", "Chiffres publiés", claims)],
                     build, "couverture_cpts_france.xlsx",
                     about_rows(attrs, source_name, generated, stale), site.meta)
@@ -407,7 +438,9 @@ class _Site:
         return about_rows(self.attrs, self.territories, self.generated, self.stale)
 
 
-def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
+def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
+                       tables: dict[str, Table]) -> None:
+    """One département's page; ``tables``: its rows of the national communes and CPTS."""
     from markupsafe import Markup
 
     from ..maps.charts import timeline_svg
@@ -419,11 +452,11 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
     chart = Markup(timeline_svg(page.timeline, "departement"))
     row = records(page.coverage)[0]
     downloads = write_downloads(
-        [("coverage", "Couverture", page.coverage), ("timeline", "Au fil du temps",
-                                                     page.timeline),
-         ("cpts", "CPTS", page.cpts), ("gaps", "Zones sans CPTS", page.gaps),
-         ("overlaps", "Chevauchements", page.overlaps), ("communes", "Communes",
-                                                         page.communes)],
+        [("coverage", "Couverture", tables["coverage"]),
+         ("timeline", "Au fil du temps", tables["timeline"]),
+         ("cpts", "CPTS", tables["cpts"]), ("gaps", "Zones sans CPTS", tables["gaps"]),
+         ("overlaps", "Chevauchements", tables["overlaps"]),
+         ("communes", "Communes", tables["communes"])],
         d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
     summary = {
         "departement": page.code,
@@ -453,15 +486,18 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any) -> None:
     )
 
 
-def _write_cpts(site: _Site, page: CptsPage) -> None:
-    """One CPTS's page: its figures, communes, neighbours, downloads, and its map."""
+def _write_cpts(site: _Site, page: CptsPage, communes: Table) -> None:
+    """One CPTS's page: its figures, communes, neighbours, downloads, and its map.
+
+    ``communes``: its rows of the table of every CPTS's communes, converted once.
+    """
     from urllib.parse import quote
 
     d = site.build / "cpts" / page.name  # a checked slug or cpts-<n>: never raw input
     d.mkdir(parents=True)
     row = {k: jsonable(v) for k, v in page.row.items()}
     downloads = write_downloads(
-        [("communes", "Communes", page.communes)], d, None, site.about(), site.meta)
+        [("communes", "Communes", communes)], d, None, site.about(), site.meta)
     map_url = (None if page.map_departement is None else
                f"../../departements/{page.map_departement}/map.html#cpts="
                f"{quote(page.cpts_id, safe='')}")

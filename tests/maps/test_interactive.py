@@ -545,6 +545,9 @@ def test_overview_map_of_france_is_light(seeds):
     assert "Limites communales" not in page  # communes are on the départements' maps
     props = re.findall(r'"dep":"([0-9AB]{2,3})"', page)
     assert len(set(props)) == 101
+    # outlines rounded for the overview keep their polygons only (no marker for an islet)
+    assert not re.search(r'"type":"(Point|MultiPoint|LineString|MultiLineString|Geometry'
+                         r'Collection)"', page)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -625,6 +628,17 @@ def test_main_communes_are_named_largest_first(loire_page, loire):
         geom = loire.loc[loire["nom"] == html.unescape(name), "geometry"].iloc[0]
         assert geom.contains(shapely.Point(lon, lat))
     assert "Noms des principales communes" in page and "map.on(\"zoomend\", declutter)" in page
+
+
+def test_names_in_template_syntax_stay_text(loire, hostile_territories):
+    """The map's data are added to the page as they are, never read again as templates."""
+    t = hostile_territories.copy()
+    t.loc[t["cpts"] == "Monts & Vallées", "cpts"] = "{{ 7 * 7 }} {% raw %}"
+    communes = loire.copy()
+    communes.loc[communes["insee"] == "42218", "nom"] = "{{ 6 * 7 }}"
+    page = map_html(coverage_map(communes, t))
+    assert "{{ 7 * 7 }} {% raw %}" in page and "{{ 6 * 7 }}" in page
+    assert '"nom":"49' not in page and '"nom":"42"' not in page
 
 
 def test_place_names_are_escaped_and_cities_named_once(loire, hostile_territories):
