@@ -378,15 +378,13 @@ def current_release(out: Path) -> Path | None:
 def install(out: Path, build: Path, keep: int) -> Path:
     """Make the complete site in ``build`` the one published at ``out``; return its release.
 
-    ``build`` (a directory of ``<out>.releases``) is flushed to disk, renamed to a release,
-    ``out`` is switched to it (:func:`swap`) and old releases are pruned (:func:`prune`).
+    ``build`` (a directory of ``<out>.releases``) is flushed to disk (one ``syncfs`` on Linux),
+    renamed to a release, ``out`` is switched to it (:func:`swap`) and old releases are pruned
+    (:func:`prune`).
     """
     releases = build.parent
     _checkpoint("built")
-    for item in build.rglob("*"):
-        if item.is_file():
-            with open(item, "rb") as fh:
-                os.fsync(fh.fileno())
+    _flush_tree(build)
     os.chmod(build, default_mode(directory=True))  # mkdtemp makes 0700
     # named by the time to the microsecond, so that names sort in time order even for two runs
     # (two pids) in the same second; pruning keeps the newest by name
@@ -397,6 +395,46 @@ def install(out: Path, build: Path, keep: int) -> Path:
     swap(out, release)
     prune(releases, keep, release)
     return release
+
+
+def _flush_tree(build: Path) -> None:
+    """Put every file and folder of ``build`` on disk before the release is switched in.
+
+    On Linux, one ``syncfs`` of the file system of ``build`` (every dirty page and inode of
+    that file system, written and waited for) replaces one ``fsync`` per file: a site has
+    thousands of files, and one call costs about as much as the last of them. Elsewhere, or
+    where ``syncfs`` fails, each file and folder is flushed one by one (macOS's ``sync``
+    does not wait for the writes to reach the disk).
+    """
+    syncfs = _syncfs_call()
+    if syncfs is not None:
+        fd = os.open(build, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for item in build.rglob("*"):
+        if item.is_file() and not item.is_symlink():
+            with open(item, "rb") as fh:
+                os.fsync(fh.fileno())
+        elif item.is_dir() and not item.is_symlink():
+            fsync_dir(item)
+    fsync_dir(build)
+
+
+@lru_cache(maxsize=1)
+def _syncfs_call() -> Callable[[int], int] | None:
+    """Linux's ``syncfs(fd)``, or None on another system."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return lambda fd: int(fn(fd))
 
 
 def swap(out: Path, release: Path) -> None:

@@ -353,3 +353,46 @@ def test_a_publication_in_the_checkout_leaves_nothing_untracked(tmp_path: Path) 
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"],
                             cwd=checkout, capture_output=True, text=True, check=True).stdout
     assert status.splitlines() == ["?? .gitignore"]
+
+
+@pytest.mark.parametrize("syncfs", ["linux", "absent", "failing"])
+def test_a_build_is_flushed_to_disk_before_the_switch(tmp_path: Path, monkeypatch,
+                                                       syncfs: str) -> None:
+    """One ``syncfs`` of the build's file system on Linux, else one ``fsync`` per file and
+    folder; either way before the release is renamed into place and linked."""
+    calls: list[str] = []
+    real_fsync = os.fsync
+    if syncfs == "linux" and release._syncfs_call() is None:
+        pytest.skip("no syncfs here")
+    if syncfs == "absent":
+        monkeypatch.setattr(release, "_syncfs_call", lambda: None)
+    elif syncfs == "failing":
+        monkeypatch.setattr(release, "_syncfs_call", lambda: lambda fd: -1)
+    elif syncfs == "linux":
+        real_syncfs = release._syncfs_call()
+        assert real_syncfs is not None
+
+        def counted(fd: int) -> int:
+            calls.append("syncfs")
+            return real_syncfs(fd)
+
+        monkeypatch.setattr(release, "_syncfs_call", lambda: counted)
+
+    def fsync(fd: int) -> None:
+        calls.append("fsync")
+        real_fsync(fd)
+
+    def checkpoint(name: str) -> None:
+        calls.append(name)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(release, "_checkpoint", checkpoint)
+    publish_version(tmp_path / "site", "1")
+    flushed = calls[calls.index("built") + 1:calls.index("released")]
+    if syncfs == "linux":
+        assert flushed.count("syncfs") == 1
+        assert flushed.count("fsync") == 1  # the releases folder, after the rename
+    else:
+        # every file, every folder (5 files in 4 folders), then the releases folder
+        assert flushed.count("fsync") >= len(FILES) + 4 + 1
+    assert version_of(tmp_path / "site") == "1"
