@@ -417,8 +417,20 @@ def publish(
 
 def _sources_shown(sources: dict[str, dict[str, Any]], cpts: pd.DataFrame) -> list[dict[str, Any]]:
     """The sources of the funding amounts of these CPTS, for the note under their table."""
-    used = {s for ids in cpts["funding_sources"].dropna() for s in str(ids).split("; ") if s}
+    return _sources_used(sources, cpts["funding_sources"].dropna())
+
+
+def _sources_used(sources: dict[str, dict[str, Any]],
+                  values: Iterable[Any]) -> list[dict[str, Any]]:
+    """The sources named in ``values`` (``"id; id"``, missing values skipped), in their order."""
+    used = {s for ids in values if not _missing(ids) for s in str(ids).split("; ") if s}
     return [{"id": k, **v} for k, v in sources.items() if k in used]
+
+
+def _missing(value: Any) -> bool:
+    """Whether one value is missing as ``Series.dropna`` sees it (None, NaN, NA, NaT)."""
+    missing = pd.isna(value)
+    return bool(missing) if isinstance(missing, bool | np.bool_) else False
 
 
 @dataclass
@@ -505,8 +517,8 @@ def _write_cpts(site: _Site, page: CptsPage, communes: Table) -> None:
         site.env.get_template("cpts.html").render(
             title=cpts_title(str(row["cpts"])), root="../../", row=row, page=page,
             communes=records(page.communes), map_url=map_url, downloads=downloads,
-            funding_sources=_sources_shown(site.funding_sources,
-                                           pd.DataFrame([page.row])),
+            funding_sources=_sources_used(site.funding_sources,
+                                          [page.row["funding_sources"]]),
             attrs=site.attrs, territories=site.territories,
         ),
         encoding="utf-8",
