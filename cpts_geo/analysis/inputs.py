@@ -44,6 +44,13 @@ __all__ = ["Prepared", "filter_territories", "prepare"]
 Whole = Literal["departement", "region", "nation"] | None
 
 
+def _numbered(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each value's number among the sorted distinct values (read-only), and those values."""
+    inv, uniques = pd.factorize(values, sort=True)
+    inv.flags.writeable = False
+    return inv, np.asarray(uniques, dtype=object)
+
+
 @dataclass(frozen=True, eq=False)
 class Prepared:
     """Validated inputs, at one granularity, with their vintage: what every computation reads.
@@ -137,22 +144,12 @@ class Prepared:
 
     def areas(self, by: str) -> tuple[np.ndarray, np.ndarray]:
         """Area of each commune at a level: (position of its area, the areas' sorted codes)."""
-        def make() -> tuple[np.ndarray, np.ndarray]:
-            inv, uniques = pd.factorize(self.communes[by].astype(str), sort=True)
-            inv.flags.writeable = False
-            return inv, np.asarray(uniques, dtype=object)
-
-        return self._array(f"areas:{by}", make)
+        return self._array(f"areas:{by}", lambda: _numbered(self.communes[by].astype(str)))
 
     @property
     def cpts_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """The CPTS of each row of ``membership`` by number, and their ids (sorted)."""
-        def make() -> tuple[np.ndarray, np.ndarray]:
-            inv, uniques = pd.factorize(self.membership["cpts_id"], sort=True)
-            inv.flags.writeable = False
-            return inv, np.asarray(uniques, dtype=object)
-
-        return self._array("cpts_codes", make)
+        return self._array("cpts_codes", lambda: _numbered(self.membership["cpts_id"]))
 
     @property
     def nodes(self) -> np.ndarray:
@@ -167,12 +164,7 @@ class Prepared:
     @property
     def cpts_names(self) -> tuple[np.ndarray, np.ndarray]:
         """The CPTS of each row of ``membership`` by name number, and the names (sorted)."""
-        def make() -> tuple[np.ndarray, np.ndarray]:
-            inv, uniques = pd.factorize(self.membership["cpts"], sort=True)
-            inv.flags.writeable = False
-            return inv, np.asarray(uniques, dtype=object)
-
-        return self._array("cpts_names", make)
+        return self._array("cpts_names", lambda: _numbered(self.membership["cpts"]))
 
     @property
     def inside_names(self) -> np.ndarray:
