@@ -18,6 +18,25 @@ VALLEE_DU_GIER = (
 ).split(", ")
 
 
+def workbook(sheets: dict[str, list[list[object]]], *, hidden: tuple[str, ...] = (),
+             active: int = 0, merges: tuple[str, ...] = ()):
+    """An openpyxl workbook of these sheets (rows as lists), some hidden, one active."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        ws = book.create_sheet(title)
+        for r in rows:
+            ws.append(r)
+        if title in hidden:
+            ws.sheet_state = "hidden"
+    for ref in merges:
+        book.worksheets[active].merge_cells(ref)
+    book.active = active
+    return book
+
+
 # ---------------------------------------------------------------------------------------------
 # Workbooks written by hand: what openpyxl will not write (a merged range to the last cell, a
 # dimension that lies, a zip part that decompresses to megabytes), in a few hundred bytes.

@@ -26,7 +26,7 @@ import geopandas as gpd
 import openpyxl
 import pytest
 import shapely
-from helpers import ROOT, sheet_xml, write_xlsx
+from helpers import ROOT, sheet_xml, workbook, write_xlsx
 
 import cpts_geo
 from cpts_geo.cli import main
@@ -62,21 +62,7 @@ def raw(content: bytes) -> Callable[[Path], object]:
 
 def book(sheets: dict[str, list[list[object]]], *, hidden: tuple[str, ...] = (),
          active: int = 0, merges: tuple[str, ...] = ()) -> Callable[[Path], object]:
-    def build(path: Path) -> None:
-        wb = openpyxl.Workbook()
-        wb.remove(wb.active)
-        for title, rows in sheets.items():
-            ws = wb.create_sheet(title)
-            for r in rows:
-                ws.append(r)
-            if title in hidden:
-                ws.sheet_state = "hidden"
-        for ref in merges:
-            wb.worksheets[active].merge_cells(ref)
-        wb.active = active
-        wb.save(path)
-
-    return build
+    return lambda path: workbook(sheets, hidden=hidden, active=active, merges=merges).save(path)
 
 
 def handmade(sheets: list[tuple[str, str, str]], active: int = 0) -> Callable[[Path], object]:

@@ -11,6 +11,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import shapely
+from helpers import workbook
 
 from cpts_geo import load_communes
 from cpts_geo.errors import CptsGeoWarning, InputError, TerritoryError
@@ -978,22 +979,8 @@ def test_a_real_published_list_with_merged_communes_and_arrondissements(tmp_path
 # ---------------------------------------------------------------------------------------------
 # Workbooks: which sheet, formulas, hostile sizes (issue 14)
 # ---------------------------------------------------------------------------------------------
-def _book(sheets: dict[str, list[list[object]]], *, hidden=(), active: int = 0
-          ) -> openpyxl.Workbook:
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for title, rows in sheets.items():
-        ws = book.create_sheet(title)
-        for r in rows:
-            ws.append(r)
-        if title in hidden:
-            ws.sheet_state = "hidden"
-    book.active = active
-    return book
-
-
 def test_a_hidden_first_sheet_is_never_read_unless_named(tmp_path, no_warning):
-    book = _book({"Ancienne liste": [["cpts", "insee"], ["Gier 2019", "42218"]],
+    book = workbook({"Ancienne liste": [["cpts", "insee"], ["Gier 2019", "42218"]],
                   "CPTS 2024": [["cpts", "insee"], ["Gier", "42207"]]},
                  hidden=["Ancienne liste"], active=1)
     path = tmp_path / "cpts.xlsx"
@@ -1009,7 +996,7 @@ def test_a_hidden_first_sheet_is_never_read_unless_named(tmp_path, no_warning):
 
 
 def test_the_active_sheet_is_read_and_problems_name_it(tmp_path):
-    book = _book({"Notes": [["cpts", "insee"], ["A", "42218"]],
+    book = workbook({"Notes": [["cpts", "insee"], ["A", "42218"]],
                   "Liste": [["cpts", "insee"], ["B", "42999"]]}, active=1)
     path = tmp_path / "cpts.xlsx"
     book.save(path)
@@ -1020,7 +1007,7 @@ def test_the_active_sheet_is_read_and_problems_name_it(tmp_path):
 
 
 def test_a_formula_without_a_saved_value_says_so(tmp_path):
-    book = _book({"S": [["cpts", "insee"], ["A", "=TEXTE(42218;\"0\")"], ["A", "42207"]]})
+    book = workbook({"S": [["cpts", "insee"], ["A", "=TEXTE(42218;\"0\")"], ["A", "42207"]]})
     path = tmp_path / "formulas.xlsx"
     book.save(path)  # openpyxl saves formulas without their results, as some exports do
     with pytest.raises(TerritoryError) as exc:
@@ -1171,7 +1158,7 @@ def test_the_geopackage_layer_error_names_the_command_line_option(tmp_path, sud_
 
 
 def test_a_sheet_named_like_a_number_is_read_by_its_name(tmp_path, no_warning):
-    book = _book({"Notes": [["à lire"]], "2024": [["cpts", "insee"], ["Gier", "42207"]]})
+    book = workbook({"Notes": [["à lire"]], "2024": [["cpts", "insee"], ["Gier", "42207"]]})
     path = tmp_path / "cpts.xlsx"
     book.save(path)
     assert read_territories(path, sheet="2024").attrs["sheet"] == "2024"
