@@ -3,8 +3,8 @@
 Gap zones, the parts of a CPTS, map colouring and proposals all ask the same questions of the
 same graph: which of these communes form connected groups, who borders a group, how long is the
 border with the sea or a foreign country. :class:`ContiguityGraph` answers them on integer
-arrays (:func:`connected_labels`, numpy only), and converts to a libpysal ``Graph`` for spatial
-analysis libraries such as spopt.
+arrays (:func:`connected_labels`: scipy's connected components), and converts to a libpysal
+``Graph`` for spatial analysis libraries such as spopt.
 
 Two communes are neighbours when they share a border of positive length (touching at a point is
 not enough). The bundle lists Paris, Lyon and Marseille both whole and by arrondissement; a graph
@@ -28,34 +28,23 @@ __all__ = ["ContiguityGraph", "connected_labels"]
 def connected_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Label the connected components of ``n`` nodes joined by the edges ``a[i] -- b[i]``.
 
-    Labels are numbered by the smallest node of each component (0 for the component of node
-    0), as scipy's ``connected_components`` numbers them, without importing scipy (most of a
-    first call's time). Each round points the larger of the two roots of every edge that joins
-    two trees at the smaller, then flattens the trees; the root of a component ends as its
-    smallest node.
+    scipy's ``connected_components`` on the undirected graph: labels are numbered by the
+    smallest node of each component (0 for the component of node 0).
 
     Examples
     --------
     >>> connected_labels(5, np.array([3, 1]), np.array([4, 3])).tolist()
     [0, 1, 2, 1, 1]
     """
-    label = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    from scipy.sparse import coo_array
+    from scipy.sparse.csgraph import connected_components
+
     a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    while len(a):
-        ra, rb = label[a], label[b]
-        apart = ra != rb
-        if not apart.any():
-            break
-        a, b, ra, rb = a[apart], b[apart], ra[apart], rb[apart]
-        np.minimum.at(label, np.maximum(ra, rb), np.minimum(ra, rb))
-        while True:  # every node to its root
-            up = label[label]
-            if np.array_equal(up, label):
-                break
-            label = up
-    root = label == np.arange(n)  # each component's smallest node, numbered in order
-    return (np.cumsum(root) - 1)[label]
+    graph = coo_array((np.ones(len(a), dtype=np.int8), (a, np.asarray(b, dtype=np.int64))),
+                      shape=(n, n))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 class ContiguityGraph:
