@@ -482,13 +482,10 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _column_letter(j: int) -> str:
-    """``0`` → ``"A"``, ``26`` → ``"AA"``."""
-    name = ""
-    j += 1
-    while j:
-        j, r = divmod(j - 1, 26)
-        name = chr(65 + r) + name
-    return name
+    """``0`` → ``"A"``, ``26`` → ``"AA"`` (openpyxl's column names)."""
+    from openpyxl.utils.cell import get_column_letter
+
+    return str(get_column_letter(j + 1))
 
 
 def _xml_text(text: str) -> str:
