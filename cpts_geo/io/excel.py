@@ -489,8 +489,9 @@ def _column_letter(j: int) -> str:
 
 
 def _xml_text(text: str) -> str:
-    text = _NOT_XML.sub("", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    from xml.sax.saxutils import escape
+
+    return escape(_NOT_XML.sub("", text))
 
 
 def _cell_xml(ref: str, value: Any, style: int) -> str:
