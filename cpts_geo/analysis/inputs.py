@@ -218,9 +218,8 @@ class Prepared:
 
     def scoped(self, departements: Iterable[str]) -> np.ndarray:
         """Boolean mask of the communes of these (normalised) départements."""
-        wanted = set(departements)
-        dep = self.communes["departement"].to_numpy(dtype=object)
-        return np.fromiter((d in wanted for d in dep), dtype=bool, count=len(dep))
+        area_of, codes = self.areas("departement")
+        return np.isin(area_of, np.flatnonzero(np.isin(codes, list(set(departements)))))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ..analysis.diagnostics import gap_zones, outline, territory_outlines
+from ..analysis.diagnostics import gap_zones, group_outlines, outline, territory_outlines
 from ..analysis.inputs import Prepared
 from ..analysis.proposals import is_proposal, without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
@@ -212,65 +212,136 @@ LABELS_OVERVIEW = 30
 _ARRONDISSEMENT = re.compile(r"\s+\d+(er|e|ème)?\s+arrondissement$", re.IGNORECASE)
 
 
-def place_labels(communes: pd.DataFrame, n: int) -> pd.DataFrame:
+def place_labels(communes: pd.DataFrame, n: int, by: str | None = None) -> pd.DataFrame:
     """The ``n`` most populous communes of ``communes``, with a point inside each to name it.
 
     Paris, Lyon and Marseille split into arrondissements are named once, as the city (their
-    arrondissements together). Columns ``nom``, ``population``, ``lon``, ``lat``.
+    arrondissements together). Columns ``nom``, ``population``, ``lon``, ``lat``; with ``by``
+    (a column such as ``"departement"``), the ``n`` most populous of each of its values, that
+    column first, its values in order.
 
     Examples
     --------
     >>> from cpts_geo import load_communes
     >>> place_labels(load_communes("42"), 3)["nom"].tolist()
     ['Saint-Étienne', 'Saint-Chamond', 'Roanne']
+    >>> place_labels(load_communes(["42", "43"]), 1, by="departement")["nom"].tolist()
+    ['Saint-Étienne', 'Le Puy-en-Velay']
     """
-    columns = ["nom", "population", "lon", "lat"]
+    columns = ([] if by is None else [by]) + ["nom", "population", "lon", "lat"]
     if len(communes) == 0 or "geometry" not in communes.columns or n <= 0:
         return pd.DataFrame(columns=columns)
     city = city_of_arrondissement()
     codes = communes["insee"].astype(str).to_numpy(dtype=object)
-    key = np.array([city.get(c, c) for c in codes], dtype=object)
     geoms = communes.geometry.to_numpy()
-    pop = pd.to_numeric(communes["population"], errors="coerce").fillna(0).to_numpy()
-    drawn = ~shapely.is_missing(geoms)
-    totals = pd.Series(pop[drawn]).groupby(key[drawn]).sum()
+    drawn = np.flatnonzero(~shapely.is_missing(geoms))
     nom = (communes["nom"].astype(str).to_numpy(dtype=object) if "nom" in communes.columns
            else codes)
-    first = pd.Series(nom[drawn]).groupby(key[drawn]).first()
-    top = pd.DataFrame({"nom": first, "population": totals})
-    top = top.sort_values(["population", "nom"], ascending=[False, True]).head(n)
-    to_4326 = communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals(
-        "EPSG:4326")
-    rows = []
-    for k, r in top.iterrows():
-        members = geoms[drawn & (key == k)]
-        shape = members[0] if len(members) == 1 else shapely.union_all(members)
-        if to_4326:
-            shape = gpd.GeoSeries([shape], crs=communes.crs).to_crs(4326).iloc[0]
-        point = shapely.point_on_surface(shape)
+    rows = pd.DataFrame({
+        "group": (np.zeros(len(codes), dtype=object) if by is None
+                  else communes[by].astype(str).to_numpy(dtype=object))[drawn],
+        "key": np.array([city.get(c, c) for c in codes[drawn]], dtype=object),
+        "nom": nom[drawn], "pos": drawn,
+        "population": pd.to_numeric(communes["population"], errors="coerce").fillna(0)
+        .to_numpy()[drawn]})
+    grouped = rows.groupby(["group", "key"], sort=True)
+    top = pd.DataFrame({"nom": grouped["nom"].first(), "population": grouped["population"].sum(),
+                        "pos": grouped["pos"].first(), "count": grouped.size()}).reset_index()
+    top = top.sort_values(["group", "population", "nom"], ascending=[True, False, True],
+                          kind="stable")
+    top = top.groupby("group", sort=False).head(n)
+    shapes = geoms[top["pos"].to_numpy()]
+    for i in np.flatnonzero(top["count"].to_numpy() > 1):  # a city drawn by arrondissement
+        k = top["key"].iloc[i]
+        members = rows.loc[(rows["key"] == k).to_numpy(), "pos"].to_numpy()
+        shapes[i] = shapely.union_all(geoms[members])
+    if communes.crs is not None and not gpd.GeoSeries(crs=communes.crs).crs.equals("EPSG:4326"):
+        shapes = gpd.GeoSeries(shapes, crs=communes.crs).to_crs(4326).to_numpy()
+    points = shapely.point_on_surface(shapes)
+    many = top["count"].to_numpy() > 1
+    out = pd.DataFrame({
         # a city drawn by arrondissement is named once, as the city
-        name = _ARRONDISSEMENT.sub("", str(r["nom"])) if len(members) > 1 else str(r["nom"])
-        rows.append({"nom": name, "population": int(r["population"]),
-                     "lon": round(point.x, DECIMALS), "lat": round(point.y, DECIMALS)})
-    return pd.DataFrame(rows, columns=columns)
+        "nom": [_ARRONDISSEMENT.sub("", str(v)) if m else str(v)
+                for v, m in zip(top["nom"], many, strict=True)],
+        "population": top["population"].to_numpy().astype(np.int64),
+        "lon": [round(float(x), DECIMALS) for x in shapely.get_x(points)],
+        "lat": [round(float(y), DECIMALS) for y in shapely.get_y(points)]},
+        columns=columns[-4:])
+    if by is not None:
+        out.insert(0, by, top["group"].to_numpy())
+    return out
 
 
 def boundary_holes(p: Prepared, departements: Sequence[str] | None,
                    decimals: int = DECIMALS) -> gpd.GeoDataFrame | None:
     """The holes of the bundled boundaries bordering these départements (all: None).
 
-    Only for communes from the bundle (the holes are its own); None for other sources.
+    Only for communes from the bundle (the holes are its own); None for other sources. Read
+    and rounded once for prepared inputs, then sliced for each map.
     """
     if p.attrs.get("source_kind") != "bundled":
         return None
-    from ..sources.bundle import load_holes
 
-    holes = load_holes(None if departements is None else list(departements))
-    holes = holes[holes.geometry.notna()].reset_index(drop=True)
-    holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(), 10.0**-decimals,
-                                              mode="pointwise")
-    holes = holes[~shapely.is_empty(holes.geometry.to_numpy())].reset_index(drop=True)
-    return holes
+    def every(_: Prepared) -> gpd.GeoDataFrame:
+        from ..sources.bundle import load_holes
+
+        holes = load_holes()
+        holes = holes[holes.geometry.notna()].reset_index(drop=True)
+        holes["geometry"] = shapely.set_precision(holes.geometry.to_numpy(),
+                                                  10.0**-decimals, mode="pointwise")
+        return holes[~shapely.is_empty(holes.geometry.to_numpy())].reset_index(drop=True)
+
+    holes = p.memo(f"boundary_holes:{decimals}", every)
+    if departements is None:
+        return holes.copy()
+    wanted = set(departements)
+    near = [bool(wanted & set(str(ds).split(","))) for ds in holes["departements"]]
+    return holes[np.asarray(near, dtype=bool)].reset_index(drop=True)
+
+
+class _Drawing:
+    """The geometries maps draw, made once for prepared inputs and kept.
+
+    Without simplification every commune is drawn the same on every map (in EPSG:4326, rounded):
+    the maps of a site's départements share their communes, the outlines of their CPTS, gap
+    zones and départements. A simplified map draws its own (its communes are simplified
+    together): give it a new drawing.
+    """
+
+    def __init__(self, p: Prepared, tolerance: float | None = None,
+                 positions: np.ndarray | None = None):
+        self.p = p
+        self.tolerance = tolerance
+        n = len(p.codes)
+        self.geoms = np.full(n, None, dtype=object)
+        self.done = np.zeros(n, dtype=bool)
+        self.unions: dict[tuple[str, str], Any] = {}
+        area_of, codes = p.areas("departement")
+        self.deps = codes[area_of]
+        if positions is not None:  # simplified together: all of them now
+            self.at(positions)
+
+    def at(self, positions: np.ndarray) -> np.ndarray:
+        """The drawn geometry of the communes at these positions."""
+        todo = positions[~self.done[positions]]
+        if len(todo):
+            c = self.p.communes
+            self.geoms[todo] = simplified(c.geometry.to_numpy()[todo], self.deps[todo], c.crs,
+                                          self.tolerance)
+            self.done[todo] = True
+        return self.geoms[positions]
+
+    def outlines(self, kind: str, keys: Sequence[str],
+                 members: Any) -> list[Any]:
+        """The union of the drawn communes of each key (``members(keys)``: their positions)."""
+        todo = [k for k in dict.fromkeys(keys) if (kind, k) not in self.unions]
+        if todo:
+            lists = [np.asarray(x, dtype=np.intp) for x in members(todo)]
+            flat = np.concatenate(lists) if lists else np.zeros(0, dtype=np.intp)
+            group = np.repeat(np.arange(len(todo)), [len(x) for x in lists])
+            shapes = group_outlines(self.at(flat), group, len(todo))
+            self.unions.update(((kind, k), g) for k, g in zip(todo, shapes, strict=True))
+        return [self.unions[(kind, k)] for k in keys]
 
 
 def build_layers(
@@ -282,35 +353,36 @@ def build_layers(
 
     The CPTS that straddle into other départements are drawn whole (their other communes must
     be in ``p.communes``); the coverage rate, gap zones and outlines are those of the
-    départements asked for.
+    départements asked for. Without simplification (``simplify=None``), what maps of the same
+    inputs share is made once (the pages of a site).
     """
     communes = p.communes
     if not isinstance(communes, gpd.GeoDataFrame) or "geometry" not in communes.columns:
         raise InputError("`communes` has no geometry: maps need the boundaries of the communes")
     tol = tolerance(simplify)
-    dep_col = communes["departement"].astype(str).to_numpy(dtype=object)
+    area_of, area_codes = p.areas("departement")
     if departements is None:
         in_scope = np.ones(len(communes), dtype=bool)
     else:
         in_scope = p.scoped(departements)
-        absent = sorted(set(departements) - set(dep_col[in_scope]))
+        absent = sorted(set(departements) - set(area_codes[np.unique(area_of[in_scope])]))
         if absent:
             raise InputError(
                 f"`departements` asks for {absent} but `communes` has no commune there; load "
                 f"them too, e.g. load_communes({absent!r})"
             )
     real = p.memo("without_proposals", without_proposals)  # rates, gaps: real CPTS only
-    m = p.membership
-    ins = p.inside
-    scope_ids = set(ins.loc[in_scope[ins["pos"].to_numpy()], "cpts_id"])
-    drawn_pos = np.union1d(np.flatnonzero(in_scope),
-                           ins.loc[ins["cpts_id"].isin(scope_ids), "pos"].to_numpy())
+    ins_pos = p.inside["pos"].to_numpy()
+    ins_cpts = p.inside_cpts
+    cpts_ids = p.cpts_codes[1]
+    scope_k = np.unique(ins_cpts[in_scope[ins_pos]])
+    scope_ids = set(cpts_ids[scope_k])
+    drawn_pos = np.union1d(np.flatnonzero(in_scope), ins_pos[np.isin(ins_cpts, scope_k)])
     keep = np.zeros(len(communes), dtype=bool)
     keep[drawn_pos] = True
     scope = in_scope[keep]
     cc_all = p.memo("commune_figures", commune_figures)
-    cc = cc_all[keep].reset_index(drop=True)
-    info_ids = set(ins.loc[keep[ins["pos"].to_numpy()], "cpts_id"])
+    info_ids = set(cpts_ids[np.unique(ins_cpts[keep[ins_pos]])])
     table = p.memo("cpts_figures", cpts_figures)
     info = table[table["cpts_id"].isin(info_ids)].reset_index(drop=True)
     rates = area_rates(real, "departement", mask=in_scope)
@@ -324,33 +396,42 @@ def build_layers(
         area_rates(p, "departement", mask=in_scope)["covered_population"].sum()
         - rates["covered_population"].sum()) if real is not p else 0.0
 
-    # geometry: simplify the drawn communes as one coverage, rebuild everything from them
-    tol = auto_tolerance(len(cc)) if simplify == "auto" else tol
-    geoms = simplified(cc.geometry.to_numpy(), cc["departement"].astype(str).to_numpy(),
-                       cc.crs, tol)
-    geom_of = pd.Series(geoms, index=cc["insee"].to_numpy())
-    cc = gpd.GeoDataFrame(cc.drop(columns="geometry"), geometry=geoms, crs=4326)
+    # geometry: the drawn communes (simplified as one coverage), everything built from them
+    if simplify == "auto":
+        tol = auto_tolerance(len(drawn_pos))
+    drawing = (p.memo("drawing", _Drawing) if tol is None
+               else _Drawing(p, tol, drawn_pos))
+    geoms = drawing.at(drawn_pos)
+    plain = p.memo("commune_figures:plain",
+                   lambda _: pd.DataFrame(cc_all.drop(columns="geometry")))
+    cc = gpd.GeoDataFrame(plain.iloc[drawn_pos].reset_index(drop=True), geometry=geoms, crs=4326)
     cc.attrs = dict(p.attrs)
     n_missing = int((shapely.is_missing(geoms) & scope).sum())
+    position = p.position
 
     # CPTS drawn: outline of their drawn communes, colours by adjacency
     cpts = info[info["cpts_id"].isin(scope_ids)].reset_index(drop=True)
-    members = m[m["cpts_id"].isin(scope_ids)].groupby("cpts_id")["insee"].agg(list)
-    geom_dict = {k: g for k, g in geom_of.items() if g is not None}
+    order = np.argsort(ins_cpts, kind="stable")  # rows of each CPTS, in membership order
+    bounds = np.searchsorted(ins_cpts[order], np.arange(len(cpts_ids) + 1))
+    k_of = {cid: k for k, cid in enumerate(cpts_ids)}
 
-    def drawn(codes: Sequence[str]) -> list[Any]:
-        return [geom_dict[c] for c in codes if c in geom_dict]
+    def of_cpts(ids: list[str]) -> list[np.ndarray]:
+        return [ins_pos[order[bounds[k_of[c]]:bounds[k_of[c] + 1]]] for c in ids]
 
-    outlines = [union(drawn(members.get(cid, []))) for cid in cpts["cpts_id"]]
+    outlines = drawing.outlines("cpts", list(cpts["cpts_id"]), of_cpts)
     cpts = gpd.GeoDataFrame(cpts, geometry=outlines, crs=4326)
     colours = colour_graph(outlines, list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
     cpts["colour"] = [palette_colour(c) for c in colours]
     cpts["proposal"] = is_proposal(cpts["status"])
 
-    # gap zones: union of the zone's simplified communes
+    # gap zones: union of the zone's drawn communes
     if len(gaps):
-        zone_geoms = [union(drawn(str(z).split(", "))) for z in gaps["insee"]]
+        def of_zones(zones: list[str]) -> list[np.ndarray]:
+            return [position.reindex(z.split(", ")).dropna().to_numpy(dtype=np.intp)
+                    for z in zones]
+
+        zone_geoms = drawing.outlines("zone", [str(z) for z in gaps["insee"]], of_zones)
         gaps = gpd.GeoDataFrame(gaps.drop(columns="geometry"), geometry=zone_geoms, crs=4326)
     overlaps = cc[cc["overlap"].to_numpy()].copy()
     overlaps["overlap_population"] = (
@@ -359,19 +440,32 @@ def build_layers(
     )
     # département outlines
     names = dict(zip(rates["departement"], rates["nom"], strict=True))
-    dep_rows = [{"departement": str(code), "nom": names.get(str(code), str(code)),
-                 "geometry": union(grp.geometry.to_numpy())}
-                for code, grp in cc[scope].groupby("departement", sort=True)]
-    deps = gpd.GeoDataFrame(pd.DataFrame(dep_rows, columns=["departement", "nom", "geometry"]),
-                            geometry="geometry", crs=4326)
+    dep_codes = [str(d) for d in area_codes[np.unique(area_of[in_scope])]]
+    dep_k = {d: k for k, d in enumerate(area_codes)}
+
+    def of_departements(codes: list[str]) -> list[np.ndarray]:
+        return [np.flatnonzero(in_scope & (area_of == dep_k[d])) for d in codes]
+
+    deps = gpd.GeoDataFrame(
+        pd.DataFrame({"departement": dep_codes,
+                      "nom": [names.get(d, d) for d in dep_codes]},
+                     columns=["departement", "nom"]),
+        geometry=drawing.outlines("departement", dep_codes, of_departements)
+        if dep_codes else [], crs=4326)
+    if departements is not None and len(departements) == 1:
+        every = p.memo("place_labels", lambda q: place_labels(
+            q.communes, LABELS_DEPARTEMENT, by="departement"))
+        labels = every[every["departement"] == departements[0]].drop(
+            columns="departement").reset_index(drop=True)
+    else:
+        labels = place_labels(communes[in_scope], LABELS_DEPARTEMENT)
     return Layers(
         communes=cc, scope=scope, cpts=cpts, cpts_info=info, gaps=gaps, overlaps=overlaps,
         departements=deps, rates=rates, attrs=dict(p.attrs),
         territory_source=p.territory_source, n_missing_geometry=n_missing,
         filters=filters_text(p), n_proposals=int(cpts["proposal"].sum()),
-        proposed_population=proposed_population,
-        labels=place_labels(communes[in_scope], LABELS_DEPARTEMENT),
-        holes=boundary_holes(p, sorted(set(dep_col[in_scope]))),
+        proposed_population=proposed_population, labels=labels,
+        holes=boundary_holes(p, dep_codes),
     )
 
 
