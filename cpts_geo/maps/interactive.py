@@ -14,6 +14,7 @@ the data embedded in ``<script>`` escapes ``<``, ``>`` and ``&`` so that a name 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import OrderedDict
@@ -73,6 +74,7 @@ from .styles import (
     fr_num,
     int_or_none,
     js,
+    js_safe,
     plural,
     rate_colour,
     size_label,
@@ -145,6 +147,15 @@ class _CoverageMap(folium.Map):
 
 
 
+def _rows(df: pd.DataFrame, *columns: str) -> list[dict[str, Any]]:
+    """These columns of each row of ``df`` as dicts, each value as its column holds it.
+
+    Column by column: ``iterrows`` makes a Series of each row, which costs more than the map.
+    """
+    values = [df[c].to_numpy(dtype=object) for c in columns]
+    return [dict(zip(columns, row, strict=True)) for row in zip(*values, strict=True)]
+
+
 def _proposals_legend(proposals: pd.DataFrame) -> list[str]:
     """The legend's section on propositions: their style, and each one when few."""
     fo, w, dash, desc = STATUS_STYLE[PROPOSAL_STATUS]
@@ -152,7 +163,7 @@ def _proposals_legend(proposals: pd.DataFrame) -> list[str]:
             f"<div>{swatch('#1f78b4', PROPOSAL_LINE, fo, w, dash)} <small>{esc(desc)}"
             "</small></div>"]
     if len(proposals) <= MAX_LISTED_CPTS:
-        for _, r in proposals.sort_values("cpts_id").iterrows():
+        for r in _rows(proposals.sort_values("cpts_id"), "colour", "cpts", "population"):
             rows.append(f"<div>{swatch(r['colour'], PROPOSAL_LINE, fo, w, dash)} "
                         f"{esc(r['cpts'])} <small>({fr_int(r['population'])} hab.)</small>"
                         "</div>")
@@ -167,7 +178,7 @@ def _legend_html(layers: Layers) -> str:
     if len(cpts) == 0:
         rows.append("<div>aucune CPTS sur ce territoire</div>")
     elif len(cpts) <= MAX_LISTED_CPTS:
-        for _, r in cpts.sort_values("cpts").iterrows():
+        for r in _rows(cpts.sort_values("cpts"), "colour", "cpts", "status"):
             fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
             rows.append(
                 f"<div>{swatch(r['colour'], darker(r['colour']), fo, w, dash)} "
@@ -549,18 +560,24 @@ class _GeoJsonLayer(_RawMacro):
         super().__init__()
         self._name = "CptsGeoJson"
         self.properties = properties
-        features = []
-        for props, geom in zip(properties, geometries, strict=True):
-            if geom is None or shapely.is_empty(geom):
-                continue
-            if shapely.get_type_id(geom) == 6 and shapely.get_num_geometries(geom) == 1:
-                geom = shapely.get_geometry(geom, 0)  # a Polygon is shorter to write
-            features.append(
-                '{"type":"Feature","properties":' + js(props)
-                + ',"geometry":' + shapely.to_geojson(geom) + "}"
-            )
+        geoms = np.empty(len(properties), dtype=object)
+        geoms[:] = list(geometries)
+        if len(geoms) != len(properties):  # pragma: no cover - a programming error
+            raise ValueError("one geometry per feature")
+        drawn = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+        geoms = geoms[drawn]
+        single = (shapely.get_type_id(geoms) == 6) & (shapely.get_num_geometries(geoms) == 1)
+        geoms[single] = shapely.get_geometry(geoms[single], 0)  # a Polygon is shorter to write
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
+                                 allow_nan=False).encode
+        # GEOS writes numbers only: the data are made script-safe once, as a whole (js_safe)
+        features = ['{"type":"Feature","properties":' + dumps(properties[i])
+                    + ',"geometry":' + text + "}"
+                    for i, text in zip(drawn.tolist(), shapely.to_geojson(geoms).tolist(),
+                                       strict=True)]
         self.n_features = len(features)
-        self.data_js = '{"type":"FeatureCollection","features":[' + ",".join(features) + "]}"
+        self.data_js = js_safe('{"type":"FeatureCollection","features":['
+                               + ",".join(features) + "]}")
         self.pane = pane
         self.style_js = ("function (f) { return f.properties.style; }" if style is None
                          else js(style))
@@ -634,7 +651,8 @@ def _cpts_records(layers: Layers) -> tuple[list[dict[str, Any]], dict[str, int]]
             "deps": esc(r["departements"]),
             "id": esc(r["cpts_id"]),  # compared with the page's #cpts= (see _Focus), escaped
         }
-        for _, r in info.iterrows()
+        for r in _rows(info, "cpts", "status", "population", "n_communes", "size_class",
+                       "departements", "cpts_id")
     ]
     return records, index
 
@@ -669,7 +687,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
         if name == LAYER_PROPOSALS and not len(cpts):
             continue
         props = []
-        for _, r in cpts.iterrows():
+        for r in _rows(cpts, "status", "colour", "cpts_id"):
             fo, w, dash, _desc = STATUS_STYLE[status_of(r["status"])]
             line = PROPOSAL_LINE if name == LAYER_PROPOSALS else darker(r["colour"])
             style = {"color": line, "weight": w / 2 if thin else w,
@@ -690,7 +708,8 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
     gaps = layers.gaps
     cc = layers.communes
     props = []
-    for _, r in gaps.iterrows():
+    for r in _rows(gaps, "noms", "zone", "n_communes", "population", "neighbour_cpts",
+                   "enclave", "enclosed_by"):
         names = str(r["noms"]).split(", ")
         listed = ", ".join(names[:MAX_LISTED_NAMES])
         if len(names) > MAX_LISTED_NAMES:
@@ -716,11 +735,12 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
 
     # overlaps
     ov = layers.overlaps
+    noms = ov["nom"] if "nom" in ov.columns else ov["insee"]
     props = [
-        {"nom": esc(r.get("nom", r["insee"])), "insee": esc(r["insee"]),
-         "k": _k(r["cpts_ids"], index), "share": float(r["claimed_share"]),
-         "ovpop": int_or_none(r["overlap_population"])}
-        for _, r in ov.iterrows()
+        {"nom": esc(nom), "insee": esc(r["insee"]), "k": _k(r["cpts_ids"], index),
+         "share": float(r["claimed_share"]), "ovpop": int_or_none(r["overlap_population"])}
+        for nom, r in zip(noms, _rows(ov, "insee", "cpts_ids", "claimed_share",
+                                      "overlap_population"), strict=True)
     ]
     group = folium.FeatureGroup(name=LAYER_OVERLAPS, show=True)
     group.add_child(_GeoJsonLayer(

@@ -115,7 +115,11 @@ def esc(value: object) -> str:
 
 def js(obj: Any) -> str:
     """Compact JSON that is safe inside a ``<script>`` element (``</script>``, ``<!--``)."""
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return js_safe(json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+
+
+def js_safe(text: str) -> str:
+    """JSON text made safe inside a ``<script>`` element (see :func:`js`)."""
     return (
         text.replace("<", "\\u003c")
         .replace(">", "\\u003e")
