@@ -63,18 +63,33 @@ def snapshot(p: Prepared, by: Level = "departement",
         ``population``).
     """
     m = p.membership
+    cids = m["cpts_id"].astype(str).to_numpy(dtype=object)
+    insee = m["insee"].astype(str).to_numpy(dtype=object)
+    # rows by CPTS then commune; a CPTS's name is that of its first row
+    order = np.lexsort((insee, cids))
+    ids, starts = np.unique(cids[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    by_cpts = np.argsort(cids, kind="stable")
+    first = by_cpts[np.searchsorted(cids[by_cpts], ids)]
+    labels = m["status"].cat.categories
+    codes = m["status"].cat.codes.to_numpy().astype(np.int64)[order]
+    dates = m["status_date"].to_numpy().astype("datetime64[ns]").view("i8")[order]
+    best = np.maximum.reduceat(codes, starts) if len(ids) else codes
+    latest = np.maximum.reduceat(dates, starts) if len(ids) else dates
+    names_of = m["cpts"].astype(str).to_numpy(dtype=object)[first]
+    shares = m["share"].to_numpy(dtype=float)[order]
+    communes = insee[order]
     cpts: dict[str, Any] = {}
-    for cid, grp in m.groupby("cpts_id", sort=True):
-        status = grp["status"].dropna()
-        dates = grp["status_date"].dropna()
-        shares = {str(c): float(s) for c, s in zip(grp["insee"], grp["share"], strict=True)
-                  if s != 1}
-        cpts[str(cid)] = {
-            "cpts": str(grp["cpts"].iloc[0]),
-            "status": None if status.empty else str(status.max()),
-            "status_date": None if dates.empty else dates.max().date().isoformat(),
-            "communes": sorted(grp["insee"].astype(str)),
-            "shares": dict(sorted(shares.items())),
+    for i, cid in enumerate(ids.tolist()):
+        a, b = int(starts[i]), int(ends[i])
+        part = np.flatnonzero(shares[a:b] != 1) + a
+        cpts[cid] = {
+            "cpts": names_of[i],
+            "status": None if best[i] < 0 else str(labels[best[i]]),
+            "status_date": None if latest[i] == np.iinfo(np.int64).min else
+            pd.Timestamp(latest[i]).date().isoformat(),
+            "communes": communes[a:b].tolist(),
+            "shares": {communes[j]: float(shares[j]) for j in part},
         }
     table = area_rates(p, by) if rates is None else rates
     names = dict(zip(p.communes["insee"].astype(str), p.communes["nom"].astype(str),
