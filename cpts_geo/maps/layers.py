@@ -344,6 +344,22 @@ class _Drawing:
         return [self.unions[(kind, k)] for k in keys]
 
 
+def _inside_by_cpts(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``p.inside`` by CPTS number (membership order within), and their bounds."""
+    order = np.argsort(p.inside_cpts, kind="stable")
+    return order, np.searchsorted(p.inside_cpts[order], np.arange(len(p.cpts_codes[1]) + 1))
+
+
+def _page_zones(zones: gpd.GeoDataFrame, drawn: Any) -> tuple[gpd.GeoDataFrame,
+                                                               dict[str, np.ndarray]]:
+    """Gap zones within départements, numbered within each, drawn; the rows of each."""
+    zones = zones.reset_index(drop=True)
+    deps = zones["departements"].astype(str)
+    zones["zone"] = zones.groupby(deps, sort=False).cumcount().to_numpy() + 1
+    return drawn(zones), {str(d): np.asarray(rows) for d, rows in
+                          zones.groupby(deps, sort=False).indices.items()}
+
+
 def build_layers(
     p: Prepared,
     departements: Sequence[str] | None = None,
@@ -374,23 +390,22 @@ def build_layers(
     real = p.memo("without_proposals", without_proposals)  # rates, gaps: real CPTS only
     ins_pos = p.inside["pos"].to_numpy()
     ins_cpts = p.inside_cpts
-    cpts_ids = p.cpts_codes[1]
     scope_k = np.unique(ins_cpts[in_scope[ins_pos]])
-    scope_ids = set(cpts_ids[scope_k])
     drawn_pos = np.union1d(np.flatnonzero(in_scope), ins_pos[np.isin(ins_cpts, scope_k)])
     keep = np.zeros(len(communes), dtype=bool)
     keep[drawn_pos] = True
     scope = in_scope[keep]
     cc_all = p.memo("commune_figures", commune_figures)
-    info_ids = set(cpts_ids[np.unique(ins_cpts[keep[ins_pos]])])
-    table = p.memo("cpts_figures", cpts_figures)
-    info = table[table["cpts_id"].isin(info_ids)].reset_index(drop=True)
-    rates = area_rates(real, "departement", mask=in_scope)
-    if departements is not None and len(departements) == 1:  # the zones of a département page
-        national = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
-        gaps = national[national["departements"] == departements[0]].reset_index(drop=True)
-        gaps["zone"] = np.arange(1, len(gaps) + 1)
+    table = p.memo("cpts_figures", cpts_figures)  # a row per CPTS number, in order
+    info = table.iloc[np.unique(ins_cpts[keep[ins_pos]])].reset_index(drop=True)
+    one = departements is not None and len(departements) == 1  # a département's page
+    if one:  # its row of the national table (the same sums: its communes, in order)
+        national_rates = real.memo("rates_departement", lambda q: area_rates(q, "departement"))
+        rates = national_rates[national_rates["departement"] == departements[0]].reset_index(
+            drop=True)
     else:
+        rates = area_rates(real, "departement", mask=in_scope)
+    if not one:
         gaps = gap_zones(real, mask=in_scope, geometry=False)
     proposed_population = float(
         area_rates(p, "departement", mask=in_scope)["covered_population"].sum()
@@ -410,30 +425,42 @@ def build_layers(
     position = p.position
 
     # CPTS drawn: outline of their drawn communes, colours by adjacency
-    cpts = info[info["cpts_id"].isin(scope_ids)].reset_index(drop=True)
-    order = np.argsort(ins_cpts, kind="stable")  # rows of each CPTS, in membership order
-    bounds = np.searchsorted(ins_cpts[order], np.arange(len(cpts_ids) + 1))
-    k_of = {cid: k for k, cid in enumerate(cpts_ids)}
+    cpts = table.iloc[scope_k].reset_index(drop=True)
+    order, bounds = p.memo("inside_by_cpts", _inside_by_cpts)
 
-    def of_cpts(ids: list[str]) -> list[np.ndarray]:
-        return [ins_pos[order[bounds[k_of[c]]:bounds[k_of[c] + 1]]] for c in ids]
+    def of_cpts(ks: list[int]) -> list[np.ndarray]:
+        return [ins_pos[order[bounds[k]:bounds[k + 1]]] for k in ks]
 
-    outlines = drawing.outlines("cpts", list(cpts["cpts_id"]), of_cpts)
-    cpts = gpd.GeoDataFrame(cpts, geometry=outlines, crs=4326)
+    outlines = drawing.outlines("cpts", scope_k.tolist(), of_cpts)
     colours = colour_graph(outlines, list(cpts["cpts_id"]))
     cpts["colour_index"] = colours
     cpts["colour"] = [palette_colour(c) for c in colours]
     cpts["proposal"] = is_proposal(cpts["status"])
+    cpts = gpd.GeoDataFrame(cpts, geometry=outlines, crs=4326)
 
     # gap zones: union of the zone's drawn communes
-    if len(gaps):
-        def of_zones(zones: list[str]) -> list[np.ndarray]:
+    def zone_outlines(zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+        def of_zones(keys: list[str]) -> list[np.ndarray]:
             return [position.reindex(z.split(", ")).dropna().to_numpy(dtype=np.intp)
-                    for z in zones]
+                    for z in keys]
 
-        zone_geoms = drawing.outlines("zone", [str(z) for z in gaps["insee"]], of_zones)
-        gaps = gpd.GeoDataFrame(gaps.drop(columns="geometry"), geometry=zone_geoms, crs=4326)
-    overlaps = cc[cc["overlap"].to_numpy()].copy()
+        shapes = drawing.outlines("zone", [str(z) for z in zones["insee"]], of_zones)
+        return gpd.GeoDataFrame(zones.drop(columns="geometry"), geometry=shapes, crs=4326)
+
+    if one and tol is None:  # the département's zones, numbered within it, drawn once
+        drawn_zones, rows_of = real.memo("gaps_by_departement:drawn", lambda q: _page_zones(
+            q.memo("gaps_by_departement", lambda r: gap_zones(r, by_departement=True)),
+            zone_outlines))
+        gaps = drawn_zones.iloc[rows_of.get(departements[0], [])].reset_index(drop=True)
+    elif one:
+        national = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
+        gaps = zone_outlines(national[national["departements"] == departements[0]].assign(
+            zone=lambda z: np.arange(1, len(z) + 1)).reset_index(drop=True))
+    elif len(gaps):
+        gaps = zone_outlines(gaps)
+    ov = cc["overlap"].to_numpy(dtype=bool)
+    overlaps = plain.iloc[drawn_pos[ov]].reset_index(drop=True)
+    overlaps = gpd.GeoDataFrame(overlaps, geometry=geoms[ov], crs=4326)
     overlaps["overlap_population"] = (
         pd.to_numeric(overlaps["population"], errors="coerce").fillna(0)
         * np.clip(overlaps["claimed_share"] - 1, 0, 1)
