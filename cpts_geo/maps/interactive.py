@@ -130,8 +130,41 @@ def _install_assets(m: folium.Map, assets: str) -> None:
     header._children = ordered
 
 
-class _CoverageMap(folium.Map):
+class _Raw(Element):
+    """Text added to a page as it is (never rendered as a template)."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        return self.text
+
+
+class _RawMacro(MacroElement):
+    """A macro element whose macros' output is added to the page as it is.
+
+    branca compiles a macro's output again as a template: for the data of a map (names of
+    CPTS, places) that costs a Jinja tokenisation of all of it, and reads ``{{`` in a name as
+    Jinja.
+    """
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        figure = self.get_root()
+        assert isinstance(figure, Figure), "a map element is rendered in a Figure"
+        macros = self._template.module.__dict__
+        for part in ("header", "html", "script"):
+            if part in macros:
+                getattr(figure, part).add_child(_Raw(macros[part](self, kwargs)),
+                                                name=self.get_name())
+        for child in self._children.values():
+            child.render(**kwargs)
+
+
+class _CoverageMap(folium.Map, _RawMacro):
     """A folium Map whose Leaflet assets are inline (offline) or folium's CDN links.
+
+    Its parts and children are added to the page as they are (see :class:`_RawMacro`).
 
     The choice applies to every render: ``save``, ``_repr_html_`` (Jupyter) and
     ``get_root().render()``.
@@ -287,35 +320,16 @@ _CSS = """
 """
 
 
-class _Raw(Element):
-    """Text added to a page as it is (never rendered as a template)."""
-
-    def __init__(self, text: str):
-        super().__init__()
-        self.text = text
-
-    def render(self, **kwargs: Any) -> str:
-        return self.text
+class _Pane(folium.map.CustomPane, _RawMacro):
+    """A map pane, added to the page as it is (see :class:`_RawMacro`)."""
 
 
-class _RawMacro(MacroElement):
-    """A macro element whose macros' output is added to the page as it is.
+class _Group(folium.FeatureGroup, _RawMacro):
+    """A layer of the layer control, added to the page as it is (see :class:`_RawMacro`)."""
 
-    branca compiles a macro's output again as a template: for the data of a map (names of
-    CPTS, places) that costs a Jinja tokenisation of all of it, and reads ``{{`` in a name as
-    Jinja.
-    """
 
-    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
-        figure = self.get_root()
-        assert isinstance(figure, Figure), "a map element is rendered in a Figure"
-        macros = self._template.module.__dict__
-        for part in ("header", "html", "script"):
-            if part in macros:
-                getattr(figure, part).add_child(_Raw(macros[part](self, kwargs)),
-                                                name=self.get_name())
-        for child in self._children.values():
-            child.render(**kwargs)
+class _LayerControl(folium.LayerControl, _RawMacro):
+    """The layer control, added to the page as it is (see :class:`_RawMacro`)."""
 
 
 class _Overlay(_RawMacro):
@@ -392,7 +406,7 @@ var {{ this.get_name() }} = {
 """
 
 
-class _SmallScreen(MacroElement):
+class _SmallScreen(_RawMacro):
     """On a small screen (700 px or less), the legend and the layer control start folded."""
 
     _template = Template(
@@ -456,7 +470,7 @@ class _Labels(_RawMacro):
                         for r in labels.to_dict("records")])
 
 
-class _Focus(MacroElement):
+class _Focus(_RawMacro):
     """Open the map on the CPTS named in the page's address: ``map.html#cpts=<cpts_id>``.
 
     The CPTS pages of the site show their département's map this way, centred on the CPTS and
@@ -490,7 +504,7 @@ class _Focus(MacroElement):
         self.helpers = helpers.get_name()
 
 
-class _MetricScale(MacroElement):
+class _MetricScale(_RawMacro):
     """A scale bar in kilometres only."""
 
     _template = Template(
@@ -674,7 +688,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
              ("cpts_geo_communes", 440, True), ("cpts_geo_departements", 450, False),
              ("cpts_geo_labels", 460, False)]
     for name, z, events in panes:
-        m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
+        m.add_child(_Pane(name, z_index=z, pointer_events=events))
 
     if layers.overview:
         _add_rates(m, layers, helpers)
@@ -696,7 +710,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
             if dash:
                 style["dashArray"] = dash
             props.append({"i": index[r["cpts_id"]], "style": style})
-        group = folium.FeatureGroup(name=name, show=True)
+        group = _Group(name=name, show=True)
         layer = _GeoJsonLayer(props, list(cpts.geometry), pane=pane, style=None,
                               helpers=helpers, tooltip_js=_CPTS_TIP)
         group.add_child(layer)
@@ -721,7 +735,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
             "enclave": esc(r["enclosed_by"]) if bool(r["enclave"]) else "",
         })
     # under propositions the gap zones would tint them: listed, switchable, hidden at first
-    group = folium.FeatureGroup(name=LAYER_GAPS, show=not layers.n_proposals)
+    group = _Group(name=LAYER_GAPS, show=not layers.n_proposals)
     group.add_child(_GeoJsonLayer(
         props, list(gaps.geometry) if len(gaps) else [], pane="cpts_geo_gaps",
         style={"color": GAP_LINE, "weight": 1 if layers.overview else 2, "fillColor": GAP_FILL,
@@ -742,7 +756,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
         for nom, r in zip(noms, _rows(ov, "insee", "cpts_ids", "claimed_share",
                                       "overlap_population"), strict=True)
     ]
-    group = folium.FeatureGroup(name=LAYER_OVERLAPS, show=True)
+    group = _Group(name=LAYER_OVERLAPS, show=True)
     group.add_child(_GeoJsonLayer(
         props, list(ov.geometry), pane="cpts_geo_overlaps",
         style={"color": OVERLAP_LINE, "weight": 2, "dashArray": "2 3",
@@ -757,7 +771,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
         for nom, code, pop, ids in zip(noms, cc["insee"], cc["population"], cc["cpts_ids"],
                                        strict=True)
     ]
-    group = folium.FeatureGroup(name=LAYER_COMMUNES, show=True)
+    group = _Group(name=LAYER_COMMUNES, show=True)
     group.add_child(_GeoJsonLayer(
         props, list(cc.geometry), pane="cpts_geo_communes",
         style={"color": "#555555", "weight": 0.3 if thin else 0.6, "opacity": 0.7, "fill": True,
@@ -767,7 +781,7 @@ def _add_layers(m: folium.Map, layers: Layers) -> MacroElement:
 
     # département outlines (not interactive: they never hide the communes' tooltips)
     deps = layers.departements
-    group = folium.FeatureGroup(name=LAYER_DEPARTEMENTS, show=True)
+    group = _Group(name=LAYER_DEPARTEMENTS, show=True)
     group.add_child(_GeoJsonLayer(
         [{"nom": esc(n), "dep": esc(c)} for n, c in zip(deps["nom"], deps["departement"],
                                                          strict=True)],
@@ -790,7 +804,7 @@ def _add_holes_and_labels(m: folium.Map, layers: Layers, helpers: _Helpers) -> N
     """The holes of the boundary data, and the names of the main communes."""
     holes = layers.holes
     if holes is not None and len(holes):
-        group = folium.FeatureGroup(name=LAYER_HOLES, show=True)
+        group = _Group(name=LAYER_HOLES, show=True)
         group.add_child(_GeoJsonLayer(
             [{"km2": esc(f"{fr_num(float(a), 1)} km²")} for a in holes["area_km2"]],
             list(holes.geometry), pane="cpts_geo_holes",
@@ -799,7 +813,7 @@ def _add_holes_and_labels(m: folium.Map, layers: Layers, helpers: _Helpers) -> N
             helpers=helpers, tooltip_js=_HOLE_TIP))
         m.add_child(group)
     if layers.labels is not None and len(layers.labels):
-        group = folium.FeatureGroup(name=LAYER_LABELS, show=True)
+        group = _Group(name=LAYER_LABELS, show=True)
         group.add_child(_Labels(layers.labels))
         m.add_child(group)
 
@@ -816,7 +830,7 @@ def _add_rates(m: folium.Map, layers: Layers, helpers: _Helpers) -> None:
             "style": {"color": "#666666", "weight": 0.5, "fillColor": rate_colour(
                 r["coverage_rate"]), "fillOpacity": 0.75},
         })
-    group = folium.FeatureGroup(name=LAYER_RATES, show=True)
+    group = _Group(name=LAYER_RATES, show=True)
     group.add_child(_GeoJsonLayer(props, list(deps.geometry), pane="cpts_geo_rates", style=None,
                                   helpers=helpers, tooltip_js=_RATE_TIP, popup_js=_RATE_POPUP))
     m.add_child(group)
@@ -1010,7 +1024,7 @@ def render_map(layers: Layers, *, title: str | None = None, offline: bool = True
         m.add_child(_tile_layer(tiles))
     focus = _add_layers(m, layers)
     m.add_child(_Overlay(main, sub, _legend_html(layers), vintage_text(layers)))
-    control = folium.LayerControl(collapsed=False, position="topright")
+    control = _LayerControl(collapsed=False, position="topright")
     m.add_child(control)
     m.add_child(_MetricScale())
     bounds = _bounds(layers)
@@ -1212,7 +1226,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
     for name, z, events in (("cpts_geo_after", 410, True), ("cpts_geo_changes", 420, True),
                             ("cpts_geo_before", 430, True), ("cpts_geo_departements", 450,
                                                              False)):
-        m.add_child(folium.map.CustomPane(name, z_index=z, pointer_events=events))
+        m.add_child(_Pane(name, z_index=z, pointer_events=events))
 
     after = layers.after
     after_props: list[dict[str, Any]] = []
@@ -1223,7 +1237,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
                       "details": esc(_change_details(r["details"])),
                       "style": {"color": darker(colour), "weight": 2, "fillColor": colour,
                                 "fillOpacity": 0.15, "opacity": 0.9}})
-    group = folium.FeatureGroup(name=LAYER_AFTER, show=True)
+    group = _Group(name=LAYER_AFTER, show=True)
     group.add_child(_GeoJsonLayer(after_props, list(after.geometry), pane="cpts_geo_after",
                                   style=None, helpers=helpers, tooltip_js=_STATE_TIP))
     m.add_child(group)
@@ -1241,7 +1255,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
         props.append({"nom": esc(r["nom"]), "insee": esc(r["insee"]),
                       "pop": int_or_none(r["population"]), "chg": esc(label),
                       "avant": esc(r["before"]), "apres": esc(r["after"]), "style": style})
-    group = folium.FeatureGroup(name=LAYER_CHANGES, show=True)
+    group = _Group(name=LAYER_CHANGES, show=True)
     group.add_child(_GeoJsonLayer(props, list(cc.geometry), pane="cpts_geo_changes",
                                   style=None, helpers=helpers, tooltip_js=_CHANGE_TIP))
     m.add_child(group)
@@ -1251,7 +1265,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
               "chg": esc(CPTS_CHANGE_LABEL.get(r["change"], r["change"])),
               "details": esc(_change_details(r["details"]))}
              for r in before.to_dict("records")]
-    group = folium.FeatureGroup(name=LAYER_BEFORE, show=True)
+    group = _Group(name=LAYER_BEFORE, show=True)
     group.add_child(_GeoJsonLayer(
         props, list(before.geometry), pane="cpts_geo_before",
         style={"color": "#333333", "weight": 2.5, "dashArray": "6 4", "fill": False,
@@ -1260,7 +1274,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
     m.add_child(group)
 
     deps = layers.departements
-    group = folium.FeatureGroup(name=LAYER_DEPARTEMENTS, show=True)
+    group = _Group(name=LAYER_DEPARTEMENTS, show=True)
     group.add_child(_GeoJsonLayer(
         [{"dep": esc(c)} for c in deps["departement"]], list(deps.geometry),
         pane="cpts_geo_departements",
@@ -1268,7 +1282,7 @@ def render_comparison(layers: Any, *, title: str | None = None, offline: bool = 
                "fill": False}, helpers=helpers))
     m.add_child(group)
     m.add_child(_Overlay(main, sub, _comparison_legend(layers, counts), vintage_text(layers)))
-    control = folium.LayerControl(collapsed=False, position="topright")
+    control = _LayerControl(collapsed=False, position="topright")
     m.add_child(control)
     m.add_child(_MetricScale())
     m.add_child(_SmallScreen(control))
