@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from branca.element import Element, Figure, MacroElement
+from folium.elements import ElementAddToElement
 from folium.template import Template
 
 from .._atomic import write_text_atomic
@@ -324,8 +325,21 @@ class _Pane(folium.map.CustomPane, _RawMacro):
     """A map pane, added to the page as it is (see :class:`_RawMacro`)."""
 
 
+class _AddTo(ElementAddToElement, _RawMacro):
+    """folium's statement adding a layer to the map, added to the page as it is."""
+
+
 class _Group(folium.FeatureGroup, _RawMacro):
-    """A layer of the layer control, added to the page as it is (see :class:`_RawMacro`)."""
+    """A layer of the layer control, added to the page as it is (see :class:`_RawMacro`).
+
+    So is the statement folium adds to show it at first.
+    """
+
+    def add_child(self, child: Element, name: str | None = None,
+                  index: int | None = None) -> Element:
+        if type(child) is ElementAddToElement:
+            child = _AddTo(child.element_name, child.element_parent_name)
+        return super().add_child(child, name=name, index=index)
 
 
 class _LayerControl(folium.LayerControl, _RawMacro):

@@ -398,10 +398,11 @@ def build_layers(
     cc_all = p.memo("commune_figures", commune_figures)
     table = p.memo("cpts_figures", cpts_figures)  # a row per CPTS number, in order
     info = table.iloc[np.unique(ins_cpts[keep[ins_pos]])].reset_index(drop=True)
-    one = departements is not None and len(departements) == 1  # a département's page
+    page = departements[0] if departements is not None and len(departements) == 1 else None
+    one = page is not None  # a département's page
     if one:  # its row of the national table (the same sums: its communes, in order)
         national_rates = real.memo("rates_departement", lambda q: area_rates(q, "departement"))
-        rates = national_rates[national_rates["departement"] == departements[0]].reset_index(
+        rates = national_rates[national_rates["departement"] == page].reset_index(
             drop=True)
     else:
         rates = area_rates(real, "departement", mask=in_scope)
@@ -451,10 +452,10 @@ def build_layers(
         drawn_zones, rows_of = real.memo("gaps_by_departement:drawn", lambda q: _page_zones(
             q.memo("gaps_by_departement", lambda r: gap_zones(r, by_departement=True)),
             zone_outlines))
-        gaps = drawn_zones.iloc[rows_of.get(departements[0], [])].reset_index(drop=True)
+        gaps = drawn_zones.iloc[rows_of.get(page, [])].reset_index(drop=True)
     elif one:
         national = real.memo("gaps_by_departement", lambda q: gap_zones(q, by_departement=True))
-        gaps = zone_outlines(national[national["departements"] == departements[0]].assign(
+        gaps = zone_outlines(national[national["departements"] == page].assign(
             zone=lambda z: np.arange(1, len(z) + 1)).reset_index(drop=True))
     elif len(gaps):
         gaps = zone_outlines(gaps)
@@ -482,7 +483,7 @@ def build_layers(
     if departements is not None and len(departements) == 1:
         every = p.memo("place_labels", lambda q: place_labels(
             q.communes, LABELS_DEPARTEMENT, by="departement"))
-        labels = every[every["departement"] == departements[0]].drop(
+        labels = every[every["departement"] == page].drop(
             columns="departement").reset_index(drop=True)
     else:
         labels = place_labels(communes[in_scope], LABELS_DEPARTEMENT)
