@@ -20,7 +20,7 @@ import pandas as pd
 from ..errors import InputError, public
 from ..io.rules import read_aci_rules
 from ..typing import DateLike
-from .aci import AciRules, default_rules, parse_rules, size_class_basis, size_classes
+from .aci import AciRules, default_rules, parse_rules, size_class, size_class_basis
 from .inputs import Prepared, prepare
 from .rates import cpts_figures
 
@@ -63,8 +63,7 @@ def funding_figures(p: Prepared, rules: AciRules) -> pd.DataFrame:
     for r in table.to_dict("records"):
         version, why = rules.version_at(r["status_date"])
         classes = version.size_classes if version is not None else rules.latest.size_classes
-        taille = size_classes(pd.Series([r["population"]]), classes).iloc[0]
-        taille = None if pd.isna(taille) else int(taille)
+        taille = size_class(r["population"], classes)
         row: dict[str, Any] = {
             "cpts": r["cpts"], "cpts_id": r["cpts_id"], "status": r["status"],
             "status_date": r["status_date"], "departements": r["departements"],
