@@ -685,3 +685,37 @@ def test_a_map_opens_on_the_cpts_named_in_its_address(loire_page):
     assert "/^#cpts=(.+)$/.exec(window.location.hash)" in page
     # it runs after the map's own bounds, so that it wins
     assert page.index("fitBounds(l.getBounds()") > page.index(".fitBounds(\n")
+
+
+def _layers_text(layers: map_layers.Layers) -> dict[str, str]:
+    """Every frame of the layers as text (geometries as WKB hex), to compare two builds."""
+    out = {}
+    for name in ("communes", "cpts", "cpts_info", "gaps", "overlaps", "departements", "rates",
+                 "labels", "holes"):
+        frame = getattr(layers, name)
+        frame = frame.to_wkb(hex=True) if hasattr(frame, "to_wkb") else frame
+        out[name] = frame.to_csv(index=False)
+    return out
+
+
+def test_site_maps_share_their_drawing_and_draw_each_departement_as_alone(seeds):
+    """A site draws many départements from one preparation: what they share is made once
+    (outlines of CPTS straddling two départements, gap zones), and each map is the one the
+    département gets alone; labels per département are those of its communes alone."""
+    communes = cpts_geo.load_communes(["38", "42", "69", "73"])
+    t = seeds[seeds["insee"].str[:2].isin(["38", "42", "69", "73"])]
+    shared = prepare(communes, t)
+    together = {d: _layers_text(map_layers.build_layers(shared, [d], simplify=None))
+                for d in ("42", "69", "38", "73")}
+    made = [kind for kind, _ in shared.memo("drawing", map_layers._Drawing).unions]
+    assert made.count("cpts") == t["cpts_id"].nunique()  # each outline made once
+    assert made.count("departement") == 4
+    for d, text in together.items():
+        alone = _layers_text(map_layers.build_layers(prepare(communes, t), [d], simplify=None))
+        assert text == alone, d
+    by_dep = map_layers.place_labels(communes, 3, by="departement")
+    for d in ("38", "42"):
+        one = map_layers.place_labels(communes[communes["departement"] == d], 3)
+        assert by_dep[by_dep["departement"] == d].drop(columns="departement").reset_index(
+            drop=True).equals(one)
+    assert by_dep["nom"].tolist()[:3] == ["Grenoble", "Saint-Martin-d'Hères", "Échirolles"]
