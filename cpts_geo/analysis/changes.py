@@ -471,31 +471,48 @@ def timeline_figures(p: Prepared, by: Level = "departement") -> pd.DataFrame:
     bounds = np.searchsorted(area_idx[order], np.arange(len(codes) + 1))
     members = [order[bounds[i]:bounds[i + 1]] for i in range(len(codes))]
     ins = p.inside
-    ins = ins[ins["status_date"].notna().to_numpy()].sort_values("status_date", kind="stable")
+    dated = ins["status_date"].notna().to_numpy()
+    days = ins["status_date"].to_numpy().astype("datetime64[ns]")[dated]
+    order = np.argsort(days, kind="stable")  # the rows by status date, file order within
+    days = days[order]
+    pos = ins["pos"].to_numpy()[dated][order]
+    share = ins["share"].to_numpy(dtype=float)[dated][order]
+    # a CPTS is present in an area from the first of its rows there (in date order)
+    pairs = area_idx[pos] * (len(p.cpts_codes[1]) + 1) + p.inside_cpts[dated][order]
+    new = np.zeros(len(pairs), dtype=np.int64)
+    new[np.unique(pairs, return_index=True)[1]] = 1
+    starts = (np.flatnonzero(np.r_[True, days[1:] != days[:-1]]) if len(days)
+              else np.zeros(0, dtype=np.int64))
+    bounds = np.r_[starts, len(days)].astype(np.int64)
+    step = np.repeat(np.arange(len(starts)), np.diff(bounds))
+    # the areas each step reaches (sorted), the CPTS new there and the names that entered
+    grouped = pd.DataFrame({
+        "step": step, "area": area_idx[pos], "new": new,
+        "name": ins["cpts"].astype(str).to_numpy(dtype=object)[dated][order],
+    }).groupby(["step", "area"], sort=True)
+    entered = grouped["name"].agg(lambda n: "; ".join(sorted(set(n))))
+    arrived = grouped["new"].sum().to_numpy()
+    step_of = entered.index.get_level_values("step").to_numpy()
+    area_of_step = entered.index.get_level_values("area").to_numpy()
     claimed = np.zeros(len(c))
-    present: set[tuple[int, str]] = set()
     n_cpts = np.zeros(len(codes), dtype=np.int64)
     rate_before = np.zeros(len(codes))
     rows: list[dict[str, Any]] = []
-    for day, step in ins.groupby("status_date", sort=True):
-        pos = step["pos"].to_numpy()
-        np.add.at(claimed, pos, step["share"].to_numpy(dtype=float))
-        entered: dict[int, set[str]] = {}
-        for a, cid, name in zip(area_idx[pos], step["cpts_id"].astype(str),
-                                step["cpts"].astype(str), strict=True):
-            entered.setdefault(int(a), set()).add(name)
-            if (int(a), cid) not in present:
-                present.add((int(a), cid))
-                n_cpts[a] += 1
-        for a in sorted(entered):
+    by_step = np.searchsorted(step_of, np.arange(len(starts) + 1))  # each step's areas
+    for i in range(len(starts)):
+        np.add.at(claimed, pos[bounds[i]:bounds[i + 1]], share[bounds[i]:bounds[i + 1]])
+        day = pd.Timestamp(days[bounds[i]])
+        for k in range(by_step[i], by_step[i + 1]):
+            a = int(area_of_step[k])
+            n_cpts[a] += arrived[k]
             inside = members[a]
             covered = float(np.sum(pop[inside] * np.minimum(claimed[inside], 1.0)))
             rate = covered / area_pop[a] if area_pop[a] > 0 else np.nan
             rows.append({
-                by: codes[a], "nom": names[a], "date": pd.Timestamp(day),
+                by: codes[a], "nom": names[a], "date": day,
                 "population": round(area_pop[a]), "covered_population": round(covered, 1),
                 "coverage_rate": rate, "delta": rate - rate_before[a], "n_cpts": n_cpts[a],
-                "cpts_entered": "; ".join(sorted(entered[a])),
+                "cpts_entered": entered.iat[k],
             })
             rate_before[a] = rate
     out = pd.DataFrame(rows, columns=[by, *TIMELINE_COLUMNS])
