@@ -447,6 +447,23 @@ def test_publish_stale_after_must_be_positive(capsys, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_publish_jobs_must_be_positive(capsys, tmp_path):
+    code, out, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(tmp_path / "site"),
+                         "--jobs", "0")
+    assert code == 2 and out == ""
+    assert "`jobs` was 0; expected a whole number of processes" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_publish_with_two_jobs(capsys, tmp_path):
+    code, _, err = run(capsys, "publish", "-t", str(SEEDS), "--out", str(tmp_path / "site"),
+                       "-d", "42", "-d", "38", "--jobs", "2", "--no-progress")
+    assert code == 0, err
+    for dep in ("42", "38"):
+        assert (tmp_path / "site" / "departements" / dep / "map.html").is_file()
+
+
 @pytest.mark.slow
 def test_publish_keeps_its_releases_and_lock_in_the_state_dir(capsys, tmp_path):
     www, state = tmp_path / "www", tmp_path / "var" / "cpts"
