@@ -15,11 +15,14 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._about import __version__
 
-__all__ = ["csv_metadata", "dump_json", "formula_safe", "jsonable", "meta_line", "records",
-           "spreadsheet_safe", "table_meta", "terminal_safe"]
+__all__ = ["csv_metadata", "dump_json", "formula_safe", "join_text", "jsonable", "meta_line",
+           "number_array", "records", "spreadsheet_safe", "string_array", "table_meta",
+           "terminal_safe"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
 VINTAGE_KEYS = ("cog_year", "population_year", "census_year", "source")
@@ -50,16 +53,124 @@ def jsonable(value: Any) -> Any:
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of ``df`` (without geometry) as JSON-ready dicts: NaN/NA -> None, dates -> ISO.
 
+    The values are those of :func:`jsonable`, column by column: numbers and yes/no as Python
+    ``int``, ``float`` and ``bool`` (missing or infinite as None), text as ``str``.
+
     Examples
     --------
     >>> records(pd.DataFrame({"a": [1.5, float("nan")], "d": pd.to_datetime(["2020-07-09", None])}))
     [{'a': 1.5, 'd': '2020-07-09'}, {'a': None, 'd': None}]
     """
-    cols = [c for c in df.columns if c != "geometry"]
-    # column by column (no copy of the frame, no geometry taken along)
-    values = [[jsonable(v) for v in df[c].to_numpy(dtype=object)] for c in cols]
+    # column by column, by position (no copy of the frame, no geometry taken along, and no
+    # copy of its attrs for each column: a plain frame over the same data has none)
+    plain = pd.DataFrame(df, copy=False)
+    plain.attrs = {}
+    cols, values = [], []
+    for name, series in plain.items():
+        if name != "geometry":
+            cols.append(name)
+            values.append(_json_column(series))
     return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)] \
         if cols else [{} for _ in range(len(df))]
+
+
+def _json_column(series: pd.Series) -> list[Any]:
+    """:func:`jsonable` of each value of a column, at once for numbers, yes/no and text."""
+    numbers = number_array(series)
+    if numbers is not None:
+        arr, missing = numbers
+        out = arr.tolist()
+        if arr.dtype.kind == "f":
+            missing = missing | ~np.isfinite(arr)
+        for i in np.flatnonzero(missing).tolist():
+            out[i] = None
+        return out
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        # each category once; code -1 (missing) takes the last item, None
+        cats = [jsonable(v) for v in series.cat.categories.to_numpy(dtype=object)]
+        cats.append(None)
+        return [cats[c] for c in series.cat.codes.to_numpy().tolist()]
+    values = series.to_numpy(dtype=object)
+    if _all_text(series, values):  # text as it is; jsonable for the missing values only
+        out = values.tolist()
+        for i in np.flatnonzero(pd.isna(values)).tolist():
+            out[i] = jsonable(out[i])
+        return out
+    return [jsonable(v) for v in values]
+
+
+def _all_text(series: pd.Series, values: np.ndarray) -> bool:
+    """Whether every value of ``series`` (``values``: as objects) is a ``str`` or missing."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return True
+    return series.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
+        "string", "empty")
+
+
+def number_array(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of a column of numbers or yes/no as a NumPy array, and which are missing.
+
+    Integers, floats (64 bits at most) and booleans, NumPy's or pandas' nullable ones
+    (``Int64``, ``Float64``, ``boolean``); None for a column of any other kind. The missing
+    values of a nullable column are 0, NaN or False in the array.
+
+    Examples
+    --------
+    >>> arr, missing = number_array(pd.Series([3, None], dtype="Int64"))
+    >>> arr.tolist(), missing.tolist()
+    ([3, 0], [False, True])
+    >>> number_array(pd.Series(["a"])) is None
+    True
+    """
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8):
+            arr = series.to_numpy()
+            return arr, np.zeros(len(arr), dtype=bool)
+        return None
+    array = series.array
+    if isinstance(array, pd.arrays.IntegerArray | pd.arrays.FloatingArray
+                  | pd.arrays.BooleanArray):
+        kind = array.dtype.numpy_dtype
+        if kind.kind == "f" and kind.itemsize > 8:  # pragma: no cover - no such pandas dtype
+            return None
+        fill = np.nan if kind.kind == "f" else 0
+        return (array.to_numpy(dtype=kind, na_value=fill),
+                np.asarray(array.isna(), dtype=bool))
+    return None
+
+
+def string_array(series: pd.Series) -> pa.Array:
+    """A column of pandas' string dtype as one Arrow array of ``large_string`` (null: missing).
+
+    Examples
+    --------
+    >>> string_array(pd.Series(["a", None], dtype="string")).to_pylist()
+    ['a', None]
+    """
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):  # pragma: no cover - as pandas stores it
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def join_text(*parts: Any, sep: str = "") -> pa.Array:
+    """Texts joined element-wise (Arrow's ``binary_join_element_wise``): columns and constants.
+
+    Each part is an Arrow array of strings or a ``str`` (the same for every row); a row with a
+    null in a part is null.
+
+    Examples
+    --------
+    >>> join_text("<v>", pa.array(["1", None, "3"]), "</v>").to_pylist()
+    ['<v>1</v>', None, '<v>3</v>']
+    """
+    def arg(part: Any) -> Any:
+        if isinstance(part, str):
+            return pa.scalar(part, type=pa.large_string())
+        return part.cast(pa.large_string()) if part.type != pa.large_string() else part
+
+    return pc.binary_join_element_wise(*map(arg, parts), pa.scalar(sep, pa.large_string()))
 
 
 def dump_json(obj: Any, fh: IO[str]) -> None:
@@ -81,20 +192,34 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
     [["'=HYPERLINK(1)", -1], ['Gier', 2]]
     """
     out = df.copy()
-    for col in out.columns:
-        series = out[col]
-        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+    for j, dtype in enumerate(out.dtypes):
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
             continue
-        if pd.api.types.is_datetime64_any_dtype(series):
+        if pd.api.types.is_datetime64_any_dtype(dtype):
             continue
-        values = series.to_numpy(dtype=object)
-        hits = [i for i, v in enumerate(values) if isinstance(v, str) and _FORMULA.match(v)]
-        if hits:  # only the columns holding such a cell are rewritten (as object)
-            values = values.copy()
-            for i in hits:
-                values[i] = formula_safe(values[i])
-            out[col] = pd.Series(values, index=out.index, dtype=object)
+        series = out.iloc[:, j]
+        hits = _formula_cells(series)
+        if hits.any():  # only the columns holding such a cell are rewritten (as object)
+            values = series.to_numpy(dtype=object).copy()
+            values[hits] = "'" + values[hits]
+            out.isetitem(j, pd.Series(values, index=out.index, dtype=object))
     return out
+
+
+#: The first characters of a cell that a spreadsheet would run as a formula (``_FORMULA``).
+_FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_cells(series: pd.Series) -> np.ndarray:
+    """Which cells of a column are text that a spreadsheet would run as a formula."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return np.asarray(series.str.startswith(_FORMULA_FIRST, na=False), dtype=bool)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
+        cats = _formula_cells(pd.Series(series.cat.categories.to_numpy(dtype=object)))
+        return np.append(cats, False)[series.cat.codes.to_numpy()]  # code -1: missing
+    values = series.to_numpy(dtype=object)
+    return np.fromiter((isinstance(v, str) and v.startswith(_FORMULA_FIRST) for v in values),
+                       dtype=bool, count=len(values))
 
 
 def formula_safe(text: str) -> str:

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.resources import files
+from json.encoder import encode_basestring  # what json.dumps writes a text with
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import geopandas as gpd
 import jinja2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._about import __version__
 from ..io.excel import (
@@ -30,7 +33,16 @@ from ..io.excel import (
     source_fr,
     write_workbook,
 )
-from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe
+from ..io.writers import (
+    csv_metadata,
+    dump_json,
+    join_text,
+    jsonable,
+    number_array,
+    records,
+    spreadsheet_safe,
+    string_array,
+)
 
 __all__ = ["Table", "environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
 
@@ -251,13 +263,38 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     None for the lines when a cell holds a line break: its rows cannot be told apart by lines,
     each slice is written by pandas then.
     """
-    text = df.to_csv(**options)
+    text = _floats_as_text(df, options).to_csv(**options)
     lines = text.split(end)
     if lines and lines[-1] == "":
         lines.pop()
     if len(lines) != len(df) + 1:
         return lines[0] if lines else "", None
     return lines[0], lines[1:]
+
+
+def _floats_as_text(df: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
+    """``df`` with its columns of floats as the text ``to_csv(**options)`` writes for them.
+
+    With a decimal comma, pandas writes each float as ``str(value).replace(".", ",", 1)``, one
+    value at a time; the same text made for the whole column at once (NumPy writes a float as
+    ``str`` does) is written as it is. Other columns, and other options, are left to pandas.
+    """
+    decimal = options.get("decimal", ".")
+    if decimal == "." or options.get("float_format") is not None:
+        return df
+    out = df
+    for j, dtype in enumerate(df.dtypes):
+        if dtype != np.float64:
+            continue
+        values = df.iloc[:, j].to_numpy()
+        text = pc.replace_substring(pa.array(values.astype(str)), ".", decimal,
+                                    max_replacements=1).to_numpy(zero_copy_only=False)
+        text = np.asarray(text, dtype=object)
+        text[np.isnan(values)] = options.get("na_rep", "")
+        if out is df:
+            out = df.copy(deep=False)
+        out.isetitem(j, pd.Series(text, index=df.index, dtype=object))
+    return out
 
 
 def _write_csv(path: Path, header: str, rows: list[str] | None,
@@ -276,8 +313,11 @@ def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
     """Each row of ``df`` as a GeoJSON Feature (WGS 84), None for a row without geometry.
 
     Coordinates are rounded to :data:`GEOJSON_DECIMALS` decimals; properties are the other
-    columns, text (and categories) as strings, missing values as null, dates in ISO. Written
-    with GEOS's GeoJSON writer and one ``json.dumps`` per row.
+    columns, text (and categories) as strings, missing values as null, dates in ISO: the text
+    of ``json.dumps(row, ensure_ascii=False)`` for the row's :func:`records`. Geometries are
+    written by GEOS's GeoJSON writer; the properties column by column (each value's JSON text
+    made at once for a column of numbers, by ``json``'s own string encoder for text), then
+    joined row by row with Arrow's string kernels.
     """
     import shapely
 
@@ -290,19 +330,65 @@ def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
     if present.any():
         texts[present] = shapely.to_geojson(shapely.set_precision(
             arr[present], 10.0**-GEOJSON_DECIMALS, mode="pointwise"))
-    props = pd.DataFrame(df.drop(columns="geometry"))
-    for col in props.columns:
-        if not pd.api.types.is_numeric_dtype(props[col]) \
-                and not pd.api.types.is_bool_dtype(props[col]) \
-                and not pd.api.types.is_datetime64_any_dtype(props[col]):
-            props[col] = props[col].astype(object).where(props[col].notna(), None).map(
-                lambda v: v if v is None else str(v))
-    rows = records(props)
-    return [None if geom is None else
-            '{"type": "Feature", "properties": '
-            + json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
-            + ', "geometry": ' + geom + "}"
-            for row, geom in zip(rows, texts, strict=True)]
+    props = pd.DataFrame(df.drop(columns="geometry"), copy=False)
+    props.attrs = {}
+    # a row's dict (see records): a name given twice keeps its first place, its last values
+    last: dict[Any, int] = {}
+    for j, name in enumerate(props.columns):
+        last[name] = j
+    fields = []
+    for name, j in last.items():
+        key = json.dumps({name: 0}, ensure_ascii=False)[1:-len(": 0}")]
+        fields.append(join_text(key + ": ", _json_values(props.iloc[:, j])))
+    properties = (join_text(*fields, sep=", ") if fields
+                  else pa.array([""] * len(props), type=pa.large_string()))
+    features = join_text('{"type": "Feature", "properties": {', properties, '}, "geometry": ',
+                         pa.array(texts, type=pa.large_string()), "}")
+    return features.to_pylist()
+
+
+def _json_values(series: pd.Series) -> pa.Array:
+    """The JSON text of each value of a property column (see :func:`geojson_features`)."""
+    dtype = series.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) \
+            and not pd.api.types.is_datetime64_any_dtype(dtype):
+        strings = _property_text(series)  # str(value), null when missing
+        encoded = list(map(encode_basestring, strings.fill_null("").to_pylist()))
+        return pc.if_else(strings.is_null(), pa.scalar("null", pa.large_string()),
+                          pa.array(encoded, type=pa.large_string()))
+    numbers = number_array(series)
+    if numbers is not None:
+        values, missing = numbers
+        if values.dtype.kind == "b":
+            text = np.where(values, "true", "false")
+        else:
+            if values.dtype.kind == "f":  # as jsonable: a Python float, null if not finite
+                values = values.astype(np.float64, copy=False)
+                missing = missing | ~np.isfinite(values)
+            text = values.astype(str)  # NumPy writes a float as Python's repr does
+        return pa.array(text, type=pa.large_string(), mask=missing).fill_null("null")
+    return pa.array([json.dumps(jsonable(v), ensure_ascii=False, allow_nan=False, default=str)
+                     for v in series.to_numpy(dtype=object)], type=pa.large_string())
+
+
+def _property_text(series: pd.Series) -> pa.Array:
+    """``str`` of each value of a property column of text, null where it is missing.
+
+    Text, categories, or anything but numbers, yes/no and dates (see :func:`_json_values`).
+    """
+    if isinstance(series.dtype, pd.StringDtype):
+        return string_array(series)
+    missing = np.asarray(series.isna(), dtype=bool)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
+        cats = pa.array([str(v) for v in series.cat.categories.to_numpy(dtype=object)],
+                        type=pa.large_string())
+        codes = series.cat.codes.to_numpy()
+        return cats.take(pa.array(codes, mask=codes < 0))
+    values = series.astype(object).to_numpy()
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return pa.array(values, type=pa.large_string(), mask=missing)
+    return pa.array([None if m else str(v) for v, m in zip(values, missing, strict=True)],
+                    type=pa.large_string())
 
 
 def write_downloads(
