@@ -26,7 +26,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import InputError
-from .writers import formula_safe, join_text, number_array, spreadsheet_safe, string_array
+from .writers import (
+    formula_safe,
+    join_text,
+    number_array,
+    number_text,
+    spreadsheet_safe,
+    string_array,
+    text_where,
+)
 
 __all__ = ["COLUMNS", "METRIC_LABELS", "Column", "is_rate_metric", "readable", "source_fr",
            "write_excel_csv", "write_workbook"]
@@ -477,17 +485,18 @@ def _column_cells(values: pd.Series, ref: str,
     if numbers is not None:
         arr, missing = numbers
         if arr.dtype.kind == "b":  # Python's True and False, their text "True"/"False"
-            text = np.where(arr, "1", "0")
+            cells = pc.if_else(pa.array(arr), *(pa.scalar(f'<c r="{ref}"{s} t="b"><v>{v}</v></c>',
+                                                          pa.large_string()) for v in (1, 0)))
             length = np.where(missing, 0, np.where(arr, 4, 5))
-            return _wrap(f'<c r="{ref}"{s} t="b"><v>', text, "</v></c>", missing), length
-        if arr.dtype.kind == "f":
+            return text_where(missing, "", cells), length
+        empty = missing
+        if arr.dtype.kind == "f":  # NaN: no value; infinite: no cell, though its text counts
             arr = arr.astype(np.float64, copy=False)
             missing = missing | np.isnan(arr)
-        text = arr.astype(str)  # NumPy writes a float as Python's repr does (shortest)
-        length = pa.array(text, type=pa.large_string())
-        length = np.where(missing, 0, pc.utf8_length(length).to_numpy(zero_copy_only=False))
-        empty = missing | ~np.isfinite(arr) if arr.dtype.kind == "f" else missing
-        return _wrap(f'<c r="{ref}"{s}><v>', text, "</v></c>", empty), length
+            empty = missing | np.isinf(arr)
+        text = number_text(arr)
+        length = np.where(missing, 0, pc.utf8_length(text).to_numpy(zero_copy_only=False))
+        return text_where(empty, "", join_text(f'<c r="{ref}"{s}><v>', text, "</v></c>")), length
     strings = _text_array(values)
     if strings is None:
         return None
@@ -510,12 +519,6 @@ def _column_cells(values: pd.Series, ref: str,
     cells = join_text(head, text, "</t></is></c>").fill_null("")
     length = pc.utf8_length(strings).fill_null(0).to_numpy(zero_copy_only=False)
     return cells, length
-
-
-def _wrap(head: str, text: np.ndarray, tail: str, empty: np.ndarray) -> pa.Array:
-    """``head + text + tail`` for each value, "" where ``empty``."""
-    body = pa.array(text, type=pa.large_string(), mask=empty)
-    return join_text(head, body, tail).fill_null("")
 
 
 def _text_array(values: pd.Series) -> pa.Array | None:

@@ -39,9 +39,11 @@ from ..io.writers import (
     join_text,
     jsonable,
     number_array,
+    number_text,
     records,
     spreadsheet_safe,
     string_array,
+    text_where,
 )
 
 __all__ = ["Table", "environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
@@ -263,7 +265,7 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     None for the lines when a cell holds a line break: its rows cannot be told apart by lines,
     each slice is written by pandas then.
     """
-    text = _floats_as_text(df, options).to_csv(**options)
+    text = _csv_ready(df, options).to_csv(**options)
     lines = text.split(end)
     if lines and lines[-1] == "":
         lines.pop()
@@ -272,28 +274,36 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     return lines[0], lines[1:]
 
 
-def _floats_as_text(df: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
-    """``df`` with its columns of floats as the text ``to_csv(**options)`` writes for them.
+def _csv_ready(df: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
+    """``df`` with some columns as the very text ``df.to_csv(**options)`` writes for them.
 
-    With a decimal comma, pandas writes each float as ``str(value).replace(".", ",", 1)``, one
-    value at a time; the same text made for the whole column at once (NumPy writes a float as
-    ``str`` does) is written as it is. Other columns, and other options, are left to pandas.
+    pandas formats a float column value by value with a decimal comma (``str(value)`` with the
+    point replaced) and runs each cell of a text column (object dtype) through a Python
+    function when a ``date_format`` is given; here the floats' text is made for the whole
+    column at once (see :func:`~cpts_geo.io.writers.number_text`: the text ``str`` gives), and
+    both are handed to pandas as Arrow strings, which it writes as they are.
     """
-    decimal = options.get("decimal", ".")
-    if decimal == "." or options.get("float_format") is not None:
+    if options.get("float_format") is not None:
         return df
+    decimal = options.get("decimal", ".")
     out = df
     for j, dtype in enumerate(df.dtypes):
-        if dtype != np.float64:
+        if dtype == np.float64:
+            values = df.iloc[:, j].to_numpy()
+            text = number_text(values)
+            if decimal != ".":
+                text = pc.replace_substring(text, ".", decimal, max_replacements=1)
+            text = text_where(np.isnan(values), options.get("na_rep", ""), text)
+        elif pd.api.types.is_object_dtype(dtype) and options.get("date_format") is not None:
+            values = df.iloc[:, j].to_numpy()
+            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+                continue
+            text = pa.array(values, type=pa.large_string(), mask=pd.isna(values))
+        else:
             continue
-        values = df.iloc[:, j].to_numpy()
-        text = pc.replace_substring(pa.array(values.astype(str)), ".", decimal,
-                                    max_replacements=1).to_numpy(zero_copy_only=False)
-        text = np.asarray(text, dtype=object)
-        text[np.isnan(values)] = options.get("na_rep", "")
         if out is df:
             out = df.copy(deep=False)
-        out.isetitem(j, pd.Series(text, index=df.index, dtype=object))
+        out.isetitem(j, pd.Series(pd.arrays.ArrowExtensionArray(text), index=df.index))
     return out
 
 
@@ -353,22 +363,30 @@ def _json_values(series: pd.Series) -> pa.Array:
     if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) \
             and not pd.api.types.is_datetime64_any_dtype(dtype):
         strings = _property_text(series)  # str(value), null when missing
-        encoded = list(map(encode_basestring, strings.fill_null("").to_pylist()))
-        return pc.if_else(strings.is_null(), pa.scalar("null", pa.large_string()),
-                          pa.array(encoded, type=pa.large_string()))
+        if pc.any(pc.match_substring_regex(strings, _JSON_ESCAPED)).as_py():
+            encoded = pa.array(map(encode_basestring, strings.fill_null("").to_pylist()),
+                               type=pa.large_string())
+        else:  # nothing for json to escape: the text between quotes
+            encoded = join_text('"', strings, '"')
+        return text_where(strings.is_null().to_numpy(zero_copy_only=False), "null", encoded)
     numbers = number_array(series)
     if numbers is not None:
         values, missing = numbers
         if values.dtype.kind == "b":
-            text = np.where(values, "true", "false")
+            text = pc.if_else(pa.array(values), *(pa.scalar(v, pa.large_string())
+                                                  for v in ("true", "false")))
         else:
             if values.dtype.kind == "f":  # as jsonable: a Python float, null if not finite
                 values = values.astype(np.float64, copy=False)
                 missing = missing | ~np.isfinite(values)
-            text = values.astype(str)  # NumPy writes a float as Python's repr does
-        return pa.array(text, type=pa.large_string(), mask=missing).fill_null("null")
+            text = number_text(values)
+        return text_where(missing, "null", text)
     return pa.array([json.dumps(jsonable(v), ensure_ascii=False, allow_nan=False, default=str)
                      for v in series.to_numpy(dtype=object)], type=pa.large_string())
+
+
+#: The characters that ``json.dumps(..., ensure_ascii=False)`` escapes in a text (RE2).
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'
 
 
 def _property_text(series: pd.Series) -> pa.Array:
