@@ -32,7 +32,7 @@ from .writers import (
     number_array,
     number_text,
     spreadsheet_safe,
-    string_array,
+    text_array,
     text_where,
 )
 
@@ -527,18 +527,14 @@ def _text_array(values: pd.Series) -> pa.Array | None:
     None when some value is something else, or a missing value that :func:`_cell` would not
     write as an empty cell.
     """
-    if isinstance(values.dtype, pd.StringDtype):
-        return string_array(values)
-    if values.dtype != object:
-        return None
+    strings = text_array(values)
+    if strings is None or isinstance(values.dtype, pd.StringDtype) or not strings.null_count:
+        return strings
     objects = values.to_numpy(dtype=object)
-    if pd.api.types.infer_dtype(objects, skipna=True) not in ("string", "empty"):
-        return None
-    missing = pd.isna(objects)
     if not all(v is None or v is pd.NA or v is pd.NaT or isinstance(v, float)
-               for v in objects[missing]):
+               for v in objects[pd.isna(objects)]):
         return None  # e.g. a NumPy NaT or a decimal NaN: written as text
-    return pa.array(objects, type=pa.large_string(), mask=missing)
+    return strings
 
 
 def _cells_one_by_one(values: pd.Series, ref: str, style: int) -> tuple[pa.Array, np.ndarray]:

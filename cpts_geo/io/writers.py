@@ -22,7 +22,7 @@ from .._about import __version__
 
 __all__ = ["csv_metadata", "dump_json", "formula_safe", "join_text", "jsonable", "meta_line",
            "number_array", "number_text", "records", "spreadsheet_safe", "string_array",
-           "table_meta", "terminal_safe", "text_where"]
+           "table_meta", "terminal_safe", "text_array", "text_where"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
 VINTAGE_KEYS = ("cog_year", "population_year", "census_year", "source")
@@ -103,8 +103,31 @@ def _all_text(series: pd.Series, values: np.ndarray) -> bool:
     """Whether every value of ``series`` (``values``: as objects) is a ``str`` or missing."""
     if isinstance(series.dtype, pd.StringDtype):
         return True
-    return series.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
-        "string", "empty")
+    return pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(
+        values, skipna=True) in ("string", "empty")
+
+
+def text_array(series: pd.Series) -> pa.Array | None:
+    """A column of text as an Arrow array of ``large_string``, null where a value is missing.
+
+    For pandas' string dtype, or an object column whose values are all ``str`` or missing
+    (``pandas.isna``); None for any other column.
+
+    Examples
+    --------
+    >>> text_array(pd.Series(["a", None, float("nan")], dtype=object)).to_pylist()
+    ['a', None, None]
+    >>> text_array(pd.Series(["a", 1], dtype=object)) is None
+    True
+    """
+    if isinstance(series.dtype, pd.StringDtype):
+        return string_array(series)
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return None
+    values = series.to_numpy(dtype=object)
+    if not _all_text(series, values):
+        return None
+    return pa.array(values, type=pa.large_string(), mask=pd.isna(values))
 
 
 def number_array(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
@@ -249,11 +272,14 @@ _FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
 
 def _formula_cells(series: pd.Series) -> np.ndarray:
     """Which cells of a column are text that a spreadsheet would run as a formula."""
-    if isinstance(series.dtype, pd.StringDtype):
-        return np.asarray(series.str.startswith(_FORMULA_FIRST, na=False), dtype=bool)
     if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
         cats = _formula_cells(pd.Series(series.cat.categories.to_numpy(dtype=object)))
         return np.append(cats, False)[series.cat.codes.to_numpy()]  # code -1: missing
+    strings = text_array(series)
+    if strings is not None:  # the first character of each text at once
+        first = pc.utf8_slice_codeunits(strings, 0, 1)
+        hits = pc.is_in(first, value_set=pa.array(_FORMULA_FIRST, type=pa.large_string()))
+        return np.asarray(hits.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     values = series.to_numpy(dtype=object)
     return np.fromiter((isinstance(v, str) and v.startswith(_FORMULA_FIRST) for v in values),
                        dtype=bool, count=len(values))

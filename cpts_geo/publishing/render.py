@@ -42,7 +42,7 @@ from ..io.writers import (
     number_text,
     records,
     spreadsheet_safe,
-    string_array,
+    text_array,
     text_where,
 )
 
@@ -295,10 +295,10 @@ def _csv_ready(df: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
                 text = pc.replace_substring(text, ".", decimal, max_replacements=1)
             text = text_where(np.isnan(values), options.get("na_rep", ""), text)
         elif pd.api.types.is_object_dtype(dtype) and options.get("date_format") is not None:
-            values = df.iloc[:, j].to_numpy()
-            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            strings = text_array(df.iloc[:, j])
+            if strings is None:
                 continue
-            text = pa.array(values, type=pa.large_string(), mask=pd.isna(values))
+            text = strings
         else:
             continue
         if out is df:
@@ -394,17 +394,16 @@ def _property_text(series: pd.Series) -> pa.Array:
 
     Text, categories, or anything but numbers, yes/no and dates (see :func:`_json_values`).
     """
-    if isinstance(series.dtype, pd.StringDtype):
-        return string_array(series)
-    missing = np.asarray(series.isna(), dtype=bool)
     if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
         cats = pa.array([str(v) for v in series.cat.categories.to_numpy(dtype=object)],
                         type=pa.large_string())
         codes = series.cat.codes.to_numpy()
         return cats.take(pa.array(codes, mask=codes < 0))
+    strings = text_array(series)
+    if strings is not None:
+        return strings
+    missing = np.asarray(series.isna(), dtype=bool)
     values = series.astype(object).to_numpy()
-    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        return pa.array(values, type=pa.large_string(), mask=missing)
     return pa.array([None if m else str(v) for v, m in zip(values, missing, strict=True)],
                     type=pa.large_string())
 
