@@ -20,9 +20,9 @@ import pyarrow.compute as pc
 
 from .._about import __version__
 
-__all__ = ["csv_metadata", "dump_json", "formula_safe", "join_text", "jsonable", "meta_line",
-           "number_array", "number_text", "records", "spreadsheet_safe", "string_array",
-           "table_meta", "terminal_safe", "text_array", "text_where"]
+__all__ = ["csv_metadata", "dump_json", "formula_safe", "iso_dates", "join_text", "jsonable",
+           "meta_line", "number_array", "number_text", "records", "spreadsheet_safe",
+           "string_array", "table_meta", "terminal_safe", "text_array", "text_where"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
 VINTAGE_KEYS = ("cog_year", "population_year", "census_year", "source")
@@ -85,6 +85,9 @@ def _json_column(series: pd.Series) -> list[Any]:
         for i in np.flatnonzero(missing).tolist():
             out[i] = None
         return out
+    dates = iso_dates(series)
+    if dates is not None:
+        return dates
     if isinstance(series.dtype, pd.CategoricalDtype):
         # each category once; code -1 (missing) takes the last item, None
         cats = [jsonable(v) for v in series.cat.categories.to_numpy(dtype=object)]
@@ -97,6 +100,33 @@ def _json_column(series: pd.Series) -> list[Any]:
             out[i] = jsonable(out[i])
         return out
     return [jsonable(v) for v in values]
+
+
+def iso_dates(series: pd.Series) -> list[str | None] | None:
+    """A column of dates (no time of day, no time zone) as ISO text, as :func:`jsonable` gives.
+
+    None for any other column (a date-time with a time of day, or in a time zone: see
+    :func:`jsonable` value by value).
+
+    Examples
+    --------
+    >>> iso_dates(pd.Series(pd.to_datetime(["2020-07-09", None])))
+    ['2020-07-09', None]
+    >>> iso_dates(pd.Series(pd.to_datetime(["2020-07-09 12:00"]))) is None
+    True
+    """
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind != "M":
+        return None
+    values = series.to_numpy()
+    days = values.astype("datetime64[D]")
+    missing = np.isnat(values)
+    if (days[~missing] != values[~missing]).any():
+        return None
+    out: list[str | None] = np.datetime_as_string(days, unit="D").tolist()
+    for i in np.flatnonzero(missing).tolist():
+        out[i] = None
+    return out
 
 
 def _all_text(series: pd.Series, values: np.ndarray) -> bool:

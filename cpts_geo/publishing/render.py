@@ -36,6 +36,7 @@ from ..io.excel import (
 from ..io.writers import (
     csv_metadata,
     dump_json,
+    iso_dates,
     join_text,
     jsonable,
     number_array,
@@ -381,6 +382,10 @@ def _json_values(series: pd.Series) -> pa.Array:
                 missing = missing | ~np.isfinite(values)
             text = number_text(values)
         return text_where(missing, "null", text)
+    dates = iso_dates(series)
+    if dates is not None:
+        text = pa.array(dates, type=pa.large_string())
+        return join_text('"', text, '"').fill_null("null")
     return pa.array([json.dumps(jsonable(v), ensure_ascii=False, allow_nan=False, default=str)
                      for v in series.to_numpy(dtype=object)], type=pa.large_string())
 
