@@ -261,12 +261,48 @@ class Table:
 
 def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
                end: str) -> tuple[str, list[str] | None]:
-    """The header and the line of each row of ``df`` as CSV.
+    """The header and the line of each row of ``df`` as CSV: the lines of ``df.to_csv()``.
 
     None for the lines when a cell holds a line break: its rows cannot be told apart by lines,
     each slice is written by pandas then.
+
+    A line is its fields joined by the separator, each field written alone: the csv module
+    pandas writes with quotes a field (QUOTE_MINIMAL) only when it holds the separator, the
+    quote character or a line break; a column of numbers, yes/no or text whose text (as pandas
+    makes it, see :func:`_csv_text`) holds none is written as it is, at once for the column,
+    and any other column by pandas, alone (beside an empty column, so that each of its fields
+    is written as in a row of several).
     """
-    text = _csv_ready(df, options).to_csv(**options)
+    sep = options.get("sep", ",")
+    unsupported = {"quoting", "quotechar", "escapechar", "doublequote", "float_format",
+                   "columns", "header", "index_label", "mode", "compression"}
+    if df.shape[1] < 2 or options.get("index", True) or unsupported & set(options) \
+            or not isinstance(sep, str) or len(sep) != 1:
+        return _csv_lines_of(df, options, end)
+    header = df.iloc[:0].to_csv(**options)
+    special = {sep, '"', "\r", "\n", *end}
+    if not header.endswith(end) or end in header[:-len(end)] \
+            or any(c in sep for c in ("\r", "\n")):
+        return _csv_lines_of(df, options, end)
+    fields = []
+    for j in range(df.shape[1]):
+        column = df.iloc[:, j]
+        text = _csv_text(column, options)
+        if text is None or any(pc.any(pc.match_substring(text, c)).as_py() for c in special):
+            text = _csv_fields_of(column, options, end)
+            if text is None:
+                return _csv_lines_of(df, options, end)
+        fields.append(text)
+    rows = join_text(*fields, sep=sep)
+    if pc.any(pc.match_substring(rows, end)).as_py():  # a line break in a cell
+        return header[:-len(end)], None
+    return header[:-len(end)], rows.to_pylist()
+
+
+def _csv_lines_of(df: pd.DataFrame, options: dict[str, Any],
+                  end: str) -> tuple[str, list[str] | None]:
+    """:func:`_csv_lines` by pandas: the whole table written, then split into lines."""
+    text = df.to_csv(**options)
     lines = text.split(end)
     if lines and lines[-1] == "":
         lines.pop()
@@ -275,37 +311,52 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     return lines[0], lines[1:]
 
 
-def _csv_ready(df: pd.DataFrame, options: dict[str, Any]) -> pd.DataFrame:
-    """``df`` with some columns as the very text ``df.to_csv(**options)`` writes for them.
+def _csv_fields_of(column: pd.Series, options: dict[str, Any], end: str) -> pa.Array | None:
+    """The CSV field of each value of ``column`` as pandas writes it (None: not told apart).
 
-    pandas formats a float column value by value with a decimal comma (``str(value)`` with the
-    point replaced) and runs each cell of a text column (object dtype) through a Python
-    function when a ``date_format`` is given; here the floats' text is made for the whole
-    column at once (see :func:`~cpts_geo.io.writers.number_text`: the text ``str`` gives), and
-    both are handed to pandas as Arrow strings, which it writes as they are.
+    pandas writes the column beside an empty one: each line is the field, the separator and
+    the line end.
     """
-    if options.get("float_format") is not None:
-        return df
-    decimal = options.get("decimal", ".")
-    out = df
-    for j, dtype in enumerate(df.dtypes):
-        if dtype == np.float64:
-            values = df.iloc[:, j].to_numpy()
-            text = number_text(values)
-            if decimal != ".":
-                text = pc.replace_substring(text, ".", decimal, max_replacements=1)
-            text = text_where(np.isnan(values), options.get("na_rep", ""), text)
-        elif pd.api.types.is_object_dtype(dtype) and options.get("date_format") is not None:
-            strings = text_array(df.iloc[:, j])
-            if strings is None:
-                continue
-            text = strings
+    sep = options.get("sep", ",")
+    part = column.to_frame("value").reset_index(drop=True)
+    part["empty"] = ""
+    pieces = part.to_csv(header=False, **options).split(sep + end)
+    if len(pieces) != len(column) + 1 or pieces[-1] != "":
+        return None
+    return pa.array(pieces[:-1], type=pa.large_string())
+
+
+def _csv_text(column: pd.Series, options: dict[str, Any]) -> pa.Array | None:
+    """The text pandas' ``to_csv(**options)`` writes for each value of a column, before quoting.
+
+    For floats (64 bits), integers, yes/no and text: as pandas, ``str(value)`` (a float's
+    point replaced by the ``decimal`` option), the ``na_rep`` option for a missing value; made
+    for the whole column at once (see :func:`~cpts_geo.io.writers.number_text`). None for a
+    column of another kind (dates, categories, mixed values...).
+    """
+    na_rep = options.get("na_rep", "")
+    if column.dtype == np.float64:
+        values = column.to_numpy()
+        text = number_text(values)
+        decimal = options.get("decimal", ".")
+        if decimal != ".":
+            text = pc.replace_substring(text, ".", decimal, max_replacements=1)
+        return text_where(np.isnan(values), na_rep, text)
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        return None  # float32: written with its own shortest text, left to pandas
+    numbers = number_array(column)
+    if numbers is not None:
+        values, missing = numbers
+        if values.dtype.kind == "f":  # Float64: left to pandas
+            return None
+        if values.dtype.kind == "b":
+            text = pc.if_else(pa.array(values), *(pa.scalar(v, pa.large_string())
+                                                  for v in ("True", "False")))
         else:
-            continue
-        if out is df:
-            out = df.copy(deep=False)
-        out.isetitem(j, pd.Series(pd.arrays.ArrowExtensionArray(text), index=df.index))
-    return out
+            text = number_text(values)
+        return text_where(missing, na_rep, text)
+    strings = text_array(column)
+    return None if strings is None else strings.fill_null(na_rep)
 
 
 def _write_csv(path: Path, header: str, rows: list[str] | None,
