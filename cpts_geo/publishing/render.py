@@ -280,7 +280,9 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
             or not isinstance(sep, str) or len(sep) != 1:
         return _csv_lines_of(df, options, end)
     header = df.iloc[:0].to_csv(**options)
-    special = {sep, '"', "\r", "\n", *end}
+    # the characters that make the csv module quote a field (a superset of them), for RE2
+    chars = sorted({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
+    special = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
     if not header.endswith(end) or end in header[:-len(end)] \
             or any(c in sep for c in ("\r", "\n")):
         return _csv_lines_of(df, options, end)
@@ -288,7 +290,7 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     for j in range(df.shape[1]):
         column = df.iloc[:, j]
         text = _csv_text(column, options)
-        if text is None or any(pc.any(pc.match_substring(text, c)).as_py() for c in special):
+        if text is None or pc.any(pc.match_substring_regex(text, special)).as_py():
             text = _csv_fields_of(column, options, end)
             if text is None:
                 return _csv_lines_of(df, options, end)
