@@ -93,6 +93,8 @@ def _json_column(series: pd.Series) -> list[Any]:
         cats = [jsonable(v) for v in series.cat.categories.to_numpy(dtype=object)]
         cats.append(None)
         return [cats[c] for c in series.cat.codes.to_numpy().tolist()]
+    if isinstance(series.dtype, pd.StringDtype):  # missing: NaN or NA, None for jsonable
+        return string_array(series).to_pylist()
     values = series.to_numpy(dtype=object)
     if _all_text(series, values):  # text as it is; jsonable for the missing values only
         out = values.tolist()
