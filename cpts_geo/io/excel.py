@@ -187,12 +187,9 @@ def _convert(values: pd.Series, kind: Kind, metric: pd.Series | None) -> pd.Seri
     if kind == "km2":
         return pd.to_numeric(values, errors="coerce").round(1)
     if kind == "bool":
-        numbers = number_array(values) if pd.api.types.is_bool_dtype(values.dtype) else None
-        if numbers is not None:  # yes/no at once
-            arr, missing = numbers
-            text = np.where(arr, "oui", "non").astype(object)
-            text[missing] = None
-            return pd.Series(text, index=values.index, name=values.name, dtype=object)
+        if values.dtype == np.bool_:  # yes/no at once (no missing value)
+            return pd.Series(np.where(values.to_numpy(), "oui", "non").astype(object),
+                             index=values.index, name=values.name, dtype=object)
         return values.map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v))
                           else ("oui" if bool(v) else "non")).astype(object)
     if kind == "date":
