@@ -2,6 +2,11 @@
 
 :func:`table_meta` gives the vintage and sources that travel with a table: a footer under a
 printed table, a sidecar beside a CSV file, the ``meta`` of a JSON envelope, the site's downloads.
+
+The site's national tables are converted a whole column at a time, not a value at a time:
+:func:`number_array`, :func:`text_array` and :func:`iso_dates` take a column's values as NumPy
+or Arrow arrays, :func:`number_text` writes numbers as Python's ``str`` does, :func:`join_text`
+and :func:`text_where` assemble texts with Arrow's string kernels.
 """
 
 from __future__ import annotations
@@ -186,9 +191,7 @@ def number_array(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
     array = series.array
     if isinstance(array, pd.arrays.IntegerArray | pd.arrays.FloatingArray
                   | pd.arrays.BooleanArray):
-        kind = array.dtype.numpy_dtype
-        if kind.kind == "f" and kind.itemsize > 8:  # pragma: no cover - no such pandas dtype
-            return None
+        kind = array.dtype.numpy_dtype  # 64 bits at most
         fill = np.nan if kind.kind == "f" else 0
         return (array.to_numpy(dtype=kind, na_value=fill),
                 np.asarray(array.isna(), dtype=bool))
@@ -241,7 +244,7 @@ def string_array(series: pd.Series) -> pa.Array:
     ['a', None]
     """
     arr = pa.array(series.array)
-    if isinstance(arr, pa.ChunkedArray):  # pragma: no cover - as pandas stores it
+    if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow strings come in chunks
         arr = arr.combine_chunks()
     return arr.cast(pa.large_string())
 

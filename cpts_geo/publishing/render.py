@@ -283,8 +283,7 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     # the characters that make the csv module quote a field (a superset of them), for RE2
     chars = sorted({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
     special = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
-    if not header.endswith(end) or end in header[:-len(end)] \
-            or any(c in sep for c in ("\r", "\n")):
+    if not header.endswith(end) or end in header[:-len(end)] or sep in ("\r", "\n"):
         return _csv_lines_of(df, options, end)
     fields = []
     for j in range(df.shape[1]):
@@ -406,9 +405,9 @@ def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
         fields.append(join_text(key + ": ", _json_values(props.iloc[:, j])))
     properties = (join_text(*fields, sep=", ") if fields
                   else pa.array([""] * len(props), type=pa.large_string()))
-    features = join_text('{"type": "Feature", "properties": {', properties, '}, "geometry": ',
-                         pa.array(texts, type=pa.large_string()), "}")
-    return features.to_pylist()
+    heads = join_text('{"type": "Feature", "properties": {', properties, '}, "geometry": ')
+    return [None if geom is None else head + geom + "}"  # the geometry's text copied once
+            for head, geom in zip(heads.to_pylist(), texts, strict=True)]
 
 
 def _json_values(series: pd.Series) -> pa.Array:
