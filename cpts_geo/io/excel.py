@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from ..errors import InputError
 from .writers import (
     formula_safe,
+    holds_any,
     join_text,
     number_array,
     number_text,
@@ -505,7 +506,7 @@ def _column_cells(values: pd.Series, ref: str,
     spaces = pa.array([c for c in ends if c.isspace()], type=pa.large_string())
     preserve = pc.or_(pc.is_in(first, value_set=spaces), pc.is_in(last, value_set=spaces))
     text = strings
-    if pc.any(pc.match_substring_regex(text, _NOT_XML_RE2)).as_py():
+    if holds_any(text, _NOT_XML_CHARS):
         text = pc.replace_substring_regex(text, _NOT_XML_RE2, "")
     for char, entity in (("&", "&amp;"), (">", "&gt;"), ("<", "&lt;")):
         text = pc.replace_substring(text, char, entity)
@@ -573,8 +574,9 @@ _BOLD = 1
 _EPOCH = datetime(1899, 12, 30)
 #: Characters XML 1.0 does not allow (a cell holding one is written without them).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-#: The same characters for Arrow's regular expressions (RE2).
+#: The same characters for Arrow's regular expressions (RE2), and one by one.
 _NOT_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
+_NOT_XML_CHARS = "".join(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]))
 
 
 def _column_letter(j: int) -> str:

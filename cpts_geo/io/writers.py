@@ -6,7 +6,8 @@ printed table, a sidecar beside a CSV file, the ``meta`` of a JSON envelope, the
 The site's national tables are converted a whole column at a time, not a value at a time:
 :func:`number_array`, :func:`text_array` and :func:`iso_dates` take a column's values as NumPy
 or Arrow arrays, :func:`number_text` writes numbers as Python's ``str`` does, :func:`join_text`
-and :func:`text_where` assemble texts with Arrow's string kernels.
+and :func:`text_where` assemble texts with Arrow's string kernels, :func:`holds_any` tells
+whether a column's texts hold a character that needs escaping or quoting.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pyarrow.compute as pc
 
 from .._about import __version__
 
-__all__ = ["csv_metadata", "dump_json", "formula_safe", "iso_dates", "join_text", "jsonable",
-           "meta_line", "number_array", "number_text", "records", "spreadsheet_safe",
+__all__ = ["csv_metadata", "dump_json", "formula_safe", "holds_any", "iso_dates", "join_text",
+           "jsonable", "meta_line", "number_array", "number_text", "records", "spreadsheet_safe",
            "string_array", "table_meta", "terminal_safe", "text_array", "text_where"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
@@ -247,6 +248,31 @@ def string_array(series: pd.Series) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow strings come in chunks
         arr = arr.combine_chunks()
     return arr.cast(pa.large_string())
+
+
+def holds_any(strings: pa.Array, chars: str) -> bool:
+    r"""Whether some text of an Arrow array of strings holds one of these characters.
+
+    ASCII characters are looked for in the array's UTF-8 bytes at once (such a byte is never
+    part of another character); any other character by Arrow's substring search. The bytes a
+    missing value may leave in the array count too: True may be said wrongly, False never.
+
+    Examples
+    --------
+    >>> holds_any(pa.array(["a;b", None]), ";"), holds_any(pa.array(["ab", "é"]), ";\n")
+    (True, False)
+    """
+    arr = strings.cast(pa.large_string())
+    ascii_chars = [ord(c) for c in chars if ord(c) < 128]
+    if len(arr) and ascii_chars and arr.buffers()[2] is not None:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
+            arr.offset:arr.offset + len(arr) + 1]
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+        wanted = np.zeros(256, dtype=bool)
+        wanted[ascii_chars] = True
+        if wanted[data].any():
+            return True
+    return any(pc.any(pc.match_substring(arr, c)).as_py() for c in chars if ord(c) >= 128)
 
 
 def join_text(*parts: Any, sep: str = "") -> pa.Array:

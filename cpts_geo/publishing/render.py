@@ -36,6 +36,7 @@ from ..io.excel import (
 from ..io.writers import (
     csv_metadata,
     dump_json,
+    holds_any,
     iso_dates,
     join_text,
     jsonable,
@@ -259,6 +260,11 @@ class Table:
                    _EXCEL_CSV, "utf-8-sig")
 
 
+#: The rows from which a table's CSV lines are made column by column (see :func:`_csv_lines`);
+#: a smaller table is written by pandas at once, for less than a column's fixed cost.
+_COLUMNWISE_CSV_ROWS = 1000
+
+
 def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
                end: str) -> tuple[str, list[str] | None]:
     """The header and the line of each row of ``df`` as CSV: the lines of ``df.to_csv()``.
@@ -271,25 +277,27 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     quote character or a line break; a column of numbers, yes/no or text whose text (as pandas
     makes it, see :func:`_csv_text`) holds none is written as it is, at once for the column,
     and any other column by pandas, alone (beside an empty column, so that each of its fields
-    is written as in a row of several).
+    is written as in a row of several). A table of fewer than :data:`_COLUMNWISE_CSV_ROWS`
+    rows is written by pandas at once.
     """
     sep = options.get("sep", ",")
+    if len(df) < _COLUMNWISE_CSV_ROWS:
+        return _csv_lines_of(df, options, end)
     unsupported = {"quoting", "quotechar", "escapechar", "doublequote", "float_format",
                    "columns", "header", "index_label", "mode", "compression"}
     if df.shape[1] < 2 or options.get("index", True) or unsupported & set(options) \
             or not isinstance(sep, str) or len(sep) != 1:
         return _csv_lines_of(df, options, end)
     header = df.iloc[:0].to_csv(**options)
-    # the characters that make the csv module quote a field (a superset of them), for RE2
-    chars = sorted({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
-    special = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in chars) + "]"
+    # the characters that make the csv module quote a field (a superset of them)
+    special = "".join({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
     if not header.endswith(end) or end in header[:-len(end)] or sep in ("\r", "\n"):
         return _csv_lines_of(df, options, end)
     fields = []
     for j in range(df.shape[1]):
         column = df.iloc[:, j]
         text = _csv_text(column, options)
-        if text is None or pc.any(pc.match_substring_regex(text, special)).as_py():
+        if text is None or holds_any(text, special):
             text = _csv_fields_of(column, options, end)
             if text is None:
                 return _csv_lines_of(df, options, end)
@@ -416,7 +424,7 @@ def _json_values(series: pd.Series) -> pa.Array:
     if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) \
             and not pd.api.types.is_datetime64_any_dtype(dtype):
         strings = _property_text(series)  # str(value), null when missing
-        if pc.any(pc.match_substring_regex(strings, _JSON_ESCAPED)).as_py():
+        if holds_any(strings, _JSON_ESCAPED):
             encoded = pa.array(map(encode_basestring, strings.fill_null("").to_pylist()),
                                type=pa.large_string())
         else:  # nothing for json to escape: the text between quotes
@@ -442,8 +450,8 @@ def _json_values(series: pd.Series) -> pa.Array:
                      for v in series.to_numpy(dtype=object)], type=pa.large_string())
 
 
-#: The characters that ``json.dumps(..., ensure_ascii=False)`` escapes in a text (RE2).
-_JSON_ESCAPED = r'[\x00-\x1f"\\]'
+#: The characters that ``json.dumps(..., ensure_ascii=False)`` escapes in a text.
+_JSON_ESCAPED = "".join(map(chr, range(0x20))) + '"\\'
 
 
 def _property_text(series: pd.Series) -> pa.Array:

@@ -27,6 +27,7 @@ from cpts_geo.io import excel
 from cpts_geo.io.excel import SheetRows, readable
 from cpts_geo.io.writers import (
     formula_safe,
+    holds_any,
     iso_dates,
     jsonable,
     number_text,
@@ -211,9 +212,11 @@ def test_sheet_cells_as_cell_by_cell(n, shown):
     assert empty.rows == [""] * n and empty.lengths.shape == (n, 0)
 
 
-@pytest.mark.parametrize("n", [0, 1, 9, 400])
+@pytest.mark.parametrize("n", [0, 1, 9, 400, 1200])
 @pytest.mark.parametrize("line_break", [False, True])
-def test_csv_lines_are_pandas_lines(n, line_break):
+def test_csv_lines_are_pandas_lines(n, line_break, monkeypatch):
+    if n < 1000:  # small tables are written by pandas at once: column by column here too
+        monkeypatch.setattr(render, "_COLUMNWISE_CSV_ROWS", 0)
     df = _frame(n, line_break=line_break and n > 1)
     for frame in (spreadsheet_safe(df), spreadsheet_safe(readable(df, "all"))):
         for options, end in ((_PLAIN_CSV, "\n"), (_EXCEL_CSV, "\r\n")):
@@ -244,8 +247,8 @@ def test_geojson_features_are_json_dumps_of_the_records(n, crs):
 
 
 def test_national_like_table_converts_to_the_bytes_of_its_pages(tmp_path):
-    df = gpd.GeoDataFrame(_frame(300),
-                          geometry=[shapely.Point(i * 1e-3, 45) for i in range(300)], crs=4326)
+    df = gpd.GeoDataFrame(_frame(1500),
+                          geometry=[shapely.Point(i * 1e-3, 45) for i in range(1500)], crs=4326)
     table = Table(df)
     rows, lengths = _sheet_ref(spreadsheet_safe(readable(df, "all")))
     assert table.sheet_rows is not None and table.sheet_rows.rows == rows
@@ -253,6 +256,8 @@ def test_national_like_table_converts_to_the_bytes_of_its_pages(tmp_path):
     assert table.features == _features_ref(df)
     assert (table.csv_header, table.csv_rows) == render._csv_lines_of(
         spreadsheet_safe(pd.DataFrame(df.drop(columns="geometry"))), _PLAIN_CSV, "\n")
+    assert (table.excel_header, table.excel_rows) == render._csv_lines_of(
+        spreadsheet_safe(readable(df, "all")), _EXCEL_CSV, "\r\n")
 
 
 def test_numbers_are_written_as_python_writes_them():
@@ -273,8 +278,8 @@ def test_arrow_patterns_match_the_characters_python_looks_for():
     arr = pa.array(chars, type=pa.large_string())
     not_xml = pc.match_substring_regex(arr, excel._NOT_XML_RE2).to_pylist()
     assert not_xml == [bool(excel._NOT_XML.search(c)) for c in chars]
-    escaped = pc.match_substring_regex(arr, render._JSON_ESCAPED).to_pylist()
-    assert escaped == [encode_basestring(c) != f'"{c}"' for c in chars]
+    assert set(excel._NOT_XML_CHARS) == {c for c in chars if excel._NOT_XML.search(c)}
+    assert set(render._JSON_ESCAPED) == {c for c in chars if encode_basestring(c) != f'"{c}"'}
     for sep, end in ((",", "\n"), (";", "\r\n")):  # the csv module quotes only these
         special = {sep, '"', "\r", "\n", *end}
         buf = io.StringIO()
@@ -287,3 +292,17 @@ def test_arrow_patterns_match_the_characters_python_looks_for():
             if buf.getvalue() != f"a{c}b{sep}{end}":
                 quoted.add(c)
         assert quoted <= special
+
+
+def test_holds_any_finds_a_character_wherever_it_is():
+    rng = np.random.default_rng(3)
+    alphabet = ["a", "é", ";", "\n", "\ufffe", "🏥", '"', "\x01"]
+    for _ in range(200):
+        texts = ["".join(rng.choice(alphabet, size=rng.integers(0, 4))) for _ in range(6)]
+        texts = [None if rng.random() < 0.2 else t for t in texts]
+        arr = pa.array(texts, type=pa.large_string())
+        start = int(rng.integers(0, 3))
+        part = arr.slice(start, int(rng.integers(0, 6 - start + 1)))
+        for chars in (";", '"\n', "\ufffe", "\x01é", "z"):
+            want = any(t is not None and any(c in t for c in chars) for t in part.to_pylist())
+            assert holds_any(part, chars) == want
