@@ -509,7 +509,8 @@ def _column_cells(values: pd.Series, ref: str,
     if holds_any(text, _NOT_XML_CHARS):
         text = pc.replace_substring_regex(text, _NOT_XML_RE2, "")
     for char, entity in (("&", "&amp;"), (">", "&gt;"), ("<", "&lt;")):
-        text = pc.replace_substring(text, char, entity)
+        if holds_any(text, char):
+            text = pc.replace_substring(text, char, entity)
     s = f' s="{style}"' if style == _BOLD else ""
     head = pc.if_else(preserve, *(pa.scalar(f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>',
                                             pa.large_string())

@@ -253,9 +253,10 @@ def string_array(series: pd.Series) -> pa.Array:
 def holds_any(strings: pa.Array, chars: str) -> bool:
     r"""Whether some text of an Arrow array of strings holds one of these characters.
 
-    ASCII characters are looked for in the array's UTF-8 bytes at once (such a byte is never
-    part of another character); any other character by Arrow's substring search. The bytes a
-    missing value may leave in the array count too: True may be said wrongly, False never.
+    Looked for in the array's UTF-8 bytes at once: an ASCII character is there if its byte is
+    (such a byte is never part of another character); any other character, if the first byte of
+    its UTF-8 is there, by Arrow's substring search. The bytes a missing value may leave in the
+    array count too: True may be said wrongly, False never.
 
     Examples
     --------
@@ -263,16 +264,14 @@ def holds_any(strings: pa.Array, chars: str) -> bool:
     (True, False)
     """
     arr = strings.cast(pa.large_string())
-    ascii_chars = [ord(c) for c in chars if ord(c) < 128]
-    if len(arr) and ascii_chars and arr.buffers()[2] is not None:
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[
-            arr.offset:arr.offset + len(arr) + 1]
-        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-        wanted = np.zeros(256, dtype=bool)
-        wanted[ascii_chars] = True
-        if wanted[data].any():
-            return True
-    return any(pc.any(pc.match_substring(arr, c)).as_py() for c in chars if ord(c) >= 128)
+    if not len(arr) or arr.buffers()[2] is None:
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    present = np.zeros(256, dtype=bool)
+    present[np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]] = True
+    return any(present[ord(c)] if ord(c) < 128 else
+               present[c.encode("utf-8")[0]] and pc.any(pc.match_substring(arr, c)).as_py()
+               for c in chars)
 
 
 def join_text(*parts: Any, sep: str = "") -> pa.Array:

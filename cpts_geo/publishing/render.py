@@ -293,7 +293,7 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     special = "".join({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
     if not header.endswith(end) or end in header[:-len(end)] or sep in ("\r", "\n"):
         return _csv_lines_of(df, options, end)
-    fields = []
+    fields, line_break = [], False
     for j in range(df.shape[1]):
         column = df.iloc[:, j]
         text = _csv_text(column, options)
@@ -301,9 +301,13 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
             text = _csv_fields_of(column, options, end)
             if text is None:
                 return _csv_lines_of(df, options, end)
+            # a field with a line break is quoted: the line end is within one field
+            line_break = line_break or pc.any(pc.match_substring(text, end)).as_py()
         fields.append(text)
     rows = join_text(*fields, sep=sep)
-    if pc.any(pc.match_substring(rows, end)).as_py():  # a line break in a cell
+    if not set(end) <= {"\r", "\n"}:  # pragma: no cover - the site's lines end so
+        line_break = pc.any(pc.match_substring(rows, end)).as_py()
+    if line_break:  # a line break in a cell: the rows are not told apart by lines
         return header[:-len(end)], None
     return header[:-len(end)], rows.to_pylist()
 
