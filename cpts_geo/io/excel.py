@@ -22,9 +22,20 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import InputError
-from .writers import formula_safe, spreadsheet_safe
+from .writers import (
+    formula_safe,
+    holds_any,
+    join_text,
+    number_array,
+    number_text,
+    spreadsheet_safe,
+    text_array,
+    text_where,
+)
 
 __all__ = ["COLUMNS", "METRIC_LABELS", "Column", "is_rate_metric", "readable", "source_fr",
            "write_excel_csv", "write_workbook"]
@@ -177,6 +188,9 @@ def _convert(values: pd.Series, kind: Kind, metric: pd.Series | None) -> pd.Seri
     if kind == "km2":
         return pd.to_numeric(values, errors="coerce").round(1)
     if kind == "bool":
+        if values.dtype == np.bool_:  # yes/no at once (no missing value)
+            return pd.Series(np.where(values.to_numpy(), "oui", "non").astype(object),
+                             index=values.index, name=values.name, dtype=object)
         return values.map(lambda v: None if v is None or (not isinstance(v, str) and pd.isna(v))
                           else ("oui" if bool(v) else "non")).astype(object)
     if kind == "date":
@@ -409,22 +423,31 @@ class SheetRows:
 
     @classmethod
     def of(cls, table: pd.DataFrame, *, safe: bool = False) -> SheetRows:
-        """The rows of a :func:`readable` table (formula-safe already when ``safe``)."""
+        """The rows of a :func:`readable` table (formula-safe already when ``safe``).
+
+        Rendered column by column: the cells of a column of numbers, yes/no or text at once
+        (Arrow's string kernels), any other column (dates, mixed values) cell by cell.
+        """
         labels = {c.label: c.kind for c in COLUMNS.values()}
         safe_table = table if safe else spreadsheet_safe(table)
         styles = [_STYLE_OF_FORMAT.get(_FORMATS.get(labels.get(str(name), "text"), ""), 0)
                   for name in safe_table.columns]
         header = [str(name) for name in safe_table.columns]
-        letters = [_column_letter(j) + _ROW for j in range(len(header))]
         n = len(safe_table)
+        if not header:
+            return cls(header, styles, [""] * n, np.zeros((n, 0), dtype=np.int32))
+        plain = pd.DataFrame(safe_table, copy=False)
+        plain.attrs = {}  # no copy of the attrs for each column taken
         cells = []
         lengths = np.zeros((n, len(header)), dtype=np.int32)
-        for j in range(len(header)):
-            values = [_cell(v) for v in safe_table.iloc[:, j].to_numpy(dtype=object)]
-            lengths[:, j] = [0 if v is None else len(str(v)) for v in values]
-            ref, style = letters[j], styles[j]
-            cells.append(["" if v is None else _cell_xml(ref, v, style) for v in values])
-        rows = ["".join(row) for row in zip(*cells, strict=True)] if header else [""] * n
+        for j, (_, values) in enumerate(plain.items()):
+            ref = _column_letter(j) + _ROW
+            column = _column_cells(values, ref, styles[j])
+            if column is None:
+                column = _cells_one_by_one(values, ref, styles[j])
+            cells.append(column[0])
+            lengths[:, j] = column[1]
+        rows = join_text(*cells).to_pylist()
         return cls(header, styles, rows, lengths)
 
     def take(self, positions: Any) -> SheetRows:
@@ -446,6 +469,79 @@ class SheetRows:
         body = "".join(f'<row r="{r}">{row.replace(_ROW, str(r))}</row>'
                        for r, row in enumerate(self.rows, start=2))
         return _sheet_xml(self.header, [], self.styles, widths, freeze=True, body=body)
+
+
+def _column_cells(values: pd.Series, ref: str,
+                  style: int) -> tuple[pa.Array, np.ndarray] | None:
+    """The cells of a column of numbers, yes/no or text, and the length of each value's text.
+
+    What :func:`_cell` and :func:`_cell_xml` give each cell ("" for an empty one), at once for
+    the column; None for a column of another kind (dates, mixed values).
+    """
+    s = f' s="{style}"' if style else ""
+    numbers = number_array(values)
+    if numbers is not None:
+        arr, missing = numbers
+        if arr.dtype.kind == "b":  # Python's True and False, their text "True"/"False"
+            cells = pc.if_else(pa.array(arr), *(pa.scalar(f'<c r="{ref}"{s} t="b"><v>{v}</v></c>',
+                                                          pa.large_string()) for v in (1, 0)))
+            length = np.where(missing, 0, np.where(arr, 4, 5))
+            return text_where(missing, "", cells), length
+        empty = missing
+        if arr.dtype.kind == "f":  # NaN: no value; infinite: no cell, though its text counts
+            arr = arr.astype(np.float64, copy=False)
+            missing = missing | np.isnan(arr)
+            empty = missing | np.isinf(arr)
+        text = number_text(arr)
+        length = np.where(missing, 0, pc.utf8_length(text).to_numpy(zero_copy_only=False))
+        return text_where(empty, "", join_text(f'<c r="{ref}"{s}><v>', text, "</v></c>")), length
+    strings = _text_array(values)
+    if strings is None:
+        return None
+    # xml:space="preserve" when the text starts or ends with a space (str.strip's own);
+    # the characters XML does not allow dropped, & < > escaped (as saxutils.escape)
+    first = pc.utf8_slice_codeunits(strings, 0, 1)
+    last = pc.utf8_slice_codeunits(strings, -1, 2**31 - 1)
+    ends = pc.unique(pa.concat_arrays([first, last])).drop_null().to_pylist()
+    spaces = pa.array([c for c in ends if c.isspace()], type=pa.large_string())
+    preserve = pc.or_(pc.is_in(first, value_set=spaces), pc.is_in(last, value_set=spaces))
+    text = strings
+    if holds_any(text, _NOT_XML_CHARS):
+        text = pc.replace_substring_regex(text, _NOT_XML_RE2, "")
+    for char, entity in (("&", "&amp;"), (">", "&gt;"), ("<", "&lt;")):
+        if holds_any(text, char):
+            text = pc.replace_substring(text, char, entity)
+    s = f' s="{style}"' if style == _BOLD else ""
+    head = pc.if_else(preserve, *(pa.scalar(f'<c r="{ref}"{s} t="inlineStr"><is><t{space}>',
+                                            pa.large_string())
+                                  for space in (' xml:space="preserve"', "")))
+    cells = join_text(head, text, "</t></is></c>").fill_null("")
+    length = pc.utf8_length(strings).fill_null(0).to_numpy(zero_copy_only=False)
+    return cells, length
+
+
+def _text_array(values: pd.Series) -> pa.Array | None:
+    """A column whose values are all ``str`` or missing as an Arrow array (null: missing).
+
+    None when some value is something else, or a missing value that :func:`_cell` would not
+    write as an empty cell.
+    """
+    strings = text_array(values)
+    if strings is None or isinstance(values.dtype, pd.StringDtype) or not strings.null_count:
+        return strings
+    objects = values.to_numpy(dtype=object)
+    if not all(v is None or v is pd.NA or v is pd.NaT or isinstance(v, float)
+               for v in objects[pd.isna(objects)]):
+        return None  # e.g. a NumPy NaT or a decimal NaN: written as text
+    return strings
+
+
+def _cells_one_by_one(values: pd.Series, ref: str, style: int) -> tuple[pa.Array, np.ndarray]:
+    """The cells of any column, one by one (:func:`_cell`, :func:`_cell_xml`)."""
+    cells = [_cell(v) for v in values.to_numpy(dtype=object)]
+    length = np.array([0 if v is None else len(str(v)) for v in cells], dtype=np.int32)
+    return (pa.array(["" if v is None else _cell_xml(ref, v, style) for v in cells],
+                     type=pa.large_string()), length)
 
 
 #: Number formats of the workbooks and the index of their cell style in ``_STYLES_XML``.
@@ -479,6 +575,9 @@ _BOLD = 1
 _EPOCH = datetime(1899, 12, 30)
 #: Characters XML 1.0 does not allow (a cell holding one is written without them).
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+#: The same characters for Arrow's regular expressions (RE2), and one by one.
+_NOT_XML_RE2 = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x{fffe}\x{ffff}]"
+_NOT_XML_CHARS = "".join(map(chr, [*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0xFFFE, 0xFFFF]))
 
 
 def _column_letter(j: int) -> str:

@@ -2,6 +2,12 @@
 
 :func:`table_meta` gives the vintage and sources that travel with a table: a footer under a
 printed table, a sidecar beside a CSV file, the ``meta`` of a JSON envelope, the site's downloads.
+
+The site's national tables are converted a whole column at a time, not a value at a time:
+:func:`number_array`, :func:`text_array` and :func:`iso_dates` take a column's values as NumPy
+or Arrow arrays, :func:`number_text` writes numbers as Python's ``str`` does, :func:`join_text`
+and :func:`text_where` assemble texts with Arrow's string kernels, :func:`holds_any` tells
+whether a column's texts hold a character that needs escaping or quoting.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._about import __version__
 
-__all__ = ["csv_metadata", "dump_json", "formula_safe", "jsonable", "meta_line", "records",
-           "spreadsheet_safe", "table_meta", "terminal_safe"]
+__all__ = ["csv_metadata", "dump_json", "formula_safe", "holds_any", "iso_dates", "join_text",
+           "jsonable", "meta_line", "number_array", "number_text", "records", "spreadsheet_safe",
+           "string_array", "table_meta", "terminal_safe", "text_array", "text_where"]
 
 #: The vintage keys of a table's ``attrs``, first in its metadata.
 VINTAGE_KEYS = ("cog_year", "population_year", "census_year", "source")
@@ -50,16 +59,238 @@ def jsonable(value: Any) -> Any:
 def records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of ``df`` (without geometry) as JSON-ready dicts: NaN/NA -> None, dates -> ISO.
 
+    The values are those of :func:`jsonable`, column by column: numbers and yes/no as Python
+    ``int``, ``float`` and ``bool`` (missing or infinite as None), text as ``str``.
+
     Examples
     --------
     >>> records(pd.DataFrame({"a": [1.5, float("nan")], "d": pd.to_datetime(["2020-07-09", None])}))
     [{'a': 1.5, 'd': '2020-07-09'}, {'a': None, 'd': None}]
     """
-    cols = [c for c in df.columns if c != "geometry"]
-    # column by column (no copy of the frame, no geometry taken along)
-    values = [[jsonable(v) for v in df[c].to_numpy(dtype=object)] for c in cols]
+    # column by column, by position (no copy of the frame, no geometry taken along, and no
+    # copy of its attrs for each column: a plain frame over the same data has none)
+    plain = pd.DataFrame(df, copy=False)
+    plain.attrs = {}
+    cols, values = [], []
+    for name, series in plain.items():
+        if name != "geometry":
+            cols.append(name)
+            values.append(_json_column(series))
     return [dict(zip(cols, row, strict=True)) for row in zip(*values, strict=True)] \
         if cols else [{} for _ in range(len(df))]
+
+
+def _json_column(series: pd.Series) -> list[Any]:
+    """:func:`jsonable` of each value of a column, at once for numbers, yes/no and text."""
+    numbers = number_array(series)
+    if numbers is not None:
+        arr, missing = numbers
+        out = arr.tolist()
+        if arr.dtype.kind == "f":
+            missing = missing | ~np.isfinite(arr)
+        for i in np.flatnonzero(missing).tolist():
+            out[i] = None
+        return out
+    dates = iso_dates(series)
+    if dates is not None:
+        return dates
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        # each category once; code -1 (missing) takes the last item, None
+        cats = [jsonable(v) for v in series.cat.categories.to_numpy(dtype=object)]
+        cats.append(None)
+        return [cats[c] for c in series.cat.codes.to_numpy().tolist()]
+    if isinstance(series.dtype, pd.StringDtype):  # missing: NaN or NA, None for jsonable
+        return string_array(series).to_pylist()
+    values = series.to_numpy(dtype=object)
+    if _all_text(series, values):  # text as it is; jsonable for the missing values only
+        out = values.tolist()
+        for i in np.flatnonzero(pd.isna(values)).tolist():
+            out[i] = jsonable(out[i])
+        return out
+    return [jsonable(v) for v in values]
+
+
+def iso_dates(series: pd.Series) -> list[str | None] | None:
+    """A column of dates (no time of day, no time zone) as ISO text, as :func:`jsonable` gives.
+
+    None for any other column (a date-time with a time of day, or in a time zone: see
+    :func:`jsonable` value by value).
+
+    Examples
+    --------
+    >>> iso_dates(pd.Series(pd.to_datetime(["2020-07-09", None])))
+    ['2020-07-09', None]
+    >>> iso_dates(pd.Series(pd.to_datetime(["2020-07-09 12:00"]))) is None
+    True
+    """
+    dtype = series.dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind != "M":
+        return None
+    values = series.to_numpy()
+    days = values.astype("datetime64[D]")
+    missing = np.isnat(values)
+    if (days[~missing] != values[~missing]).any():
+        return None
+    out: list[str | None] = np.datetime_as_string(days, unit="D").tolist()
+    for i in np.flatnonzero(missing).tolist():
+        out[i] = None
+    return out
+
+
+def _all_text(series: pd.Series, values: np.ndarray) -> bool:
+    """Whether every value of ``series`` (``values``: as objects) is a ``str`` or missing."""
+    if isinstance(series.dtype, pd.StringDtype):
+        return True
+    return pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(
+        values, skipna=True) in ("string", "empty")
+
+
+def text_array(series: pd.Series) -> pa.Array | None:
+    """A column of text as an Arrow array of ``large_string``, null where a value is missing.
+
+    For pandas' string dtype, or an object column whose values are all ``str`` or missing
+    (``pandas.isna``); None for any other column.
+
+    Examples
+    --------
+    >>> text_array(pd.Series(["a", None, float("nan")], dtype=object)).to_pylist()
+    ['a', None, None]
+    >>> text_array(pd.Series(["a", 1], dtype=object)) is None
+    True
+    """
+    if isinstance(series.dtype, pd.StringDtype):
+        return string_array(series)
+    if not pd.api.types.is_object_dtype(series.dtype):
+        return None
+    values = series.to_numpy(dtype=object)
+    if not _all_text(series, values):
+        return None
+    return pa.array(values, type=pa.large_string(), mask=pd.isna(values))
+
+
+def number_array(series: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """The values of a column of numbers or yes/no as a NumPy array, and which are missing.
+
+    Integers, floats (64 bits at most) and booleans, NumPy's or pandas' nullable ones
+    (``Int64``, ``Float64``, ``boolean``); None for a column of any other kind. The missing
+    values of a nullable column are 0, NaN or False in the array.
+
+    Examples
+    --------
+    >>> arr, missing = number_array(pd.Series([3, None], dtype="Int64"))
+    >>> arr.tolist(), missing.tolist()
+    ([3, 0], [False, True])
+    >>> number_array(pd.Series(["a"])) is None
+    True
+    """
+    dtype = series.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "biu" or (dtype.kind == "f" and dtype.itemsize <= 8):
+            arr = series.to_numpy()
+            return arr, np.zeros(len(arr), dtype=bool)
+        return None
+    array = series.array
+    if isinstance(array, pd.arrays.IntegerArray | pd.arrays.FloatingArray
+                  | pd.arrays.BooleanArray):
+        kind = array.dtype.numpy_dtype  # 64 bits at most
+        fill = np.nan if kind.kind == "f" else 0
+        return (array.to_numpy(dtype=kind, na_value=fill),
+                np.asarray(array.isna(), dtype=bool))
+    return None
+
+
+def number_text(values: np.ndarray) -> pa.Array:
+    """The text of each number of a NumPy array as Python's ``str`` writes it, at once.
+
+    Integers by Arrow's cast; floats as 64-bit floats by NumPy, which writes the shortest text
+    that reads back the same value, as Python's ``repr``; each distinct float once (a column
+    of rates holds few). NaN is ``"nan"``.
+
+    Examples
+    --------
+    >>> number_text(np.array([0.1, -0.0, 1e16, 0.1, 0.0, np.nan])).to_pylist()
+    ['0.1', '-0.0', '1e+16', '0.1', '0.0', 'nan']
+    >>> number_text(np.array([3, -12])).to_pylist()
+    ['3', '-12']
+    """
+    if values.dtype.kind in "iu":
+        return pc.cast(pa.array(values), pa.large_string())
+    floats = np.ascontiguousarray(values, dtype=np.float64)
+    codes, bits = pd.factorize(floats.view(np.int64))  # by bits: -0.0 apart from 0.0
+    text = pa.array(np.asarray(bits, dtype=np.int64).view(np.float64).astype(str),
+                    type=pa.large_string())
+    return text.take(pa.array(codes))
+
+
+def text_where(mask: np.ndarray, text: str, other: pa.Array) -> pa.Array:
+    """``other`` with ``text`` where ``mask`` is true (and where ``other`` is null).
+
+    Examples
+    --------
+    >>> text_where(np.array([True, False, False]), "null", pa.array(["1", "2", None])
+    ...            ).to_pylist()
+    ['null', '2', 'null']
+    """
+    blank = pa.scalar(text, type=pa.large_string())
+    return pc.if_else(pa.array(mask, type=pa.bool_()), blank,
+                      other.cast(pa.large_string())).fill_null(blank)
+
+
+def string_array(series: pd.Series) -> pa.Array:
+    """A column of pandas' string dtype as one Arrow array of ``large_string`` (null: missing).
+
+    Examples
+    --------
+    >>> string_array(pd.Series(["a", None], dtype="string")).to_pylist()
+    ['a', None]
+    """
+    arr = pa.array(series.array)
+    if isinstance(arr, pa.ChunkedArray):  # pandas' Arrow strings come in chunks
+        arr = arr.combine_chunks()
+    return arr.cast(pa.large_string())
+
+
+def holds_any(strings: pa.Array, chars: str) -> bool:
+    r"""Whether some text of an Arrow array of strings holds one of these characters.
+
+    Looked for in the array's UTF-8 bytes at once: an ASCII character is there if its byte is
+    (such a byte is never part of another character); any other character, if the first byte of
+    its UTF-8 is there, by Arrow's substring search. The bytes a missing value may leave in the
+    array count too: True may be said wrongly, False never.
+
+    Examples
+    --------
+    >>> holds_any(pa.array(["a;b", None]), ";"), holds_any(pa.array(["ab", "é"]), ";\n")
+    (True, False)
+    """
+    arr = strings.cast(pa.large_string())
+    if not len(arr) or arr.buffers()[2] is None:
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    present = np.zeros(256, dtype=bool)
+    present[np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]] = True
+    return any(present[ord(c)] if ord(c) < 128 else
+               present[c.encode("utf-8")[0]] and pc.any(pc.match_substring(arr, c)).as_py()
+               for c in chars)
+
+
+def join_text(*parts: Any, sep: str = "") -> pa.Array:
+    """Texts joined element-wise (Arrow's ``binary_join_element_wise``): columns and constants.
+
+    Each part is an Arrow array of strings or a ``str`` (the same for every row); a row with a
+    null in a part is null.
+
+    Examples
+    --------
+    >>> join_text("<v>", pa.array(["1", None, "3"]), "</v>").to_pylist()
+    ['<v>1</v>', None, '<v>3</v>']
+    """
+    def arg(part: Any) -> Any:
+        if isinstance(part, str):
+            return pa.scalar(part, type=pa.large_string())
+        return part.cast(pa.large_string()) if part.type != pa.large_string() else part
+
+    return pc.binary_join_element_wise(*map(arg, parts), pa.scalar(sep, pa.large_string()))
 
 
 def dump_json(obj: Any, fh: IO[str]) -> None:
@@ -81,20 +312,37 @@ def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
     [["'=HYPERLINK(1)", -1], ['Gier', 2]]
     """
     out = df.copy()
-    for col in out.columns:
-        series = out[col]
-        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+    for j, dtype in enumerate(out.dtypes):
+        if pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
             continue
-        if pd.api.types.is_datetime64_any_dtype(series):
+        if pd.api.types.is_datetime64_any_dtype(dtype):
             continue
-        values = series.to_numpy(dtype=object)
-        hits = [i for i, v in enumerate(values) if isinstance(v, str) and _FORMULA.match(v)]
-        if hits:  # only the columns holding such a cell are rewritten (as object)
-            values = values.copy()
-            for i in hits:
-                values[i] = formula_safe(values[i])
-            out[col] = pd.Series(values, index=out.index, dtype=object)
+        series = out.iloc[:, j]
+        hits = _formula_cells(series)
+        if hits.any():  # only the columns holding such a cell are rewritten (as object)
+            values = series.to_numpy(dtype=object).copy()
+            values[hits] = "'" + values[hits]
+            out.isetitem(j, pd.Series(values, index=out.index, dtype=object))
     return out
+
+
+#: The first characters of a cell that a spreadsheet would run as a formula (``_FORMULA``).
+_FORMULA_FIRST = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _formula_cells(series: pd.Series) -> np.ndarray:
+    """Which cells of a column are text that a spreadsheet would run as a formula."""
+    if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
+        cats = _formula_cells(pd.Series(series.cat.categories.to_numpy(dtype=object)))
+        return np.append(cats, False)[series.cat.codes.to_numpy()]  # code -1: missing
+    strings = text_array(series)
+    if strings is not None:  # the first character of each text at once
+        first = pc.utf8_slice_codeunits(strings, 0, 1)
+        hits = pc.is_in(first, value_set=pa.array(_FORMULA_FIRST, type=pa.large_string()))
+        return np.asarray(hits.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    values = series.to_numpy(dtype=object)
+    return np.fromiter((isinstance(v, str) and v.startswith(_FORMULA_FIRST) for v in values),
+                       dtype=bool, count=len(values))
 
 
 def formula_safe(text: str) -> str:

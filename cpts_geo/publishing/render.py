@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from importlib.resources import files
+from json.encoder import encode_basestring  # what json.dumps writes a text with
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import geopandas as gpd
 import jinja2
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._about import __version__
 from ..io.excel import (
@@ -30,7 +33,20 @@ from ..io.excel import (
     source_fr,
     write_workbook,
 )
-from ..io.writers import csv_metadata, dump_json, records, spreadsheet_safe
+from ..io.writers import (
+    csv_metadata,
+    dump_json,
+    holds_any,
+    iso_dates,
+    join_text,
+    jsonable,
+    number_array,
+    number_text,
+    records,
+    spreadsheet_safe,
+    text_array,
+    text_where,
+)
 
 __all__ = ["Table", "environment", "fr_datetime", "write_downloads", "write_json", "write_table"]
 
@@ -244,13 +260,61 @@ class Table:
                    _EXCEL_CSV, "utf-8-sig")
 
 
+#: The rows from which a table's CSV lines are made column by column (see :func:`_csv_lines`);
+#: a smaller table is written by pandas at once, for less than a column's fixed cost.
+_COLUMNWISE_CSV_ROWS = 1000
+
+
 def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
                end: str) -> tuple[str, list[str] | None]:
-    """The header and the line of each row of ``df`` as CSV.
+    """The header and the line of each row of ``df`` as CSV: the lines of ``df.to_csv()``.
 
     None for the lines when a cell holds a line break: its rows cannot be told apart by lines,
     each slice is written by pandas then.
+
+    A line is its fields joined by the separator, each field written alone: the csv module
+    pandas writes with quotes a field (QUOTE_MINIMAL) only when it holds the separator, the
+    quote character or a line break; a column of numbers, yes/no or text whose text (as pandas
+    makes it, see :func:`_csv_text`) holds none is written as it is, at once for the column,
+    and any other column by pandas, alone (beside an empty column, so that each of its fields
+    is written as in a row of several). A table of fewer than :data:`_COLUMNWISE_CSV_ROWS`
+    rows is written by pandas at once.
     """
+    sep = options.get("sep", ",")
+    if len(df) < _COLUMNWISE_CSV_ROWS:
+        return _csv_lines_of(df, options, end)
+    unsupported = {"quoting", "quotechar", "escapechar", "doublequote", "float_format",
+                   "columns", "header", "index_label", "mode", "compression"}
+    if df.shape[1] < 2 or options.get("index", True) or unsupported & set(options) \
+            or not isinstance(sep, str) or len(sep) != 1:
+        return _csv_lines_of(df, options, end)
+    header = df.iloc[:0].to_csv(**options)
+    # the characters that make the csv module quote a field (a superset of them)
+    special = "".join({sep, '"', "\r", "\n", *end, *options.get("lineterminator", "")})
+    if not header.endswith(end) or end in header[:-len(end)] or sep in ("\r", "\n"):
+        return _csv_lines_of(df, options, end)
+    fields, line_break = [], False
+    for j in range(df.shape[1]):
+        column = df.iloc[:, j]
+        text = _csv_text(column, options)
+        if text is None or holds_any(text, special):
+            text = _csv_fields_of(column, options, end)
+            if text is None:
+                return _csv_lines_of(df, options, end)
+            # a field with a line break is quoted: the line end is within one field
+            line_break = line_break or pc.any(pc.match_substring(text, end)).as_py()
+        fields.append(text)
+    rows = join_text(*fields, sep=sep)
+    if not set(end) <= {"\r", "\n"}:  # pragma: no cover - the site's lines end so
+        line_break = pc.any(pc.match_substring(rows, end)).as_py()
+    if line_break:  # a line break in a cell: the rows are not told apart by lines
+        return header[:-len(end)], None
+    return header[:-len(end)], rows.to_pylist()
+
+
+def _csv_lines_of(df: pd.DataFrame, options: dict[str, Any],
+                  end: str) -> tuple[str, list[str] | None]:
+    """:func:`_csv_lines` by pandas: the whole table written, then split into lines."""
     text = df.to_csv(**options)
     lines = text.split(end)
     if lines and lines[-1] == "":
@@ -258,6 +322,54 @@ def _csv_lines(df: pd.DataFrame, options: dict[str, Any],
     if len(lines) != len(df) + 1:
         return lines[0] if lines else "", None
     return lines[0], lines[1:]
+
+
+def _csv_fields_of(column: pd.Series, options: dict[str, Any], end: str) -> pa.Array | None:
+    """The CSV field of each value of ``column`` as pandas writes it (None: not told apart).
+
+    pandas writes the column beside an empty one: each line is the field, the separator and
+    the line end.
+    """
+    sep = options.get("sep", ",")
+    part = column.to_frame("value").reset_index(drop=True)
+    part["empty"] = ""
+    pieces = part.to_csv(header=False, **options).split(sep + end)
+    if len(pieces) != len(column) + 1 or pieces[-1] != "":
+        return None
+    return pa.array(pieces[:-1], type=pa.large_string())
+
+
+def _csv_text(column: pd.Series, options: dict[str, Any]) -> pa.Array | None:
+    """The text pandas' ``to_csv(**options)`` writes for each value of a column, before quoting.
+
+    For floats (64 bits), integers, yes/no and text: as pandas, ``str(value)`` (a float's
+    point replaced by the ``decimal`` option), the ``na_rep`` option for a missing value; made
+    for the whole column at once (see :func:`~cpts_geo.io.writers.number_text`). None for a
+    column of another kind (dates, categories, mixed values...).
+    """
+    na_rep = options.get("na_rep", "")
+    if column.dtype == np.float64:
+        values = column.to_numpy()
+        text = number_text(values)
+        decimal = options.get("decimal", ".")
+        if decimal != ".":
+            text = pc.replace_substring(text, ".", decimal, max_replacements=1)
+        return text_where(np.isnan(values), na_rep, text)
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "f":
+        return None  # float32: written with its own shortest text, left to pandas
+    numbers = number_array(column)
+    if numbers is not None:
+        values, missing = numbers
+        if values.dtype.kind == "f":  # Float64: left to pandas
+            return None
+        if values.dtype.kind == "b":
+            text = pc.if_else(pa.array(values), *(pa.scalar(v, pa.large_string())
+                                                  for v in ("True", "False")))
+        else:
+            text = number_text(values)
+        return text_where(missing, na_rep, text)
+    strings = text_array(column)
+    return None if strings is None else strings.fill_null(na_rep)
 
 
 def _write_csv(path: Path, header: str, rows: list[str] | None,
@@ -276,8 +388,11 @@ def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
     """Each row of ``df`` as a GeoJSON Feature (WGS 84), None for a row without geometry.
 
     Coordinates are rounded to :data:`GEOJSON_DECIMALS` decimals; properties are the other
-    columns, text (and categories) as strings, missing values as null, dates in ISO. Written
-    with GEOS's GeoJSON writer and one ``json.dumps`` per row.
+    columns, text (and categories) as strings, missing values as null, dates in ISO: the text
+    of ``json.dumps(row, ensure_ascii=False)`` for the row's :func:`records`. Geometries are
+    written by GEOS's GeoJSON writer; the properties column by column (each value's JSON text
+    made at once for a column of numbers, by ``json``'s own string encoder for text), then
+    joined row by row with Arrow's string kernels.
     """
     import shapely
 
@@ -290,19 +405,76 @@ def geojson_features(df: gpd.GeoDataFrame) -> list[str | None]:
     if present.any():
         texts[present] = shapely.to_geojson(shapely.set_precision(
             arr[present], 10.0**-GEOJSON_DECIMALS, mode="pointwise"))
-    props = pd.DataFrame(df.drop(columns="geometry"))
-    for col in props.columns:
-        if not pd.api.types.is_numeric_dtype(props[col]) \
-                and not pd.api.types.is_bool_dtype(props[col]) \
-                and not pd.api.types.is_datetime64_any_dtype(props[col]):
-            props[col] = props[col].astype(object).where(props[col].notna(), None).map(
-                lambda v: v if v is None else str(v))
-    rows = records(props)
-    return [None if geom is None else
-            '{"type": "Feature", "properties": '
-            + json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
-            + ', "geometry": ' + geom + "}"
-            for row, geom in zip(rows, texts, strict=True)]
+    props = pd.DataFrame(df.drop(columns="geometry"), copy=False)
+    props.attrs = {}
+    # a row's dict (see records): a name given twice keeps its first place, its last values
+    last: dict[Any, int] = {}
+    for j, name in enumerate(props.columns):
+        last[name] = j
+    fields = []
+    for name, j in last.items():
+        key = json.dumps({name: 0}, ensure_ascii=False)[1:-len(": 0}")]
+        fields.append(join_text(key + ": ", _json_values(props.iloc[:, j])))
+    properties = (join_text(*fields, sep=", ") if fields
+                  else pa.array([""] * len(props), type=pa.large_string()))
+    heads = join_text('{"type": "Feature", "properties": {', properties, '}, "geometry": ')
+    return [None if geom is None else head + geom + "}"  # the geometry's text copied once
+            for head, geom in zip(heads.to_pylist(), texts, strict=True)]
+
+
+def _json_values(series: pd.Series) -> pa.Array:
+    """The JSON text of each value of a property column (see :func:`geojson_features`)."""
+    dtype = series.dtype
+    if not pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype) \
+            and not pd.api.types.is_datetime64_any_dtype(dtype):
+        strings = _property_text(series)  # str(value), null when missing
+        if holds_any(strings, _JSON_ESCAPED):
+            encoded = pa.array(map(encode_basestring, strings.fill_null("").to_pylist()),
+                               type=pa.large_string())
+        else:  # nothing for json to escape: the text between quotes
+            encoded = join_text('"', strings, '"')
+        return text_where(strings.is_null().to_numpy(zero_copy_only=False), "null", encoded)
+    numbers = number_array(series)
+    if numbers is not None:
+        values, missing = numbers
+        if values.dtype.kind == "b":
+            text = pc.if_else(pa.array(values), *(pa.scalar(v, pa.large_string())
+                                                  for v in ("true", "false")))
+        else:
+            if values.dtype.kind == "f":  # as jsonable: a Python float, null if not finite
+                values = values.astype(np.float64, copy=False)
+                missing = missing | ~np.isfinite(values)
+            text = number_text(values)
+        return text_where(missing, "null", text)
+    dates = iso_dates(series)
+    if dates is not None:
+        text = pa.array(dates, type=pa.large_string())
+        return join_text('"', text, '"').fill_null("null")
+    return pa.array([json.dumps(jsonable(v), ensure_ascii=False, allow_nan=False, default=str)
+                     for v in series.to_numpy(dtype=object)], type=pa.large_string())
+
+
+#: The characters that ``json.dumps(..., ensure_ascii=False)`` escapes in a text.
+_JSON_ESCAPED = "".join(map(chr, range(0x20))) + '"\\'
+
+
+def _property_text(series: pd.Series) -> pa.Array:
+    """``str`` of each value of a property column of text, null where it is missing.
+
+    Text, categories, or anything but numbers, yes/no and dates (see :func:`_json_values`).
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):  # each category once
+        cats = pa.array([str(v) for v in series.cat.categories.to_numpy(dtype=object)],
+                        type=pa.large_string())
+        codes = series.cat.codes.to_numpy()
+        return cats.take(pa.array(codes, mask=codes < 0))
+    strings = text_array(series)
+    if strings is not None:
+        return strings
+    missing = np.asarray(series.isna(), dtype=bool)
+    values = series.astype(object).to_numpy()
+    return pa.array([None if m else str(v) for v, m in zip(values, missing, strict=True)],
+                    type=pa.large_string())
 
 
 def write_downloads(
