@@ -31,6 +31,7 @@ from ..analysis.inputs import Prepared
 from ..analysis.proposals import without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
+from ..io.writers import records
 
 __all__ = ["CptsPage", "DepartementPage", "SiteData", "cpts_pages", "cpts_title",
            "departement_page", "page_names", "search_index", "site_data"]
@@ -58,6 +59,8 @@ class SiteData:
     _plain: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
     _rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
     _zone_communes: list[list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _claims: tuple[pd.DataFrame, list[dict[str, Any]]] | None = field(default=None, repr=False)
 
     def by_insee(self) -> pd.DataFrame:
         """Names and populations of the communes by INSEE code (made once)."""
@@ -76,6 +79,21 @@ class SiteData:
             plain.attrs = dict(df.attrs)
             self._plain[table] = plain
         return self._plain[table]
+
+    def table_records(self, table: str) -> list[dict[str, Any]]:
+        """The rows of a national table as JSON-ready dicts (:func:`~cpts_geo.io.writers.records`).
+
+        Made once, shared by the pages that show them (not to be modified).
+        """
+        if table not in self._records:
+            self._records[table] = records(self.plain(table))
+        return self._records[table]
+
+    def claims_records(self, claims: pd.DataFrame) -> list[dict[str, Any]]:
+        """The rows of a published-versus-computed table as JSON-ready dicts (made once)."""
+        if self._claims is None or self._claims[0] is not claims:
+            self._claims = (claims, records(claims))
+        return self._claims[1]
 
     def rows_of(self, table: str, code: str) -> np.ndarray:
         """The positions of the rows of a national table about one département, in order.
@@ -132,9 +150,10 @@ def _zone_communes(gaps: pd.DataFrame, by_insee: pd.DataFrame) -> list[list[dict
     # all zones in one sort: by zone, then as a zone's own sort would (its order breaking ties)
     listed = listed.sort_values(["zone", "population", "nom", "k"],
                                 ascending=[True, False, True, True], na_position="last")
-    rows = [{"insee": code, "nom": nom, "population": None if pd.isna(n) else int(n)}
-            for code, nom, n in zip(listed["insee"].tolist(), listed["nom"].tolist(),
-                                    listed["population"].tolist(), strict=True)]
+    rows = [{"insee": code, "nom": nom, "population": None if missing else int(n)}
+            for code, nom, n, missing in zip(
+                listed["insee"].tolist(), listed["nom"].tolist(), listed["population"].tolist(),
+                listed["population"].isna().tolist(), strict=True)]
     bounds = np.searchsorted(listed["zone"].to_numpy(), np.arange(len(codes) + 1))
     return [rows[a:b] for a, b in itertools.pairwise(bounds.tolist())]
 
@@ -155,6 +174,18 @@ class DepartementPage:
     undated: list[str]  # CPTS of the département left out of its timeline (no status date)
     zone_communes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # communes of each gap zone, most populous first: insee, nom, population
+    _shown: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def shown(self, table: str) -> list[dict[str, Any]]:
+        """The rows of one of its tables (``"coverage"``, ``"cpts"``...) as JSON-ready dicts.
+
+        As :func:`~cpts_geo.io.writers.records` gives them, for the page and its summary;
+        :func:`departement_page` takes them from the national tables converted once (shared:
+        not to be modified).
+        """
+        if table not in self._shown:
+            self._shown[table] = records(getattr(self, table))
+        return self._shown[table]
 
 
 @dataclass
@@ -244,19 +275,34 @@ def departement_page(data: SiteData, code: str,
     ``claims``: the published-versus-computed table; the page keeps the claims about the
     département and its région. The page's tables have no geometry (its map is drawn apart):
     its rows of the national tables, found once for every département
-    (:meth:`SiteData.rows_of`).
+    (:meth:`SiteData.rows_of`), and their JSON-ready rows (:meth:`DepartementPage.shown`)
+    those of the national tables converted once.
     """
+    at = {table: data.rows_of(table, code)
+          for table in ("departements", "cpts", "gaps", "overlaps", "timeline", "communes")}
 
     def rows(table: str) -> pd.DataFrame:
-        return data.plain(table).take(data.rows_of(table, code)).reset_index(drop=True)
+        return data.plain(table).take(at[table]).reset_index(drop=True)
+
+    def shown(table: str) -> list[dict[str, Any]]:
+        national = data.table_records(table)
+        return [national[i] for i in at[table].tolist()]
 
     cov = rows("departements")
     gaps = rows("gaps")
     gaps["zone"] = np.arange(1, len(gaps) + 1)
+    listed = {"coverage": shown("departements"), "cpts": shown("cpts"),
+              "gaps": [{**r, "zone": k} for k, r in enumerate(shown("gaps"), start=1)],
+              "overlaps": shown("overlaps"), "timeline": shown("timeline")}
     region = departements()[code].region
-    mine = pd.DataFrame() if claims is None else claims[
-        ((claims["scope_type"] == "departement") & (claims["scope"] == code))
-        | ((claims["scope_type"] == "region") & (claims["scope"] == region))]
+    mine = pd.DataFrame()
+    if claims is not None:
+        kind, scope = claims["scope_type"].to_numpy(), claims["scope"].to_numpy()
+        about = np.flatnonzero(((kind == "departement") & (scope == code))
+                               | ((kind == "region") & (scope == region)))
+        mine = claims.take(about)
+        national = data.claims_records(claims)
+        listed["claims"] = [national[i] for i in about.tolist()]
     touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
     undated = data.undated[np.asarray(touching, dtype=bool)]
     zones = data.zone_communes()
@@ -271,8 +317,8 @@ def departement_page(data: SiteData, code: str,
         claims=mine.reset_index(drop=True),
         timeline=rows("timeline"),
         undated=sorted(undated["cpts"].astype(str)),
-        zone_communes={k: zones[pos] for k, pos in
-                       enumerate(data.rows_of("gaps", code).tolist(), start=1)},
+        zone_communes={k: zones[pos] for k, pos in enumerate(at["gaps"].tolist(), start=1)},
+        _shown=listed,
     )
 
 

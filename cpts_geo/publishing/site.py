@@ -453,7 +453,7 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
     (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
     # every text of the chart from an input is escaped by timeline_svg
     chart = Markup(timeline_svg(page.timeline, "departement"))
-    row = records(page.coverage)[0]
+    row = page.shown("coverage")[0]
     downloads = write_downloads(
         [("coverage", "Couverture", tables["coverage"]),
          ("timeline", "Au fil du temps", tables["timeline"]),
@@ -461,9 +461,9 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
          ("overlaps", "Chevauchements", tables["overlaps"]),
          ("communes", "Communes", tables["communes"])],
         d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
-    # each table's records once, for the summary and the page (neither changes them)
-    cpts, gaps, overlaps, timeline = (records(t) for t in (page.cpts, page.gaps,
-                                                           page.overlaps, page.timeline))
+    # the same rows for the summary and the page (neither changes them)
+    cpts, gaps, overlaps, timeline = (page.shown(t) for t in ("cpts", "gaps", "overlaps",
+                                                                "timeline"))
     summary = {
         "departement": page.code,
         "nom": row["nom"],
@@ -486,7 +486,7 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
             timeline=timeline, timeline_svg=chart, undated=page.undated,
             funding_sources=_sources_shown(site.funding_sources, page.cpts),
             downloads=downloads, attrs=site.attrs, territories=site.territories,
-            claims=records(page.claims),
+            claims=page.shown("claims"),
         ),
         encoding="utf-8",
     )
