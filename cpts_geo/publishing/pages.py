@@ -370,7 +370,7 @@ def _neighbours(p: Prepared) -> dict[str, set[str]]:
     ], ignore_index=True)
     pairs = pairs[pairs["x"] != pairs["y"]]
     out: dict[str, set[str]] = {}
-    for x, y in zip(pairs["x"], pairs["y"], strict=True):
+    for x, y in zip(pairs["x"].tolist(), pairs["y"].tolist(), strict=True):
         out.setdefault(x, set()).add(y)
         out.setdefault(y, set()).add(x)
     return out
