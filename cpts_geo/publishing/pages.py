@@ -141,7 +141,7 @@ def _positions(values: pd.Series, sep: str | None = None) -> dict[str, np.ndarra
 def _zone_communes(gaps: pd.DataFrame, by_insee: pd.DataFrame) -> list[list[dict[str, Any]]]:
     """The communes of each gap zone, most populous first (see :meth:`SiteData.zone_communes`)."""
     codes = [str(c).split(", ") for c in gaps["insee"]]
-    zone = np.repeat(np.arange(len(codes)), [len(c) for c in codes])
+    zone = np.repeat(np.arange(len(codes)), np.array([len(c) for c in codes], dtype=np.intp))
     members = by_insee.reindex(list(itertools.chain.from_iterable(codes)))
     listed = pd.DataFrame({
         "zone": zone, "insee": members.index, "nom": members["nom"].to_numpy(),

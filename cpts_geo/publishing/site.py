@@ -495,15 +495,16 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
 def _write_cpts_pages(site: _Site, pages: Sequence[CptsPage]) -> None:
     """Every CPTS page; the table of their communes converted once for all of them.
 
-    The pages share one table of their communes (:attr:`CptsPage.members`): its downloads
-    (:class:`Table`) and the rows of its HTML table are made once, each page writes its slice.
+    The pages of a publication share one table of their communes (:attr:`CptsPage.members`):
+    its downloads (:class:`Table`) and the rows of its HTML table are made once, each page
+    writes its slice.
     """
-    if not pages:
-        return
-    members = pages[0].members
-    table = Table(members)
-    html_rows = _commune_rows(site, members, root="../../")
+    converted: dict[int, tuple[Table, list[str]]] = {}
     for page in pages:
+        if id(page.members) not in converted:
+            converted[id(page.members)] = (Table(page.members),
+                                           _commune_rows(site, page.members, root="../../"))
+        table, html_rows = converted[id(page.members)]
         rows = page.rows
         _write_cpts(site, page, table.take(np.arange(rows.start, rows.stop)),
                     Markup("".join(html_rows[rows])))

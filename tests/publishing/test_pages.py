@@ -114,6 +114,7 @@ def test_gap_zones_sort_their_communes_as_each_zone_alone():
     got = pages_module._zone_communes(gaps, pops)
     assert dict(enumerate(got, start=1)) == _zone_communes_alone(gaps, pops)
     assert [c["insee"] for c in got[0]] == ["01003", "01001", "01002", "01004", "01009"]
+    assert pages_module._zone_communes(gaps.iloc[:0], pops) == []
 
 
 def test_rows_of_each_value_and_of_each_item_of_a_list():
@@ -124,6 +125,7 @@ def test_rows_of_each_value_and_of_each_item_of_a_list():
         "42": [0, 1, 3], "38": [1], "": [4], "69": [5]}
     assert {k: v.tolist() for k, v in pages_module._positions(values).items()} == {
         "42": [0], "38,42": [1], "42,42": [3], "": [4], "69": [5]}
+    assert pages_module._positions(values.iloc[:0], sep=",") == {}
 
 
 def _cpts_communes_alone(p, cpts_id: str, own: str) -> pd.DataFrame:
