@@ -31,6 +31,7 @@ from ..analysis.inputs import Prepared
 from ..analysis.proposals import without_proposals
 from ..analysis.rates import area_rates, commune_figures, cpts_figures
 from ..geography import departements
+from ..io.writers import records
 
 __all__ = ["CptsPage", "DepartementPage", "SiteData", "cpts_pages", "cpts_title",
            "departement_page", "page_names", "search_index", "site_data"]
@@ -55,6 +56,11 @@ class SiteData:
     funding_sources: dict[str, dict[str, Any]]  # sources of the funding amounts shown, by id
     pages: list[str] = field(default_factory=list)
     _by_insee: pd.DataFrame | None = field(default=None, repr=False)
+    _plain: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _rows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _zone_communes: list[list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _records: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _claims: tuple[pd.DataFrame, list[dict[str, Any]]] | None = field(default=None, repr=False)
 
     def by_insee(self) -> pd.DataFrame:
         """Names and populations of the communes by INSEE code (made once)."""
@@ -65,36 +71,147 @@ class SiteData:
                 index=self.communes["insee"].to_numpy())
         return self._by_insee
 
+    def plain(self, table: str) -> pd.DataFrame:
+        """A national table (``"cpts"``, ``"communes"``...) without its geometries (made once)."""
+        if table not in self._plain:
+            df = getattr(self, table)
+            plain = pd.DataFrame(df.drop(columns="geometry", errors="ignore"))
+            plain.attrs = dict(df.attrs)
+            self._plain[table] = plain
+        return self._plain[table]
+
+    def table_records(self, table: str) -> list[dict[str, Any]]:
+        """The rows of a national table as JSON-ready dicts (:func:`~cpts_geo.io.writers.records`).
+
+        Made once, shared by the pages that show them (not to be modified).
+        """
+        if table not in self._records:
+            self._records[table] = records(self.plain(table))
+        return self._records[table]
+
+    def claims_records(self, claims: pd.DataFrame) -> list[dict[str, Any]]:
+        """The rows of a published-versus-computed table as JSON-ready dicts (made once)."""
+        if self._claims is None or self._claims[0] is not claims:
+            self._claims = (claims, records(claims))
+        return self._claims[1]
+
+    def rows_of(self, table: str, code: str) -> np.ndarray:
+        """The positions of the rows of a national table about one département, in order.
+
+        ``table``: ``"departements"``, ``"communes"``, ``"overlaps"``, ``"timeline"`` (its
+        ``departement``), ``"gaps"`` (its ``departements``) or ``"cpts"`` (a CPTS is about each
+        département of its comma-separated ``departements``). The positions of every
+        département are found once per table.
+        """
+        if table not in self._rows:
+            if table == "cpts":
+                self._rows[table] = _positions(self.cpts["departements"], sep=",")
+            else:
+                column = "departements" if table == "gaps" else "departement"
+                self._rows[table] = _positions(getattr(self, table)[column])
+        return self._rows[table].get(code, np.empty(0, dtype=np.intp))
+
+    def zone_communes(self) -> list[list[dict[str, Any]]]:
+        """The communes of each gap zone (by position in ``gaps``), most populous first.
+
+        Each commune as ``{"insee", "nom", "population"}`` (population None when unknown); ties
+        by name, then in the zone's order. Made once for every zone.
+        """
+        if self._zone_communes is None:
+            self._zone_communes = _zone_communes(self.gaps, self.by_insee())
+        return self._zone_communes
+
+
+def _positions(values: pd.Series, sep: str | None = None) -> dict[str, np.ndarray]:
+    """The positions of the rows holding each value, ascending; with ``sep``, of each item.
+
+    With ``sep``, a cell is a ``sep``-separated list and a row is listed once under each of its
+    items. Missing values are under no value.
+    """
+    keys: Any = values.to_numpy()
+    pos = np.arange(len(values), dtype=np.intp)
+    if sep is not None:
+        items = values.reset_index(drop=True).str.split(sep).explode()
+        keys, pos = items.to_numpy(), items.index.to_numpy(dtype=np.intp)
+    pairs = pd.DataFrame({"key": keys, "pos": pos}).drop_duplicates()
+    at = pairs["pos"].to_numpy()
+    return {key: at[i] for key, i in pairs.groupby("key", sort=False).indices.items()}
+
+
+def _zone_communes(gaps: pd.DataFrame, by_insee: pd.DataFrame) -> list[list[dict[str, Any]]]:
+    """The communes of each gap zone, most populous first (see :meth:`SiteData.zone_communes`)."""
+    codes = [str(c).split(", ") for c in gaps["insee"]]
+    zone = np.repeat(np.arange(len(codes)), np.array([len(c) for c in codes], dtype=np.intp))
+    members = by_insee.reindex(list(itertools.chain.from_iterable(codes)))
+    listed = pd.DataFrame({
+        "zone": zone, "insee": members.index, "nom": members["nom"].to_numpy(),
+        "population": pd.to_numeric(members["population"], errors="coerce").to_numpy(),
+        "k": np.arange(len(members))})
+    # all zones in one sort: by zone, then as a zone's own sort would (its order breaking ties)
+    listed = listed.sort_values(["zone", "population", "nom", "k"],
+                                ascending=[True, False, True, True], na_position="last")
+    rows = [{"insee": code, "nom": nom, "population": None if missing else int(n)}
+            for code, nom, n, missing in zip(
+                listed["insee"].tolist(), listed["nom"].tolist(), listed["population"].tolist(),
+                listed["population"].isna().tolist(), strict=True)]
+    bounds = np.searchsorted(listed["zone"].to_numpy(), np.arange(len(codes) + 1))
+    return [rows[a:b] for a, b in itertools.pairwise(bounds.tolist())]
+
 
 @dataclass
 class DepartementPage:
-    """The figures of one département's page."""
+    """The figures of one département's page (its tables without geometries)."""
 
     code: str
     row: dict[str, Any]
     coverage: pd.DataFrame
-    cpts: gpd.GeoDataFrame
-    gaps: gpd.GeoDataFrame
-    overlaps: gpd.GeoDataFrame
-    communes: gpd.GeoDataFrame
+    cpts: pd.DataFrame
+    gaps: pd.DataFrame
+    overlaps: pd.DataFrame
+    communes: pd.DataFrame
     claims: pd.DataFrame  # published figures about this département or its région
     timeline: pd.DataFrame
     undated: list[str]  # CPTS of the département left out of its timeline (no status date)
     zone_communes: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     # communes of each gap zone, most populous first: insee, nom, population
+    _shown: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def shown(self, table: str) -> list[dict[str, Any]]:
+        """The rows of one of its tables (``"coverage"``, ``"cpts"``...) as JSON-ready dicts.
+
+        As :func:`~cpts_geo.io.writers.records` gives them, for the page and its summary;
+        :func:`departement_page` takes them from the national tables converted once (shared:
+        not to be modified).
+        """
+        if table not in self._shown:
+            self._shown[table] = records(getattr(self, table))
+        return self._shown[table]
 
 
 @dataclass
 class CptsPage:
-    """The figures of one CPTS's page."""
+    """The figures of one CPTS's page.
+
+    Its communes are its rows of one table of the communes of every CPTS page (``members``,
+    shared by the pages of a publication): ``members.iloc[rows]``, or :attr:`communes`.
+    """
 
     cpts_id: str
     name: str  # the page's folder: a checked slug of cpts_id, or cpts-<n>
     row: dict[str, Any]  # its row of the CPTS table (population, size class, parts, funding)
-    communes: pd.DataFrame  # insee, nom, departement, population, share, other_cpts
+    members: pd.DataFrame = field(repr=False)  # insee, nom, departement, population, share,
+    # other_cpts of the communes of every page, each page's rows sorted by INSEE code
+    rows: slice  # the rows of its communes in members
     neighbours: list[str]  # cpts_id of the CPTS sharing a border or a commune with it
     departements: list[str]
     map_departement: str | None  # the département page whose map shows it (most inhabitants)
+
+    @property
+    def communes(self) -> pd.DataFrame:
+        """Its communes: insee, nom, departement, population, share, other_cpts."""
+        out = self.members.iloc[self.rows].reset_index(drop=True)
+        out.attrs = dict(self.members.attrs)
+        return out
 
 
 def _with_funding(cpts: gpd.GeoDataFrame, p: Prepared,
@@ -156,47 +273,52 @@ def departement_page(data: SiteData, code: str,
     """The figures of one département, taken from the national ones.
 
     ``claims``: the published-versus-computed table; the page keeps the claims about the
-    département and its région.
+    département and its région. The page's tables have no geometry (its map is drawn apart):
+    its rows of the national tables, found once for every département
+    (:meth:`SiteData.rows_of`), and their JSON-ready rows (:meth:`DepartementPage.shown`)
+    those of the national tables converted once.
     """
-    dep = data.departements
-    cov = dep[dep["departement"] == code].reset_index(drop=True)
-    cpts = data.cpts[data.cpts["departements"].str.split(",").map(lambda ds: code in ds)]
-    gaps = data.gaps[data.gaps["departements"] == code].copy()
+    at = {table: data.rows_of(table, code)
+          for table in ("departements", "cpts", "gaps", "overlaps", "timeline", "communes")}
+
+    def rows(table: str) -> pd.DataFrame:
+        return data.plain(table).take(at[table]).reset_index(drop=True)
+
+    def shown(table: str) -> list[dict[str, Any]]:
+        national = data.table_records(table)
+        return [national[i] for i in at[table].tolist()]
+
+    cov = rows("departements")
+    gaps = rows("gaps")
     gaps["zone"] = np.arange(1, len(gaps) + 1)
-    overlaps = data.overlaps[data.overlaps["departement"] == code]
-    communes = data.communes[data.communes["departement"] == code]
+    listed = {"coverage": shown("departements"), "cpts": shown("cpts"),
+              "gaps": [{**r, "zone": k} for k, r in enumerate(shown("gaps"), start=1)],
+              "overlaps": shown("overlaps"), "timeline": shown("timeline")}
     region = departements()[code].region
-    mine = pd.DataFrame() if claims is None else claims[
-        ((claims["scope_type"] == "departement") & (claims["scope"] == code))
-        | ((claims["scope_type"] == "region") & (claims["scope"] == region))]
-    timeline = data.timeline[data.timeline["departement"] == code]
+    mine = pd.DataFrame()
+    if claims is not None:
+        kind, scope = claims["scope_type"].to_numpy(), claims["scope"].to_numpy()
+        about = np.flatnonzero(((kind == "departement") & (scope == code))
+                               | ((kind == "region") & (scope == region)))
+        mine = claims.take(about)
+        national = data.claims_records(claims)
+        listed["claims"] = [national[i] for i in about.tolist()]
     touching = [code in str(ds).split(",") for ds in data.undated["departements"]]
     undated = data.undated[np.asarray(touching, dtype=bool)]
-    pops = data.by_insee()
-    zone_communes = {}
-    for zone, codes in zip(gaps["zone"], gaps["insee"], strict=True):
-        members = pops.reindex(str(codes).split(", "))
-        listed = pd.DataFrame({"insee": members.index, "nom": members["nom"].to_numpy(),
-                               "population": pd.to_numeric(members["population"],
-                                                           errors="coerce").to_numpy()})
-        listed = listed.sort_values(["population", "nom"], ascending=[False, True],
-                                    na_position="last")
-        zone_communes[int(zone)] = [
-            {"insee": r.insee, "nom": r.nom,
-             "population": None if pd.isna(r.population) else int(r.population)}
-            for r in listed.itertuples(index=False)]
+    zones = data.zone_communes()
     return DepartementPage(
         code=code,
         row=cov.iloc[0].to_dict(),
         coverage=cov,
-        cpts=cpts.reset_index(drop=True),
-        gaps=gaps.reset_index(drop=True),
-        overlaps=overlaps.reset_index(drop=True),
-        communes=communes.reset_index(drop=True),
+        cpts=rows("cpts"),
+        gaps=gaps,
+        overlaps=rows("overlaps"),
+        communes=rows("communes"),
         claims=mine.reset_index(drop=True),
-        timeline=timeline.reset_index(drop=True),
+        timeline=rows("timeline"),
         undated=sorted(undated["cpts"].astype(str)),
-        zone_communes=zone_communes,
+        zone_communes={k: zones[pos] for k, pos in enumerate(at["gaps"].tolist(), start=1)},
+        _shown=listed,
     )
 
 
@@ -248,14 +370,17 @@ def _neighbours(p: Prepared) -> dict[str, set[str]]:
     ], ignore_index=True)
     pairs = pairs[pairs["x"] != pairs["y"]]
     out: dict[str, set[str]] = {}
-    for x, y in zip(pairs["x"], pairs["y"], strict=True):
+    for x, y in zip(pairs["x"].tolist(), pairs["y"].tolist(), strict=True):
         out.setdefault(x, set()).add(y)
         out.setdefault(y, set()).add(x)
     return out
 
 
 def cpts_pages(p: Prepared, data: SiteData) -> list[CptsPage]:
-    """The page of every CPTS that has a commune in a département with a page."""
+    """The page of every CPTS that has a commune in a département with a page.
+
+    The communes of every page are one table (each page's ``members``), made once.
+    """
     pages = set(data.pages)
     cpts = data.cpts[data.cpts["departements"].str.split(",").map(
         lambda ds: bool(pages & set(ds)))]
@@ -265,47 +390,50 @@ def cpts_pages(p: Prepared, data: SiteData) -> list[CptsPage]:
     c = p.communes
     nom = c["nom"].astype(str).to_numpy(dtype=object) if "nom" in c.columns else p.codes
     dep = c["departement"].astype(str).to_numpy(dtype=object)
-    population = c["population"].to_numpy()
     # the rows of every CPTS at once, sorted by CPTS then commune (one sort, not one per CPTS)
     ins_cid = ins["cpts_id"].astype(str).to_numpy(dtype=object)
     ins_insee = ins["insee"].astype(str).to_numpy(dtype=object)
     ins_name = ins["cpts"].astype(str).to_numpy(dtype=object)
-    ins_pos = ins["pos"].to_numpy()
-    ins_share = ins["share"].to_numpy()
     order = np.lexsort((ins_insee, ins_cid))
-    sorted_cid = ins_cid[order]
-    starts = {cid: (int(a), int(b)) for cid, a, b in _runs(sorted_cid)}
+    starts = {cid: (int(a), int(b)) for cid, a, b in _runs(ins_cid[order])}
+    rows = cpts.drop(columns="geometry").to_dict("records")
+    spans = [starts.get(str(row["cpts_id"]), (0, 0)) for row in rows]
+    # the rows of the pages' CPTS, page after page
+    take = (np.concatenate([order[a:b] for a, b in spans]) if spans
+            else np.empty(0, dtype=np.intp))
+    bounds = np.cumsum([0, *(b - a for a, b in spans)]).tolist()
+    pos = ins["pos"].to_numpy()[take]
+    share = ins["share"].to_numpy()[take]
+    codes = ins_insee[take]
+    own = np.repeat(np.asarray([row["cpts"] for row in rows], dtype=object),
+                    np.diff(bounds).astype(np.intp))
     names_of: dict[str, list[str]] = {}
     for code, name in zip(ins_insee, ins_name, strict=True):
         names_of.setdefault(code, []).append(name)
+    members = pd.DataFrame({
+        "insee": pd.array(codes, dtype="str"),
+        "nom": nom[pos],
+        "departement": dep[pos],
+        "population": pd.array(c["population"].to_numpy()[pos], dtype="Int64"),
+        "share": share,
+        "other_cpts": ["; ".join(n for n in names_of.get(code, []) if n != mine)
+                       for code, mine in zip(codes, own, strict=True)],
+    })
+    members.attrs = dict(p.attrs)
+    weight = p.population[pos] * share
     out = []
-    for row in cpts.drop(columns="geometry").to_dict("records"):
+    for row, a, b in zip(rows, bounds[:-1], bounds[1:], strict=True):
         cid = str(row["cpts_id"])
-        a, b = starts.get(cid, (0, 0))
-        idx = order[a:b]
-        pos = ins_pos[idx]
-        share = ins_share[idx]
-        codes = ins_insee[idx]
-        own = row["cpts"]
-        communes = pd.DataFrame({
-            "insee": pd.array(codes, dtype="str"),
-            "nom": nom[pos],
-            "departement": dep[pos],
-            "population": pd.array(population[pos], dtype="Int64"),
-            "share": share,
-            "other_cpts": ["; ".join(n for n in names_of.get(code, []) if n != own)
-                           for code in codes],
-        })
-        communes.attrs = dict(p.attrs)
         weights: dict[str, float] = {}
-        for d, w in zip(dep[pos], p.population[pos] * share, strict=True):
+        for d, w in zip(dep[pos[a:b]], weight[a:b], strict=True):
             weights[d] = weights.get(d, 0.0) + w
         ranked = [d for d, _ in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
                   if d in pages]
         out.append(CptsPage(
-            cpts_id=cid, name=names[cid], row=row, communes=communes,
+            cpts_id=cid, name=names[cid], row=row, members=members, rows=slice(a, b),
             neighbours=sorted(neighbours.get(cid, set())),
-            departements=sorted(set(dep[pos])), map_departement=ranked[0] if ranked else None,
+            departements=sorted(set(dep[pos[a:b]])),
+            map_departement=ranked[0] if ranked else None,
         ))
     return out
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup, escape
 
 from ..analysis.aci import default_rules
 from ..analysis.changes import check_snapshot, diff, snapshot
@@ -354,15 +355,8 @@ def publish(
                     dep_names={d: info.nom for d, info in all_departements().items()},
                     cpts_names=dict(zip(data.cpts["cpts_id"].astype(str),
                                         data.cpts["cpts"].astype(str), strict=True)))
-                members = (Table(pd.concat([cp.communes for cp in cpts_list],
-                                           ignore_index=True))
-                           if cpts_list else None)
-                start = 0
-                for cp in cpts_list:
-                    assert members is not None
-                    n = len(cp.communes)
-                    _write_cpts(site, cp, members.take(np.arange(start, start + n)))
-                    start += n
+                _write_cpts_pages(site, cpts_list)
+
             def departement(code: str) -> None:
                 page = departement_page(data, code, claims)
                 # the bundled boundaries are light already: a coverage simplification
@@ -494,8 +488,6 @@ class _Site:
 def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
                        tables: dict[str, Table]) -> None:
     """One département's page; ``tables``: its rows of the national communes and CPTS."""
-    from markupsafe import Markup
-
     from ..maps.charts import timeline_svg
 
     d = site.build / "departements" / page.code
@@ -503,7 +495,7 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
     (d / "map.html").write_text(map_html(m, assets="../../assets/"), encoding="utf-8")
     # every text of the chart from an input is escaped by timeline_svg
     chart = Markup(timeline_svg(page.timeline, "departement"))
-    row = records(page.coverage)[0]
+    row = page.shown("coverage")[0]
     downloads = write_downloads(
         [("coverage", "Couverture", tables["coverage"]),
          ("timeline", "Au fil du temps", tables["timeline"]),
@@ -511,16 +503,19 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
          ("overlaps", "Chevauchements", tables["overlaps"]),
          ("communes", "Communes", tables["communes"])],
         d, f"couverture_cpts_{page.code}.xlsx", site.about(), site.meta)
+    # the same rows for the summary and the page (neither changes them)
+    cpts, gaps, overlaps, timeline = (page.shown(t) for t in ("cpts", "gaps", "overlaps",
+                                                                "timeline"))
     summary = {
         "departement": page.code,
         "nom": row["nom"],
         "vintage": {k: site.attrs.get(k) for k in ("cog_year", "population_year",
                                                      "census_year")},
         "coverage": row,
-        "cpts": records(page.cpts),
-        "gaps": records(page.gaps),
-        "overlaps": records(page.overlaps),
-        "timeline": records(page.timeline),
+        "cpts": cpts,
+        "gaps": gaps,
+        "overlaps": overlaps,
+        "timeline": timeline,
         "undated_cpts": page.undated,
         "downloads": downloads,
     }
@@ -528,21 +523,65 @@ def _write_departement(site: _Site, page: Any, m: Any, map_html: Any,
     (d / "index.html").write_text(
         site.env.get_template("departement.html").render(
             title=f"{row['nom']} ({page.code})", root="../../", code=page.code, row=row,
-            cpts=records(page.cpts), gaps=records(page.gaps), overlaps=records(page.overlaps),
+            cpts=cpts, gaps=gaps, overlaps=overlaps,
             zone_communes=page.zone_communes, zone_names_shown=ZONE_NAMES_SHOWN,
-            timeline=records(page.timeline), timeline_svg=chart, undated=page.undated,
+            timeline=timeline, timeline_svg=chart, undated=page.undated,
             funding_sources=_sources_shown(site.funding_sources, page.cpts),
             downloads=downloads, attrs=site.attrs, territories=site.territories,
-            claims=records(page.claims),
+            claims=page.shown("claims"),
         ),
         encoding="utf-8",
     )
 
 
-def _write_cpts(site: _Site, page: CptsPage, communes: Table) -> None:
+def _write_cpts_pages(site: _Site, pages: Sequence[CptsPage]) -> None:
+    """Every CPTS page; the table of their communes converted once for all of them.
+
+    The pages of a publication share one table of their communes (:attr:`CptsPage.members`):
+    its downloads (:class:`Table`) and the rows of its HTML table are made once, each page
+    writes its slice.
+    """
+    converted: dict[int, tuple[Table, list[str]]] = {}
+    for page in pages:
+        if id(page.members) not in converted:
+            converted[id(page.members)] = (Table(page.members),
+                                           _commune_rows(site, page.members, root="../../"))
+        table, html_rows = converted[id(page.members)]
+        rows = page.rows
+        _write_cpts(site, page, table.take(np.arange(rows.start, rows.stop)),
+                    Markup("".join(html_rows[rows])))
+
+
+def _commune_rows(site: _Site, members: pd.DataFrame, root: str) -> list[str]:
+    """The row of each commune of a CPTS page's table of communes, as the template wrote it.
+
+    One ``<tr>`` line per row of ``members`` (ending with a line break): every text escaped as
+    Jinja's autoescape does, figures through the site's own filters, the département's link by
+    the ``dep_links`` macro (called once per département).
+    """
+    num, pct, sortkey = (site.env.filters[k] for k in ("num", "pct", "sortkey"))
+    macros = site.env.get_template("_macros.html").make_module()
+    links: dict[Any, str] = {}
+
+    def dep_link(codes: Any) -> str:
+        if codes not in links:
+            links[codes] = str(macros.dep_links(codes, root))
+        return links[codes]
+
+    return [f"<tr><td>{escape(c['nom'])}</td><td>{escape(c['insee'])}</td>"
+            f"<td>{dep_link(c['departement'])}</td>"
+            f'<td class="n" data-sort="{escape(sortkey(c["population"]))}">'
+            f"{escape(num(c['population']))}</td>"
+            f'<td class="n" data-sort="{escape(c["share"])}">{escape(pct(c["share"]))}</td>'
+            f"<td>{escape(c['other_cpts'])}</td></tr>\n"
+            for c in records(members)]
+
+
+def _write_cpts(site: _Site, page: CptsPage, communes: Table, commune_rows: Markup) -> None:
     """One CPTS's page: its figures, communes, neighbours, downloads, and its map.
 
-    ``communes``: its rows of the table of every CPTS's communes, converted once.
+    ``communes``: its rows of the table of every CPTS's communes, converted once;
+    ``commune_rows``: the rows of its table of communes (:func:`_commune_rows`).
     """
     from urllib.parse import quote
 
@@ -557,9 +596,9 @@ def _write_cpts(site: _Site, page: CptsPage, communes: Table) -> None:
     (d / "index.html").write_text(
         site.env.get_template("cpts.html").render(
             title=cpts_title(str(row["cpts"])), root="../../", row=row, page=page,
-            communes=records(page.communes), map_url=map_url, downloads=downloads,
-            funding_sources=_sources_used(site.funding_sources,
-                                          [page.row["funding_sources"]]),
+            commune_count=communes.n, commune_rows=commune_rows, map_url=map_url,
+            downloads=downloads, funding_sources=_sources_used(site.funding_sources,
+                                                               [page.row["funding_sources"]]),
             attrs=site.attrs, territories=site.territories,
         ),
         encoding="utf-8",
