@@ -340,12 +340,6 @@ def publish(
                              "coverage": Table(data.departements),
                              "timeline": Table(data.timeline),
                              "overlaps": Table(data.overlaps), "gaps": Table(gaps)}
-                # the rows of each département in each table, found once
-                rows_of = {name: _rows_by_departement(column) for name, column in {
-                    "communes": data.communes["departement"], "coverage":
-                    data.departements["departement"], "timeline": data.timeline["departement"],
-                    "overlaps": data.overlaps["departement"], "gaps": gaps["departements"],
-                    "cpts": data.cpts["departements"]}.items()}
             with _step("cpts_pages", timings):
                 cpts_list = cpts_pages(p, data)
                 links = {c.cpts_id: f"cpts/{c.name}/index.html" for c in cpts_list}
@@ -362,8 +356,10 @@ def publish(
                 # the bundled boundaries are light already: a coverage simplification
                 # per page would cost more than it saves (about a fifth of the vertices)
                 m = render_map(build_layers(p, [code], simplify=None))
-                tables = {name: tables_of[name].take(rows.get(code, np.zeros(0, int)))
-                          for name, rows in rows_of.items()}
+                # its rows of each national table (found once per table)
+                tables = {name: table.take(data.rows_of(
+                    "departements" if name == "coverage" else name, code))
+                    for name, table in tables_of.items()}
                 for name in ("communes", "coverage", "timeline", "overlaps", "gaps"):
                     assert tables[name].n == len(getattr(page, name)), name
                 _write_departement(site, page, m, map_html, tables)
@@ -439,15 +435,6 @@ def publish(
     log.info("published %s (%d département pages) in %.1f s", out, len(data.pages), seconds)
     return PublishResult(out=out, release=release, departements=data.pages, seconds=seconds,
                          changes=changes, timings=timings)
-
-
-def _rows_by_departement(column: pd.Series) -> dict[str, np.ndarray]:
-    """The positions of the rows of each département (``"42,43"``: a row of both), in order."""
-    parts = [str(v).split(",") for v in column.to_numpy(dtype=object)]
-    rows = np.repeat(np.arange(len(parts)), [len(x) for x in parts])
-    deps = [d for x in parts for d in x]
-    return {str(d): rows[idx] for d, idx in
-            pd.Series(rows).groupby(deps, sort=False).indices.items()} if len(rows) else {}
 
 
 def _sources_shown(sources: dict[str, dict[str, Any]], cpts: pd.DataFrame) -> list[dict[str, Any]]:
