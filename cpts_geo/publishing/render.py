@@ -344,8 +344,8 @@ def _csv_text(column: pd.Series, options: dict[str, Any]) -> pa.Array | None:
 
     For floats (64 bits), integers, yes/no and text: as pandas, ``str(value)`` (a float's
     point replaced by the ``decimal`` option), the ``na_rep`` option for a missing value; made
-    for the whole column at once (see :func:`~cpts_geo.io.writers.number_text`). None for a
-    column of another kind (dates, categories, mixed values...).
+    for the whole column at once (see :func:`~cpts_geo.io.writers.number_text`); categories of
+    text as their text. None for a column of another kind (dates, mixed values...).
     """
     na_rep = options.get("na_rep", "")
     if column.dtype == np.float64:
@@ -368,6 +368,12 @@ def _csv_text(column: pd.Series, options: dict[str, Any]) -> pa.Array | None:
         else:
             text = number_text(values)
         return text_where(missing, na_rep, text)
+    if isinstance(column.dtype, pd.CategoricalDtype):  # each category once, if all are text
+        cats = text_array(pd.Series(column.cat.categories.to_numpy(dtype=object)))
+        if cats is None:
+            return None
+        codes = column.cat.codes.to_numpy()
+        return cats.take(pa.array(codes, mask=codes < 0)).fill_null(na_rep)
     strings = text_array(column)
     return None if strings is None else strings.fill_null(na_rep)
 
