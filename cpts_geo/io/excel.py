@@ -530,8 +530,9 @@ def _text_array(values: pd.Series) -> pa.Array | None:
     if strings is None or isinstance(values.dtype, pd.StringDtype) or not strings.null_count:
         return strings
     objects = values.to_numpy(dtype=object)
-    if not all(v is None or v is pd.NA or v is pd.NaT or isinstance(v, float)
-               for v in objects[pd.isna(objects)]):
+    empty = (type(None), type(pd.NA), type(pd.NaT))  # None, NA, NaT: one object each
+    if not all(kind in empty or issubclass(kind, float)
+               for kind in set(map(type, objects[pd.isna(objects)]))):
         return None  # e.g. a NumPy NaT or a decimal NaN: written as text
     return strings
 

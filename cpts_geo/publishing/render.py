@@ -182,6 +182,10 @@ class Table:
     time: converting them once (formula-safe cells, French labels, GeoJSON features, CSV
     lines) and writing each page's rows costs each page in proportion to its rows.
     ``Table(df)`` converts a whole table; :meth:`take` gives the rows of one page.
+
+    Each row's texts are made a column at a time (NumPy, Arrow's string kernels), with the
+    bytes the value-by-value writers give: pandas' ``to_csv`` lines, the workbook's cells
+    (:class:`~cpts_geo.io.excel.SheetRows`), ``json.dumps`` of the row's records.
     """
 
     def __init__(self, df: pd.DataFrame, *, lines: bool = True):

@@ -67,6 +67,10 @@ def _frame(n: int, *, line_break: bool = False, seed: int = 0) -> pd.DataFrame:
                             float("nan"), b"bytes"][i % 8] for i in range(n)], dtype=object),
         "odd_missing": np.array([[np.datetime64("NaT"), "a", Decimal("NaN"), pd.NA, pd.NaT,
                                   None][i % 6] for i in range(n)], dtype=object),
+        "text_float32_nan": np.array([["a", np.float32("nan"), None, "b"][i % 4]
+                                      for i in range(n)], dtype=object),
+        "text_numpy_nat": np.array([["a", np.datetime64("NaT"), np.float64("nan")][i % 3]
+                                    for i in range(n)], dtype=object),
         "population": pd.array([None if i % 3 == 0 else int(v) for i, v in
                                 enumerate(rng.integers(-10**6, 10**6, size=n))],
                                dtype="Int64"),
