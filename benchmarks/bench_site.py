@@ -1,16 +1,18 @@
 """Publish the whole site on the national synthetic data and report time, memory and weight.
 
-Run: ``python benchmarks/bench_site.py [--jobs N] [--out DIR]``
+Run: ``python benchmarks/bench_site.py [--jobs N] [--memory] [--out DIR]``
 
 Data as ``run.py --publish``: the 34,875 communes of the bundle and about 830 synthetic CPTS
 (``synthetic.py``). Prints the steps' timings, the peak memory, the site's weight and file count
 (and the heaviest kinds of files), with the load average (the machine may be shared).
 
-Memory: ``peak_mib`` is this process's own peak (``ru_maxrss``); ``peak_sum_rss_mib`` the
-peak of the sum of the resident sizes of this process and its page workers (``--jobs``), sampled
-every 20 ms by a separate process from ``/proc`` (Linux): pages shared after a fork count once
-per process there, so it overstates what they use together; ``peak_sum_pss_mib`` (proportional
-set size, shared pages split between their processes) is what they use.
+Memory: ``peak_mib`` is this process's own peak (``ru_maxrss``). With ``--memory``, a separate
+process samples ``/proc`` (Linux) for ``peak_sum_rss_mib``, the peak of the sum of the resident
+sizes of this process and its page workers (``--jobs``), every 50 ms (pages shared after a fork
+count once per process there, so it overstates what they use together), and for
+``peak_sum_pss_mib``, the proportional set size (shared pages split between their processes:
+what they use), every second; the sampling slows the run (reading PSS walks the processes'
+page tables), so time it without ``--memory``.
 """
 
 from __future__ import annotations
@@ -61,10 +63,13 @@ def kib(p, path, key):
     return 0
 
 rss = pss = 0
-while not select.select([sys.stdin], [], [], 0.02)[0]:
+n = 0
+while not select.select([sys.stdin], [], [], 0.05)[0]:
     procs = tree(pid)
     rss = max(rss, sum(kib(p, "status", "VmRSS:") for p in procs))
-    pss = max(pss, sum(kib(p, "smaps_rollup", "Pss:") for p in procs))
+    if n % 20 == 0:  # walking the page tables costs the kernel (and the process) much more
+        pss = max(pss, sum(kib(p, "smaps_rollup", "Pss:") for p in procs))
+    n += 1
 print(round(rss / 1024), round(pss / 1024))
 """
 
@@ -74,6 +79,9 @@ def main() -> int:
     parser.add_argument("--out", help="publish there (default: a temporary folder)")
     parser.add_argument("--departements", nargs="*", help="only these pages")
     parser.add_argument("--jobs", type=int, default=1, help="processes building the pages")
+    parser.add_argument("--memory", action="store_true",
+                        help="sample the memory of the processes together (slows the run: "
+                        "time it without)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     from cpts_geo.publishing.site import publish
@@ -85,7 +93,7 @@ def main() -> int:
         synthetic_territories(cpts_geo.load_communes()).to_csv(csv_path, index=False)
     sampler = (subprocess.Popen([sys.executable, "-c", SAMPLER, str(os.getpid())],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-               if sys.platform.startswith("linux") else None)
+               if args.memory and sys.platform.startswith("linux") else None)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     r = publish(csv_path, tmp / "site", progress=False, departements=args.departements,
