@@ -72,7 +72,7 @@ BUDGETS = {
     "overlaps": 0.025,
     "gap zones": 0.4,
     "CPTS outlines": 0.5,
-    "national overview map": 4.5,
+    "national overview map": 2.5,
 }
 #: Publishing every département with one process and with two (seconds, about twice the
 #: medians measured) and the peak memory of the processes together (PSS, the goal: 1 GiB).
