@@ -124,6 +124,14 @@ def _rebuilt(error: Any) -> BaseException | None:
     return cast("BaseException | None", error)
 
 
+def _take(counter: Any) -> int:
+    """The next page to build (every process takes its pages from one shared counter)."""
+    with counter.get_lock():
+        i = int(counter.value)
+        counter.value = i + 1
+    return i
+
+
 def _worker(task: Callable[[int], None], n: int, counter: Any, conn: Connection,
             parent: int) -> None:
     if sys.platform.startswith("linux"):
@@ -131,12 +139,7 @@ def _worker(task: Callable[[int], None], n: int, counter: Any, conn: Connection,
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above
         os._exit(1)
-    while True:
-        with counter.get_lock():
-            i = counter.value
-            counter.value = i + 1
-        if i >= n:
-            break
+    while (i := _take(counter)) < n:
         outcome = _recorded(task, i)
         if outcome[2] is not None:
             with counter.get_lock():
@@ -231,12 +234,7 @@ def run_pages(task: Callable[[int], None], n: int, jobs: int,
             proc.start()
             send.close()
             workers.append((proc, recv))
-        while True:
-            with counter.get_lock():
-                i = counter.value
-                counter.value = i + 1
-            if i >= n:
-                break
+        while (i := _take(counter)) < n:
             outcomes[i] = _recorded(task, i)
             if outcomes[i][2] is not None:
                 stop()
