@@ -252,7 +252,9 @@ def publish(
         the process forks ``jobs - 1`` workers that share the prepared data and work beside
         it: the site is byte for byte the one ``jobs=1`` builds, warnings are emitted once
         each in page order, and a failing page raises the error ``jobs=1`` would. Each worker
-        adds memory (the pages it builds copy part of the shared data). Elsewhere, 1.
+        adds memory (the pages it builds copy part of the shared data). Elsewhere, 1. Meant
+        for the command line and scripts (the nightly job): a process that runs threads of its
+        own (a notebook's kernel, a web server) should keep 1, as forking it may hang.
 
     Returns
     -------
