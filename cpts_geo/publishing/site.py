@@ -124,18 +124,8 @@ def _step(name: str, timings: dict[str, float]) -> Iterator[None]:
     log.info("step %s done in %.2f s", name, timings[name])
 
 
-def _progress(items: Sequence[str], enabled: bool | None) -> Any:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc="départements", unit="dép", file=sys.stderr)
-
-
 def _progress_bar(total: int, enabled: bool | None) -> Any:
-    """A progress bar updated by hand (pages built in workers), None when not shown."""
+    """A progress bar of the département pages, updated as each is done; None when not shown."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -367,17 +357,13 @@ def publish(
                 _write_departement(site, page, m, map_html, tables)
 
             with _step("departements", timings):
-                if jobs == 1:
-                    for code in _progress(data.pages, progress):
-                        departement(code)
-                else:
-                    bar = _progress_bar(len(data.pages), progress)
-                    try:
-                        run_pages(lambda i: departement(data.pages[i]), len(data.pages), jobs,
-                                  None if bar is None else lambda i: bar.update())
-                    finally:
-                        if bar is not None:
-                            bar.close()
+                bar = _progress_bar(len(data.pages), progress)
+                try:  # with one job, run_pages is a plain loop
+                    run_pages(lambda i: departement(data.pages[i]), len(data.pages), jobs,
+                              None if bar is None else lambda i: bar.update())
+                finally:
+                    if bar is not None:
+                        bar.close()
             with _step("search", timings):
                 index = search_index(p, data, links)
                 (build / "communes-index.js").write_text(
